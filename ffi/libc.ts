@@ -1,0 +1,50 @@
+// Declarative bun:ffi bindings to glibc, one table per syscall family. Nothing here but
+// symbol specs: error handling lives in errno.ts, constants in constants.ts, struct layouts
+// in structs.ts.
+//
+// FFIType enum values rather than strings: bun-types knows i64_fast only as an enum.
+// Return types are i32 or i64_fast on purpose: i64/u64/usize returns are BigInts, which
+// allocate after every call (see shared/BUN-FFI-NOTES.md). Size arguments are u64.
+
+import { dlopen, FFIType as T, type FFIFunction } from "bun:ffi";
+
+const sockets = {
+  socket: { args: [T.i32, T.i32, T.i32], returns: T.i32 },
+  setsockopt: { args: [T.i32, T.i32, T.i32, T.ptr, T.u32], returns: T.i32 },
+  getsockopt: { args: [T.i32, T.i32, T.i32, T.ptr, T.ptr], returns: T.i32 },
+  bind: { args: [T.i32, T.ptr, T.u32], returns: T.i32 },
+  listen: { args: [T.i32, T.i32], returns: T.i32 },
+  accept4: { args: [T.i32, T.ptr, T.ptr, T.i32], returns: T.i32 },
+  connect: { args: [T.i32, T.ptr, T.u32], returns: T.i32 },
+  shutdown: { args: [T.i32, T.i32], returns: T.i32 },
+  getsockname: { args: [T.i32, T.ptr, T.ptr], returns: T.i32 },
+  getpeername: { args: [T.i32, T.ptr, T.ptr], returns: T.i32 },
+} as const satisfies Record<string, FFIFunction>;
+
+const epoll = {
+  epoll_create1: { args: [T.i32], returns: T.i32 },
+  epoll_ctl: { args: [T.i32, T.i32, T.i32, T.ptr], returns: T.i32 },
+  epoll_wait: { args: [T.i32, T.ptr, T.i32, T.i32], returns: T.i32 },
+  eventfd: { args: [T.u32, T.i32], returns: T.i32 },
+} as const satisfies Record<string, FFIFunction>;
+
+const io = {
+  read: { args: [T.i32, T.ptr, T.u64], returns: T.i64_fast },
+  write: { args: [T.i32, T.ptr, T.u64], returns: T.i64_fast },
+  writev: { args: [T.i32, T.ptr, T.i32], returns: T.i64_fast },
+  send: { args: [T.i32, T.ptr, T.u64, T.i32], returns: T.i64_fast },
+  recv: { args: [T.i32, T.ptr, T.u64, T.i32], returns: T.i64_fast },
+  open: { args: [T.ptr, T.i32], returns: T.i32 }, // path: NUL-terminated bytes
+  close: { args: [T.i32], returns: T.i32 },
+} as const satisfies Record<string, FFIFunction>;
+
+const proc = {
+  __errno_location: { args: [], returns: T.ptr },
+  getrlimit: { args: [T.i32, T.ptr], returns: T.i32 },
+  setrlimit: { args: [T.i32, T.ptr], returns: T.i32 },
+} as const satisfies Record<string, FFIFunction>;
+
+const lib = dlopen("libc.so.6", { ...sockets, ...epoll, ...io, ...proc });
+
+/** Raw libc entry points. Prefer the wrappers in errno.ts for anything that can fail. */
+export const libc = lib.symbols;

@@ -1,0 +1,441 @@
+// One TCP connection: its state machine, read path and write path.
+//
+//   Open --peer FIN (read 0)--> HalfClosed --output flushed--> Closed
+//   Open --end()--------------> Closing --flushed, shutdown(WR), peer FIN or linger--> Closed
+//   any  --close()/error/reset/timeout-----------------------------------------------> Closed
+//
+// Epoll interest is derived from that state (updateInterest) and changed only when it
+// changes something: EPOLLIN while we want to read, EPOLLOUT only while the kernel has
+// refused part of our output.
+
+import { libc, rc, Errno, errorFromRc, SHUT_WR, type SocketAddress } from "../../ffi/index.ts";
+import { ConnState, type CloseReason, type Connection, type Handler } from "../types.ts";
+import { READABLE, WRITABLE, ERROR, HANGUP } from "./backend.ts";
+import type { TimerNode } from "./timers.ts";
+import { WriteQueue } from "./write-queue.ts";
+import { peerAddress, socketError } from "./socket.ts";
+import type { Reactor } from "./reactor.ts";
+
+export const KIND_CONNECTION = 1;
+
+export interface ConnectionOptions {
+  /** Close after this many ms without bytes in either direction (0: never). */
+  idleTimeoutMs: number;
+  /** Queue size at which write() returns false and reading pauses. */
+  highWaterMark: number;
+  /** Queue size past which the connection is closed as a slow consumer. */
+  maxBuffered: number;
+  /** How long to wait for the peer's FIN after our end() before closing anyway. */
+  lingerMs: number;
+}
+
+export const DEFAULT_CONNECTION_OPTIONS: ConnectionOptions = {
+  idleTimeoutMs: 0,
+  highWaterMark: 1024 * 1024,
+  maxBuffered: 64 * 1024 * 1024,
+  lingerMs: 2000,
+};
+
+export class TcpConnection<T = unknown> implements Connection<T>, TimerNode, Disposable {
+  readonly kind = KIND_CONNECTION;
+  data: T = undefined as T;
+  state: ConnState = ConnState.Open;
+  readonly out: WriteQueue;
+  /** Current epoll interest mask, as registered. */
+  interest = 0;
+  /** Output is pending and the kernel refused it: EPOLLOUT is wanted. */
+  private wantWritable = false;
+  private userPaused = false;
+  /** Reading paused because our output queue passed the high-water mark. */
+  private backpressured = false;
+  private needDrain = false;
+  /** After end(): our FIN is sent, we read and discard until the peer's FIN. */
+  private lingering = false;
+  private peerEnded = false;
+  /** Non-blocking connect() in flight (client side). */
+  connecting: ((err: Error | null) => void) | null = null;
+  /** Listed in the reactor's pending-flush list for this turn. */
+  dirty = false;
+  lastActive: number;
+  timerDeadline = 0;
+  timerIndex = -1;
+  private peer: SocketAddress | null = null;
+
+  constructor(
+    readonly reactor: Reactor,
+    readonly fd: number,
+    readonly generation: number,
+    readonly id: number,
+    readonly handler: Handler<T>,
+    readonly options: ConnectionOptions,
+  ) {
+    this.out = new WriteQueue(reactor.bufferPool);
+    this.lastActive = reactor.now;
+  }
+
+  // --- Connection API -------------------------------------------------------------------
+
+  get remoteAddress(): string {
+    return this.peerInfo().address;
+  }
+
+  get remotePort(): number {
+    return this.peerInfo().port;
+  }
+
+  get bufferedAmount(): number {
+    return this.out.length;
+  }
+
+  private peerInfo(): SocketAddress {
+    // getpeername on first use: most protocols never ask, so accept stays one syscall.
+    if (this.peer === null) {
+      try {
+        this.peer = this.state === ConnState.Closed ? { family: 4, address: "", port: 0 } : peerAddress(this.fd);
+      } catch {
+        this.peer = { family: 4, address: "", port: 0 };
+      }
+    }
+    return this.peer;
+  }
+
+  write(bytes: Uint8Array | string, start = 0, end = -1): boolean {
+    if (this.state >= ConnState.Closing) return false;
+    if (typeof bytes === "string") this.out.appendString(bytes);
+    else this.out.append(bytes, start, end < 0 ? bytes.length : end);
+    if (!this.dirty && !this.wantWritable) {
+      this.dirty = true;
+      this.reactor.markDirty(this);
+    }
+    const queued = this.out.length;
+    if (queued < this.options.highWaterMark) return true;
+    if (queued > this.options.maxBuffered) {
+      this.reactor.stats.slowConsumersDropped++;
+      this.reactor.log(`connection ${this.id}: closed as slow consumer (${queued} bytes queued > maxBuffered ${this.options.maxBuffered})`);
+      this.close("slow-consumer");
+      return false;
+    }
+    if (!this.needDrain) {
+      this.needDrain = true;
+      this.reactor.stats.highWaterCrossings++;
+    }
+    if (!this.backpressured) {
+      this.backpressured = true;
+      this.reactor.stats.pausedReads++;
+      this.updateInterest();
+    }
+    return false;
+  }
+
+  end(): void {
+    if (this.state >= ConnState.Closing) return;
+    if (this.state === ConnState.HalfClosed) this.peerEnded = true;
+    this.state = ConnState.Closing;
+    if (this.out.length === 0 && !this.dirty) this.finishClosing();
+    else this.updateInterest();
+  }
+
+  close(reason: CloseReason = "local", error?: Error): void {
+    if (this.state === ConnState.Closed) return;
+    this.state = ConnState.Closed;
+    const r = this.reactor;
+    r.timers.cancel(this);
+    this.out.clear();
+    // close(2) also removes the fd from the epoll set (we never dup it): no EPOLL_CTL_DEL.
+    r.forget(this);
+    libc.close(this.fd);
+    r.stats.connectionsActive--;
+    r.stats.closeReasons[reason]++;
+    if (this.connecting) {
+      const cb = this.connecting;
+      this.connecting = null;
+      cb(error ?? new Error(`connection closed (${reason}) before it was established`));
+      return;
+    }
+    const h = this.handler.close;
+    if (h) {
+      try {
+        h.call(this.handler, this, reason, error);
+      } catch (e) {
+        r.log(`connection ${this.id}: close handler threw: ${(e as Error)?.stack ?? e}`);
+      }
+    }
+  }
+
+  pause(): void {
+    if (this.userPaused) return;
+    this.userPaused = true;
+    this.updateInterest();
+  }
+
+  resume(): void {
+    if (!this.userPaused) return;
+    this.userPaused = false;
+    this.updateInterest();
+  }
+
+  [Symbol.dispose](): void {
+    this.close("local");
+  }
+
+  // --- Reactor side ---------------------------------------------------------------------
+
+  /** Level-triggered read path; called for EPOLLIN/ERR/HUP while reading is wanted. */
+  onReadable(): void {
+    const r = this.reactor;
+    const buf = r.recvBuffer;
+    let budget = r.readBudget;
+    while (this.state !== ConnState.Closed) {
+      const n = rc(libc.recv(this.fd, buf, buf.length, 0));
+      if (n > 0) {
+        r.stats.bytesIn += n;
+        r.stats.readCalls++;
+        this.lastActive = r.now;
+        if (this.lingering || this.state === ConnState.Closing) {
+          // Our side is done: discard what the peer still sends until its FIN.
+        } else {
+          const h = this.handler.data;
+          if (h) {
+            try {
+              const ret = h.call(this.handler, this, buf.subarray(0, n));
+              if (ret !== undefined) r.trackAsync(ret, this);
+            } catch (e) {
+              this.fail(e);
+              return;
+            }
+          }
+        }
+        // A short read emptied the socket (level-triggered: epoll tells us if more comes).
+        if (n < buf.length) return;
+        budget -= n;
+        if (budget <= 0 || !this.wantsRead()) return;
+        continue;
+      }
+      if (n === 0) {
+        this.onPeerEnd();
+        return;
+      }
+      if (n === -Errno.EAGAIN) return;
+      if (n === -Errno.EINTR) continue;
+      this.close("reset", errorFromRc("recv", n));
+      return;
+    }
+  }
+
+  onWritable(): void {
+    if (this.connecting) {
+      this.finishConnect();
+      return;
+    }
+    this.flush();
+  }
+
+  /** One event from the poll backend. */
+  onEvent(mask: number): void {
+    if (mask & (READABLE | ERROR | HANGUP) && this.interest & READABLE) this.onReadable();
+    if (this.state !== ConnState.Closed && mask & WRITABLE) this.onWritable();
+    if (this.state !== ConnState.Closed && mask & (ERROR | HANGUP)) {
+      // Reading was off (paused, half-closed, connecting) or did not see the error.
+      if (this.connecting) this.finishConnect();
+      else this.close("reset", mask & ERROR ? errorFromRc("socket", -socketError(this.fd)) : undefined);
+    }
+  }
+
+  /** Sends what is queued: one send(2). Called at the end of a reactor turn and on EPOLLOUT. */
+  flush(): void {
+    if (this.state === ConnState.Closed || this.connecting) return;
+    const out = this.out;
+    if (out.length > 0) {
+      const r = this.reactor;
+      const n = out.flushTo(this.fd);
+      r.stats.writeCalls++;
+      if (n > 0) {
+        r.stats.bytesOut += n;
+        this.lastActive = r.now;
+      } else if (n < 0 && n !== -Errno.EAGAIN && n !== -Errno.EINTR) {
+        // EPIPE / ECONNRESET: the peer is gone; what is queued can never be delivered.
+        this.close("reset", errorFromRc("send", n));
+        return;
+      }
+    }
+    if (out.length > 0) {
+      // The kernel took less than everything: its buffer is full, wait for EPOLLOUT
+      // rather than spend a send(2) that would return EAGAIN.
+      if (!this.wantWritable) {
+        this.wantWritable = true;
+        this.updateInterest();
+      }
+      if (out.length > this.options.highWaterMark >> 1) return;
+    } else if (this.wantWritable) {
+      this.wantWritable = false;
+      this.updateInterest();
+    }
+    // Below the low-water mark (half the high-water mark): resume reading, signal drain.
+    if (this.backpressured) {
+      this.backpressured = false;
+      this.updateInterest();
+    }
+    if (this.needDrain) {
+      this.needDrain = false;
+      const h = this.handler.drain;
+      if (h) {
+        try {
+          h.call(this.handler, this);
+        } catch (e) {
+          this.fail(e);
+          return;
+        }
+      }
+    }
+    if (out.length === 0) {
+      if (this.state === ConnState.HalfClosed) this.close("end");
+      else if (this.state === ConnState.Closing && !this.lingering) this.finishClosing();
+    }
+  }
+
+  /** The idle timeout or the linger deadline. */
+  onTimer(now: number): void {
+    if (this.state === ConnState.Closed) return;
+    if (this.lingering) {
+      this.close("end");
+      return;
+    }
+    const idle = this.options.idleTimeoutMs;
+    if (idle <= 0) return;
+    const due = this.lastActive + idle;
+    if (now < due) {
+      this.reactor.timers.schedule(this, due); // active since: lazy refresh
+      return;
+    }
+    const h = this.handler.timeout;
+    if (!h) {
+      this.close("idle-timeout");
+      return;
+    }
+    try {
+      h.call(this.handler, this);
+    } catch (e) {
+      this.fail(e);
+      return;
+    }
+    if ((this.state as ConnState) !== ConnState.Closed) this.reactor.timers.schedule(this, now + idle);
+  }
+
+  /** Called by the reactor right after registration. */
+  start(): void {
+    if (this.options.idleTimeoutMs > 0) this.reactor.timers.schedule(this, this.lastActive + this.options.idleTimeoutMs);
+    if (this.connecting) return;
+    this.open();
+  }
+
+  /** Accepted past the connection limit: let the protocol say so, then end. */
+  rejectFull(): void {
+    const h = this.handler.full;
+    if (h) {
+      try {
+        h.call(this.handler, this);
+      } catch (e) {
+        this.fail(e);
+        return;
+      }
+    }
+    this.end();
+  }
+
+  private open(): void {
+    const h = this.handler.open;
+    if (!h) return;
+    try {
+      const ret = h.call(this.handler, this);
+      if (ret !== undefined) this.reactor.trackAsync(ret, this);
+    } catch (e) {
+      this.fail(e);
+    }
+  }
+
+  private finishConnect(): void {
+    const err = socketError(this.fd);
+    const cb = this.connecting!;
+    if (err !== 0) {
+      this.close("reset", errorFromRc("connect", -err));
+      return;
+    }
+    this.connecting = null;
+    this.updateInterest();
+    cb(null);
+    if (this.state !== ConnState.Closed) this.open();
+  }
+
+  /** A handler threw: report it, close this connection only. */
+  fail(e: unknown): void {
+    const err = e instanceof Error ? e : new Error(String(e));
+    const h = this.handler.error;
+    if (h) {
+      try {
+        h.call(this.handler, this, err);
+      } catch (e2) {
+        this.reactor.log(`connection ${this.id}: error handler threw: ${(e2 as Error)?.stack ?? e2}`);
+      }
+    } else {
+      this.reactor.log(`connection ${this.id}: handler threw, closing it: ${err.stack ?? err}`);
+    }
+    this.close("error", err);
+  }
+
+  private onPeerEnd(): void {
+    this.peerEnded = true;
+    if (this.lingering || this.state === ConnState.Closing) {
+      if (this.out.length === 0 && !this.dirty) this.close(this.lingering ? "end" : "local");
+      else this.updateInterest();
+      return;
+    }
+    this.state = ConnState.HalfClosed;
+    const h = this.handler.end;
+    if (h) {
+      try {
+        h.call(this.handler, this);
+      } catch (e) {
+        this.fail(e);
+        return;
+      }
+    }
+    if (this.state !== ConnState.HalfClosed) return; // the handler closed or ended it
+    if (this.out.length === 0 && !this.dirty) this.close("end");
+    else this.updateInterest(); // stop reading (EOF is level-triggered), keep writing
+  }
+
+  /**
+   * Our output is flushed after end(). If the peer already sent FIN, close. Otherwise send
+   * our FIN and read until theirs: closing a socket with unread input makes the kernel send
+   * RST, which can destroy replies still in flight to the peer.
+   */
+  private finishClosing(): void {
+    if (this.peerEnded) {
+      this.close("local");
+      return;
+    }
+    if (rc(libc.shutdown(this.fd, SHUT_WR)) < 0) {
+      this.close("local");
+      return;
+    }
+    this.lingering = true;
+    this.updateInterest();
+    this.reactor.timers.schedule(this, this.reactor.now + this.options.lingerMs);
+  }
+
+  private wantsRead(): boolean {
+    if (this.connecting || this.peerEnded) return false;
+    if (this.lingering) return true;
+    return this.state === ConnState.Open && !this.userPaused && !this.backpressured;
+  }
+
+  /** Applies the interest our state implies; one epoll_ctl only when it changes. */
+  updateInterest(): void {
+    if (this.state === ConnState.Closed) return;
+    const want = (this.wantsRead() ? READABLE : 0) | (this.wantWritable || this.connecting ? WRITABLE : 0);
+    if (want === this.interest) return;
+    this.interest = want;
+    const r = this.reactor.backend.modify(this.fd, this.generation, want);
+    if (r < 0) this.close("error", errorFromRc("epoll_ctl", r));
+  }
+}

@@ -1,0 +1,405 @@
+// The reactor: one epoll set, one thread, one loop.
+//
+// Each turn: flush pending output -> poll -> dispatch ready fds -> run due timers -> flush.
+// Dispatch goes through a table indexed by fd (no Map lookups), and every registration
+// carries a generation so that an event for an fd closed and reused inside the same batch
+// is dropped (see backend.ts).
+//
+// Event-loop integration (docs/ARCHITECTURE.md has the measurements): a JS loop that blocks
+// in epoll_wait starves Bun's own event loop (timers, promises resolved by Bun I/O, signal
+// handlers). So the loop is async and yields to Bun with setImmediate whenever it runs out
+// of ready events, and at least every YIELD_EVERY_MS while busy; the epoll_wait timeout is
+// capped (maxPollMs, 1 ms while a handler's promise is pending) because Bun's timers are
+// not fd-driven. A signal interrupts epoll_wait with EINTR, so SIGTERM is seen at once.
+//
+// One reactor per thread. Nothing here is process-global: several reactors run in several
+// Workers, each with its own SO_REUSEPORT listener, connection-id lane and wake eventfd.
+
+import { libc, rc, check, Errno, errorFromRc, EFD_NONBLOCK, EFD_CLOEXEC } from "../../ffi/index.ts";
+import { ConnState, type Connection, type Handler } from "../types.ts";
+import { READABLE, WRITABLE, type PollBackend } from "./backend.ts";
+import { EpollBackend } from "./epoll.ts";
+import { TcpConnection, KIND_CONNECTION, DEFAULT_CONNECTION_OPTIONS, type ConnectionOptions } from "./connection.ts";
+import { Listener, KIND_LISTENER, type ListenerConfig } from "./listener.ts";
+import { openReserveFd, startConnect } from "./socket.ts";
+import { ReactorStats } from "./stats.ts";
+import { TimerHeap, Timer } from "./timers.ts";
+import { BufferPool } from "./write-queue.ts";
+
+const KIND_WAKE = 3;
+
+/** Yield to Bun's event loop at least this often while busy. */
+const YIELD_EVERY_MS = 1;
+
+export interface ReactorOptions {
+  /** Size of the one receive buffer shared by all connections of this reactor. */
+  recvBufferSize?: number;
+  /** Max bytes read from one connection per readiness event (fairness). */
+  readBudget?: number;
+  /** Max events per epoll_wait. */
+  maxEvents?: number;
+  /** Upper bound of one epoll_wait, so Bun's timers run on time (ms). */
+  maxPollMs?: number;
+  /** Connection ids are idBase + 1 + n * idStride: disjoint lanes for several reactors. */
+  idBase?: number;
+  idStride?: number;
+  /** Connections past this are accepted, told so (Handler.full) and closed. */
+  maxConnections?: number;
+  /** Where diagnostics go. */
+  log?: (line: string) => void;
+  backend?: PollBackend;
+}
+
+interface WakeEntry {
+  readonly kind: typeof KIND_WAKE;
+  onEvent(mask: number): void;
+}
+
+type Entry = TcpConnection<any> | Listener<any> | WakeEntry;
+
+export interface StopOptions {
+  /** Flush queued output and reply to requests already received (default true). */
+  graceful?: boolean;
+  /** Give up flushing after this long and close what is left (ms, default 5000). */
+  drainTimeoutMs?: number;
+}
+
+export class Reactor implements Disposable {
+  readonly backend: PollBackend;
+  readonly stats = new ReactorStats();
+  readonly timers = new TimerHeap();
+  readonly bufferPool = new BufferPool();
+  /** The shared receive buffer. Own ArrayBuffer: its address never moves. */
+  readonly recvBuffer: Uint8Array;
+  readonly readBudget: number;
+  readonly maxPollMs: number;
+  maxConnections: number;
+  /** performance.now() at the start of the current turn. */
+  now = performance.now();
+  readonly log: (line: string) => void;
+
+  private entries: (Entry | undefined)[] = [];
+  private generations = new Uint32Array(1024);
+  private readonly dirty: TcpConnection<any>[] = [];
+  private readonly connections = new Set<TcpConnection<any>>();
+  private readonly listeners = new Set<Listener<any>>();
+  /** Registered listeners + connections: the loop runs while this is > 0. */
+  private refs = 0;
+  private nextSeq = 0;
+  private readonly idBase: number;
+  private readonly idStride: number;
+  private pendingAsync = 0;
+  private running: Promise<void> | null = null;
+  private stopping: Promise<void> | null = null;
+  private readonly wakeFd: number;
+  private readonly wakeBuf = new BigUint64Array(new ArrayBuffer(8));
+  private reserveFd = -1;
+  private disposed = false;
+  private readonly forceClose = new Timer(() => this.closeAll("shutdown"));
+
+  constructor(options: ReactorOptions = {}) {
+    this.log = options.log ?? ((line) => console.error(`[bunpoll] ${line}`));
+    this.readBudget = options.readBudget ?? 1024 * 1024;
+    this.maxPollMs = options.maxPollMs ?? 10;
+    this.maxConnections = options.maxConnections ?? Infinity;
+    this.idBase = options.idBase ?? 0;
+    this.idStride = options.idStride ?? 1;
+    using stack = new DisposableStack();
+    this.backend = stack.use(options.backend ?? new EpollBackend(options.maxEvents ?? 256));
+    this.recvBuffer = new Uint8Array(new ArrayBuffer(options.recvBufferSize ?? 256 * 1024));
+    this.wakeFd = check("eventfd", libc.eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
+    stack.defer(() => libc.close(this.wakeFd));
+    const wake: WakeEntry = { kind: KIND_WAKE, onEvent: () => this.drainWake() };
+    this.generations[this.wakeFd] = 1;
+    this.entries[this.wakeFd] = wake;
+    check("epoll_ctl(eventfd)", this.backend.add(this.wakeFd, 1, READABLE));
+    this.reserveFd = openReserveFd();
+    stack.move(); // constructed: [Symbol.dispose] owns backend and wake fd from here
+  }
+
+  // --- registration ---------------------------------------------------------------------
+
+  /** Enters fd into the dispatch table and the epoll set. Returns its new generation. */
+  register(entry: TcpConnection<any> | Listener<any>, fd: number, interest: number): number {
+    if (fd >= this.generations.length) {
+      let size = this.generations.length * 2;
+      while (size <= fd) size *= 2;
+      const g = new Uint32Array(size);
+      g.set(this.generations);
+      this.generations = g;
+    }
+    const gen = (this.generations[fd]! + 1) >>> 0;
+    this.generations[fd] = gen;
+    const r = this.backend.add(fd, gen, interest);
+    if (r < 0) throw errorFromRc("epoll_ctl", r);
+    this.entries[fd] = entry;
+    this.refs++;
+    if (entry.kind === KIND_CONNECTION) this.connections.add(entry);
+    else this.listeners.add(entry);
+    return gen;
+  }
+
+  /** Removes a closing fd from the dispatch table (its owner closes the fd). */
+  forget(entry: TcpConnection<any> | Listener<any>): void {
+    if (this.entries[entry.fd] === entry) this.entries[entry.fd] = undefined;
+    const removed = entry.kind === KIND_CONNECTION ? this.connections.delete(entry) : this.listeners.delete(entry);
+    if (removed) this.refs--;
+  }
+
+  /** Takes ownership of an accepted, non-blocking fd and opens a connection on it. */
+  adopt<T>(fd: number, handler: Handler<T>, options: ConnectionOptions): TcpConnection<T> | null {
+    let conn: TcpConnection<T>;
+    try {
+      const id = this.idBase + 1 + this.nextSeq++ * this.idStride;
+      // The generation is known only after registration; create, then register.
+      const gen = (this.generationOf(fd) + 1) >>> 0;
+      conn = new TcpConnection<T>(this, fd, gen, id, handler, options);
+      conn.interest = READABLE;
+      this.register(conn, fd, READABLE);
+    } catch (e) {
+      libc.close(fd);
+      this.log(`could not register connection fd ${fd}: ${(e as Error).message}`);
+      return null;
+    }
+    this.stats.connectionsActive++;
+    this.stats.connectionsTotal++;
+    if (this.connections.size > this.maxConnections) {
+      this.stats.rejectedFull++;
+      conn.rejectFull();
+    } else {
+      conn.start();
+    }
+    return conn;
+  }
+
+  private generationOf(fd: number): number {
+    return fd < this.generations.length ? this.generations[fd]! : 0;
+  }
+
+  /** Opens a listening socket served by this reactor and starts the loop. */
+  listen<T>(
+    config: Partial<Omit<ListenerConfig<T>, "connection">> & { port: number; handler: Handler<T>; connection?: Partial<ConnectionOptions> },
+  ): Listener<T> {
+    const listener = new Listener<T>(this, {
+      hostname: config.hostname ?? "127.0.0.1",
+      port: config.port,
+      backlog: config.backlog,
+      reusePort: config.reusePort,
+      ipv6Only: config.ipv6Only,
+      handler: config.handler,
+      connection: { ...DEFAULT_CONNECTION_OPTIONS, ...config.connection },
+    });
+    this.start();
+    return listener;
+  }
+
+  /** Connects to host:port (IP literal or "localhost"); resolves once connected. */
+  connect<T>(host: string, port: number, handler: Handler<T>, options: Partial<ConnectionOptions> = {}): Promise<Connection<T>> {
+    const { fd: owned, inProgress } = startConnect(host, port);
+    const fd = owned.release();
+    return new Promise<Connection<T>>((resolve, reject) => {
+      const opts = { ...DEFAULT_CONNECTION_OPTIONS, ...options };
+      let conn: TcpConnection<T>;
+      try {
+        const gen = (this.generationOf(fd) + 1) >>> 0;
+        conn = new TcpConnection<T>(this, fd, gen, this.idBase + 1 + this.nextSeq++ * this.idStride, handler, opts);
+        // Until connected we only want EPOLLOUT (connect completion).
+        conn.connecting = (err) => (err ? reject(err) : resolve(conn));
+        conn.interest = WRITABLE;
+        this.register(conn, fd, WRITABLE);
+      } catch (e) {
+        libc.close(fd);
+        reject(e);
+        return;
+      }
+      this.stats.connectionsActive++;
+      this.stats.connectionsTotal++;
+      conn.start();
+      if (!inProgress) conn.onWritable();
+      this.start();
+    });
+  }
+
+  markDirty(conn: TcpConnection<any>): void {
+    this.dirty.push(conn);
+  }
+
+  /** Counts a promise returned by a handler: while any is pending, polls are kept short. */
+  trackAsync(p: PromiseLike<unknown>, conn: TcpConnection<any>): void {
+    this.pendingAsync++;
+    p.then(
+      () => { this.pendingAsync--; },
+      (e) => { this.pendingAsync--; conn.fail(e); },
+    );
+  }
+
+  get connectionCount(): number {
+    return this.connections.size;
+  }
+
+  get isRunning(): boolean {
+    return this.running !== null;
+  }
+
+  // --- fd reserve (EMFILE) --------------------------------------------------------------
+
+  hasReserveFd(): boolean {
+    return this.reserveFd >= 0;
+  }
+
+  releaseReserveFd(): boolean {
+    if (this.reserveFd < 0) return false;
+    libc.close(this.reserveFd);
+    this.reserveFd = -1;
+    return true;
+  }
+
+  takeReserveFd(): void {
+    if (this.reserveFd < 0) this.reserveFd = openReserveFd();
+  }
+
+  // --- the loop -------------------------------------------------------------------------
+
+  /** Starts the loop if it is not running. Returns a promise that settles when it ends. */
+  start(): Promise<void> {
+    if (this.disposed) throw new Error("reactor is disposed");
+    if (!this.running) {
+      this.running = this.loop().finally(() => {
+        this.running = null;
+      });
+    }
+    return this.running;
+  }
+
+  private async loop(): Promise<void> {
+    // The first turn runs after the caller's synchronous code (listen(), then connect()...).
+    await yieldToBun();
+    let lastYield = performance.now();
+    let dispatched = false; // dispatched since the last yield
+    while (this.refs > 0 && !this.disposed) {
+      this.flushDirty();
+      const n = this.backend.poll(dispatched ? 0 : this.pollTimeout());
+      this.now = performance.now();
+      if (n > 0) {
+        this.dispatch(n);
+        if (this.timers.nextDeadline() <= this.now) this.timers.runExpired(this.now);
+        this.flushDirty();
+        dispatched = true;
+        if (this.now - lastYield < YIELD_EVERY_MS) continue;
+      } else {
+        if (n < 0 && n !== -Errno.EINTR) throw errorFromRc("epoll_wait", n);
+        if (this.timers.nextDeadline() <= this.now) this.timers.runExpired(this.now);
+        this.flushDirty();
+      }
+      await yieldToBun();
+      lastYield = this.now = performance.now();
+      dispatched = false;
+    }
+  }
+
+  private pollTimeout(): number {
+    if (this.dirty.length > 0) return 0;
+    const cap = this.pendingAsync > 0 ? 1 : this.maxPollMs;
+    const next = this.timers.nextDeadline();
+    if (next === Infinity) return cap;
+    const ms = Math.ceil(next - performance.now());
+    return ms <= 0 ? 0 : ms < cap ? ms : cap;
+  }
+
+  private dispatch(n: number): void {
+    const b = this.backend;
+    const gens = this.generations;
+    for (let i = 0; i < n; i++) {
+      const fd = b.eventFd(i);
+      const entry = this.entries[fd];
+      // Stale-event guard: fd closed in this batch (undefined) or closed and reused (generation).
+      if (entry === undefined || gens[fd] !== b.eventGeneration(i)) continue;
+      entry.onEvent(b.eventMask(i));
+    }
+  }
+
+  /** Sends each pending connection's coalesced output: one send(2) per connection per turn. */
+  private flushDirty(): void {
+    const list = this.dirty;
+    // Index loop: a flush may close a connection whose close handler writes to another one.
+    for (let i = 0; i < list.length; i++) {
+      const c = list[i]!;
+      c.dirty = false;
+      c.flush();
+    }
+    list.length = 0;
+  }
+
+  private drainWake(): void {
+    rc(libc.read(this.wakeFd, this.wakeBuf, 8));
+  }
+
+  /**
+   * Interrupts epoll_wait from any thread. Other threads pass the fd (wakeFdNumber) and call
+   * `wakeReactor(fd)`; a stop command travels beside it (e.g. a SharedArrayBuffer flag).
+   */
+  wake(): void {
+    wakeReactor(this.wakeFd);
+  }
+
+  get wakeFdNumber(): number {
+    return this.wakeFd;
+  }
+
+  // --- shutdown -------------------------------------------------------------------------
+
+  /** Stops accepting; then flushes (graceful) or drops output; resolves when all are closed. */
+  stop(options: StopOptions = {}): Promise<void> {
+    if (this.stopping) return this.stopping;
+    const graceful = options.graceful ?? true;
+    for (const l of [...this.listeners]) l.close();
+    this.now = performance.now();
+    if (!graceful) {
+      this.closeAll("shutdown");
+    } else {
+      for (const c of [...this.connections]) {
+        // Requests that already arrived get their replies: one last read, then end().
+        if (c.state === ConnState.Open && c.interest & READABLE) c.onReadable();
+        if (c.connecting) c.close("shutdown");
+        else c.end();
+      }
+      this.timers.schedule(this.forceClose, this.now + (options.drainTimeoutMs ?? 5000));
+    }
+    this.wake();
+    const done = this.running ?? Promise.resolve();
+    this.stopping = done.finally(() => {
+      this.timers.cancel(this.forceClose);
+      this.stopping = null;
+    });
+    return this.stopping;
+  }
+
+  private closeAll(reason: "shutdown"): void {
+    for (const c of [...this.connections]) c.close(reason);
+  }
+
+  /** Closes every fd this reactor owns. Safe to call twice. */
+  [Symbol.dispose](): void {
+    if (this.disposed) return;
+    for (const l of [...this.listeners]) l.close();
+    this.closeAll("shutdown");
+    this.disposed = true;
+    if (this.reserveFd >= 0) libc.close(this.reserveFd);
+    this.reserveFd = -1;
+    libc.close(this.wakeFd);
+    this.backend[Symbol.dispose]();
+  }
+}
+
+const wakeValue = new BigUint64Array(new ArrayBuffer(8));
+wakeValue[0] = 1n;
+
+/** Writes the eventfd of a reactor (possibly one running in another thread). */
+export function wakeReactor(eventFd: number): void {
+  libc.write(eventFd, wakeValue, 8);
+}
+
+/** Lets Bun's event loop run one tick (timers, I/O callbacks, signal handlers). ~2 us. */
+function yieldToBun(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
+}

@@ -1,0 +1,132 @@
+// The write path's buffers. A connection's output is copied into one contiguous byte
+// buffer, so everything a handler writes during one reactor turn leaves in a single
+// send(2). Buffers come from a per-reactor pool and go back to it as soon as the queue is
+// empty: an idle connection holds no output memory, and a busy one allocates nothing per
+// message.
+
+import { ptr, type Pointer } from "bun:ffi";
+import { libc, rc, MSG_NOSIGNAL } from "../../ffi/index.ts";
+
+/** Size of a pooled output chunk. Large writes get an exact, unpooled buffer. */
+export const CHUNK_SIZE = 16 * 1024;
+
+export class BufferPool {
+  private readonly free: Uint8Array[] = [];
+  constructor(readonly maxPooled = 1024) {}
+
+  acquire(minSize: number): Uint8Array {
+    if (minSize <= CHUNK_SIZE) {
+      const b = this.free.pop();
+      if (b) return b;
+      minSize = CHUNK_SIZE;
+    }
+    // Own ArrayBuffer: large, never moved by the JIT, so ptr() stays valid while referenced.
+    return new Uint8Array(new ArrayBuffer(minSize));
+  }
+
+  release(buf: Uint8Array): void {
+    if (buf.length === CHUNK_SIZE && this.free.length < this.maxPooled) this.free.push(buf);
+  }
+
+  get pooled(): number {
+    return this.free.length;
+  }
+}
+
+const encoder = new TextEncoder();
+
+export class WriteQueue {
+  private buf: Uint8Array | null = null;
+  /** Address of buf's memory. Valid while `buf` is referenced from here. */
+  private bufPtr = 0;
+  private start = 0;
+  private end = 0;
+
+  constructor(private readonly pool: BufferPool) {}
+
+  get length(): number {
+    return this.end - this.start;
+  }
+
+  /** Capacity currently held (0 when idle). */
+  get capacity(): number {
+    return this.buf ? this.buf.length : 0;
+  }
+
+  /** Makes room for n more bytes at `end`, compacting or growing as needed. */
+  private reserve(n: number): Uint8Array {
+    let buf = this.buf;
+    if (buf === null) {
+      buf = this.pool.acquire(n);
+      this.setBuf(buf);
+      return buf;
+    }
+    if (this.end + n <= buf.length) return buf;
+    const len = this.end - this.start;
+    if (len + n <= buf.length) {
+      buf.copyWithin(0, this.start, this.end);
+    } else {
+      let size = buf.length * 2;
+      while (size < len + n) size *= 2;
+      const bigger = new Uint8Array(new ArrayBuffer(size));
+      bigger.set(buf.subarray(this.start, this.end));
+      this.pool.release(buf);
+      this.setBuf(bigger);
+      buf = bigger;
+    }
+    this.start = 0;
+    this.end = len;
+    return buf;
+  }
+
+  private setBuf(buf: Uint8Array): void {
+    this.buf = buf;
+    this.bufPtr = ptr(buf);
+  }
+
+  append(src: Uint8Array, from: number, to: number): void {
+    const n = to - from;
+    if (n <= 0) return;
+    const buf = this.reserve(n);
+    // subarray() allocates a view; for small writes a byte loop is cheaper than the view.
+    if (n <= 32) {
+      let e = this.end;
+      for (let i = from; i < to; i++) buf[e++] = src[i]!;
+    } else {
+      buf.set(from === 0 && to === src.length ? src : src.subarray(from, to), this.end);
+    }
+    this.end += n;
+  }
+
+  appendString(s: string): void {
+    if (s.length === 0) return;
+    const buf = this.reserve(s.length * 3); // UTF-8 worst case per UTF-16 unit
+    const { written } = encoder.encodeInto(s, buf.subarray(this.end));
+    this.end += written;
+  }
+
+  /**
+   * One send(2) of everything queued. Returns bytes accepted by the kernel (>= 0) or -errno.
+   * MSG_NOSIGNAL: a peer that went away gives EPIPE instead of killing the process.
+   */
+  flushTo(fd: number): number {
+    const n = this.end - this.start;
+    if (n === 0) return 0;
+    const r = rc(libc.send(fd, (this.bufPtr + this.start) as Pointer, n, MSG_NOSIGNAL));
+    if (r > 0) {
+      this.start += r;
+      if (this.start === this.end) this.clear();
+    }
+    return r;
+  }
+
+  /** Drops queued bytes and gives the buffer back to the pool. */
+  clear(): void {
+    if (this.buf !== null) {
+      this.pool.release(this.buf);
+      this.buf = null;
+      this.bufPtr = 0;
+    }
+    this.start = this.end = 0;
+  }
+}
