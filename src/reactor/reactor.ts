@@ -9,8 +9,8 @@
 // in epoll_wait starves Bun's own event loop (timers, promises resolved by Bun I/O, signal
 // handlers). So the loop is async and yields to Bun with setImmediate whenever it runs out
 // of ready events, and at least every YIELD_EVERY_MS while busy; the epoll_wait timeout is
-// capped (maxPollMs, 1 ms while a handler's promise is pending) because Bun's timers are
-// not fd-driven. A signal interrupts epoll_wait with EINTR, so SIGTERM is seen at once.
+// capped (maxPollMs) because Bun's timers are not fd-driven, and 0 (asyncPollMs) while a
+// handler's promise is pending, so Bun I/O it awaits is not held up by our sleeps. A signal interrupts epoll_wait with EINTR, so SIGTERM is seen at once.
 //
 // One reactor per thread. Nothing here is process-global: several reactors run in several
 // Workers, each with its own SO_REUSEPORT listener, connection-id lane and wake eventfd.
@@ -38,8 +38,14 @@ export interface ReactorOptions {
   readBudget?: number;
   /** Max events per epoll_wait. */
   maxEvents?: number;
-  /** Upper bound of one epoll_wait, so Bun's timers run on time (ms). */
+  /** Upper bound of one epoll_wait, so Bun's timers run on time (ms). Default 10. */
   maxPollMs?: number;
+  /**
+   * Upper bound of one epoll_wait while a handler's promise is pending (ms). Default 0: the
+   * loop alternates poll(0) and a yield, so Bun I/O a handler awaits completes at Bun's own
+   * speed, at the price of a busy core while the promise is pending.
+   */
+  asyncPollMs?: number;
   /** Connection ids are idBase + 1 + n * idStride: disjoint lanes for several reactors. */
   idBase?: number;
   idStride?: number;
@@ -73,6 +79,7 @@ export class Reactor implements Disposable {
   readonly recvBuffer: Uint8Array;
   readonly readBudget: number;
   readonly maxPollMs: number;
+  readonly asyncPollMs: number;
   maxConnections: number;
   /** performance.now() at the start of the current turn. */
   now = performance.now();
@@ -101,6 +108,7 @@ export class Reactor implements Disposable {
     this.log = options.log ?? ((line) => console.error(`[bunpoll] ${line}`));
     this.readBudget = options.readBudget ?? 1024 * 1024;
     this.maxPollMs = options.maxPollMs ?? 10;
+    this.asyncPollMs = options.asyncPollMs ?? 0;
     this.maxConnections = options.maxConnections ?? Infinity;
     this.idBase = options.idBase ?? 0;
     this.idStride = options.idStride ?? 1;
@@ -299,7 +307,7 @@ export class Reactor implements Disposable {
 
   private pollTimeout(): number {
     if (this.dirty.length > 0) return 0;
-    const cap = this.pendingAsync > 0 ? 1 : this.maxPollMs;
+    const cap = this.pendingAsync > 0 ? this.asyncPollMs : this.maxPollMs;
     const next = this.timers.nextDeadline();
     if (next === Infinity) return cap;
     const ms = Math.ceil(next - performance.now());
