@@ -72,4 +72,10 @@ export interface Handler<T = unknown> {
    * Write the protocol's "server full" message; the connection is ended right after.
    */
   full?(conn: Connection<T>): void;
+  /**
+   * True while a frame (or line) has started but not completed. Asked after each read; with
+   * a frame timeout set, a frame that stays incomplete that long closes the connection
+   * ("frame-timeout": the slowloris defence).
+   */
+  inFrame?(conn: Connection<T>): boolean;
 }

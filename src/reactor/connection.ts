@@ -27,6 +27,8 @@ export interface ConnectionOptions {
   maxBuffered: number;
   /** How long to wait for the peer's FIN after our end() before closing anyway. */
   lingerMs: number;
+  /** Close when a started frame stays incomplete this long (0: never). Needs Handler.inFrame. */
+  frameTimeoutMs: number;
 }
 
 export const DEFAULT_CONNECTION_OPTIONS: ConnectionOptions = {
@@ -34,6 +36,7 @@ export const DEFAULT_CONNECTION_OPTIONS: ConnectionOptions = {
   highWaterMark: 1024 * 1024,
   maxBuffered: 64 * 1024 * 1024,
   lingerMs: 2000,
+  frameTimeoutMs: 0,
 };
 
 export class TcpConnection<T = unknown> implements Connection<T>, TimerNode, Disposable {
@@ -57,6 +60,8 @@ export class TcpConnection<T = unknown> implements Connection<T>, TimerNode, Dis
   /** Listed in the reactor's pending-flush list for this turn. */
   dirty = false;
   lastActive: number;
+  /** When the frame now in progress started (0: none). */
+  frameStarted = 0;
   timerDeadline = 0;
   timerIndex = -1;
   private peer: SocketAddress | null = null;
@@ -205,6 +210,7 @@ export class TcpConnection<T = unknown> implements Connection<T>, TimerNode, Dis
             }
           }
         }
+        if (this.options.frameTimeoutMs > 0) this.trackFrame();
         // A short read emptied the socket (level-triggered: epoll tells us if more comes).
         if (n < buf.length) return;
         budget -= n;
@@ -300,11 +306,16 @@ export class TcpConnection<T = unknown> implements Connection<T>, TimerNode, Dis
       this.close("end");
       return;
     }
+    const frameTimeout = this.options.frameTimeoutMs;
+    if (this.frameStarted > 0 && frameTimeout > 0 && now - this.frameStarted >= frameTimeout) {
+      this.reactor.log(`connection ${this.id}: closed: a frame stayed incomplete for ${frameTimeout} ms`);
+      this.close("frame-timeout");
+      return;
+    }
     const idle = this.options.idleTimeoutMs;
-    if (idle <= 0) return;
-    const due = this.lastActive + idle;
-    if (now < due) {
-      this.reactor.timers.schedule(this, due); // active since: lazy refresh
+    const due = this.nextDeadline();
+    if (idle <= 0 || now < this.lastActive + idle) {
+      if (due < Infinity) this.reactor.timers.schedule(this, due); // active since: lazy refresh
       return;
     }
     const h = this.handler.timeout;
@@ -318,12 +329,37 @@ export class TcpConnection<T = unknown> implements Connection<T>, TimerNode, Dis
       this.fail(e);
       return;
     }
-    if ((this.state as ConnState) !== ConnState.Closed) this.reactor.timers.schedule(this, now + idle);
+    if ((this.state as ConnState) !== ConnState.Closed) this.reactor.timers.schedule(this, Math.min(now + idle, this.nextDeadline()));
+  }
+
+  /** The earliest of the idle and frame deadlines (Infinity: none). */
+  private nextDeadline(): number {
+    const idle = this.options.idleTimeoutMs;
+    const frame = this.options.frameTimeoutMs;
+    const a = idle > 0 ? this.lastActive + idle : Infinity;
+    const b = this.frameStarted > 0 && frame > 0 ? this.frameStarted + frame : Infinity;
+    return a < b ? a : b;
+  }
+
+  /** After a read: has a frame started, or completed? Arms the frame deadline. */
+  private trackFrame(): void {
+    const inFrame = this.handler.inFrame;
+    if (!inFrame || this.state === ConnState.Closed) return;
+    if (inFrame.call(this.handler, this)) {
+      if (this.frameStarted === 0) {
+        this.frameStarted = this.reactor.now;
+        const due = this.frameStarted + this.options.frameTimeoutMs;
+        if (this.timerIndex < 0 || due < this.timerDeadline) this.reactor.timers.schedule(this, due);
+      }
+    } else {
+      this.frameStarted = 0; // the idle timer (if any) reschedules lazily
+    }
   }
 
   /** Called by the reactor right after registration. */
   start(): void {
-    if (this.options.idleTimeoutMs > 0) this.reactor.timers.schedule(this, this.lastActive + this.options.idleTimeoutMs);
+    const due = this.nextDeadline();
+    if (due < Infinity) this.reactor.timers.schedule(this, due);
     if (this.connecting) return;
     this.open();
   }
