@@ -7,10 +7,11 @@
 //
 // Event-loop integration (docs/ARCHITECTURE.md has the measurements): a JS loop that blocks
 // in epoll_wait starves Bun's own event loop (timers, promises resolved by Bun I/O, signal
-// handlers). So the loop is async and yields to Bun with setImmediate whenever it runs out
-// of ready events, and at least every YIELD_EVERY_MS while busy; the epoll_wait timeout is
-// capped (maxPollMs) because Bun's timers are not fd-driven, and 0 (asyncPollMs) while a
-// handler's promise is pending, so Bun I/O it awaits is not held up by our sleeps. A signal interrupts epoll_wait with EINTR, so SIGTERM is seen at once.
+// handlers). So the loop is async and yields to Bun with setImmediate at least every
+// YIELD_EVERY_MS while busy, and before every sleep longer than that. The epoll_wait timeout
+// is capped (maxPollMs) because Bun's timers are not fd-driven, and is 0 (asyncPollMs) while
+// a handler's promise is pending, so Bun I/O it awaits is not held up by our sleeps. A
+// signal interrupts epoll_wait with EINTR, so SIGTERM is seen at once.
 //
 // One reactor per thread. Nothing here is process-global: several reactors run in several
 // Workers, each with its own SO_REUSEPORT listener, connection-id lane and wake eventfd.
@@ -286,7 +287,9 @@ export class Reactor implements Disposable {
     let dispatched = false; // dispatched since the last yield
     while (this.refs > 0 && !this.disposed) {
       this.flushDirty();
-      const n = this.backend.poll(dispatched ? 0 : this.pollTimeout());
+      // After a dispatch, keep serving without yielding for up to YIELD_EVERY_MS: sleeping in
+      // epoll_wait right away saves a yield (and Bun's own epoll_pwait) per message.
+      const n = this.backend.poll(dispatched ? this.busyPollTimeout(lastYield) : this.pollTimeout());
       this.now = performance.now();
       if (n > 0) {
         this.dispatch(n);
@@ -303,6 +306,15 @@ export class Reactor implements Disposable {
       lastYield = this.now = performance.now();
       dispatched = false;
     }
+  }
+
+  /** Poll timeout while we owe Bun's loop a turn: never past lastYield + YIELD_EVERY_MS. */
+  private busyPollTimeout(lastYield: number): number {
+    if (this.pendingAsync > 0) return 0;
+    const owed = Math.ceil(lastYield + YIELD_EVERY_MS - performance.now());
+    if (owed <= 0) return 0;
+    const t = this.pollTimeout();
+    return t < owed ? t : owed;
   }
 
   private pollTimeout(): number {

@@ -1,0 +1,66 @@
+// Helpers to build and start benchmark servers: shared by the runner and the baseline check.
+
+import { existsSync, mkdirSync, statSync } from "node:fs";
+import type { Subprocess } from "bun";
+
+let cServer: string | null | undefined;
+
+/**
+ * Build bench/baselines/c-epoll.c with the system cc into bench/build/ (gitignored), once
+ * per process, and only when the source is newer than the binary. Returns the binary's path,
+ * or null (with a note on stderr) when there is no cc or the build fails.
+ */
+export function ensureCServer(root: string): string | null {
+  if (cServer !== undefined) return cServer;
+  const src = `${root}bench/baselines/c-epoll.c`;
+  const out = `${root}bench/build/c-epoll`;
+  const cc = Bun.which("cc");
+  if (cc === null) {
+    process.stderr.write("note: no `cc` on PATH; the c-epoll baseline is skipped\n");
+    cServer = null;
+    return null;
+  }
+  if (existsSync(out) && statSync(out).mtimeMs >= statSync(src).mtimeMs) {
+    cServer = out;
+    return out;
+  }
+  mkdirSync(`${root}bench/build`, { recursive: true });
+  const r = Bun.spawnSync([cc, "-O2", "-Wall", "-o", out, src], { stderr: "pipe" });
+  if (r.exitCode !== 0) {
+    process.stderr.write(`note: building c-epoll failed; skipped:\n${r.stderr.toString()}\n`);
+    cServer = null;
+    return null;
+  }
+  cServer = out;
+  return out;
+}
+
+/**
+ * Poll-connect to 127.0.0.1:port until it accepts, the process exits, or the timeout passes.
+ * A successful probe connection is closed at once.
+ */
+export async function waitForPort(port: number, timeoutMs: number, proc?: Subprocess): Promise<boolean> {
+  const deadline = performance.now() + timeoutMs;
+  while (performance.now() < deadline) {
+    if (proc !== undefined && proc.exitCode !== null) return false;
+    try {
+      const s = await Bun.connect({ hostname: "127.0.0.1", port, socket: { data() {} } });
+      s.end();
+      return true;
+    } catch {
+      await Bun.sleep(50);
+    }
+  }
+  return false;
+}
+
+/** True if something already accepts on 127.0.0.1:port. */
+export async function portInUse(port: number): Promise<boolean> {
+  try {
+    const s = await Bun.connect({ hostname: "127.0.0.1", port, socket: { data() {} } });
+    s.end();
+    return true;
+  } catch {
+    return false;
+  }
+}
