@@ -45,7 +45,7 @@ export function parseIPv4(s: string): Uint8Array | null {
   const out = new Uint8Array(4);
   for (let i = 0; i < 4; i++) {
     const p = parts[i]!;
-    if (!/^\d{1,3}$/.test(p)) return null;
+    if (!/^(0|[1-9]\d{0,2})$/.test(p)) return null; // no leading zeros (inet_pton rejects them)
     const v = Number(p);
     if (v > 255) return null;
     out[i] = v;
@@ -60,14 +60,15 @@ export function parseIPv6(s: string): Uint8Array | null {
   if (!/^[0-9a-fA-F:.]+$/.test(s)) return null;
   const halves = s.split("::");
   if (halves.length > 2) return null;
-  const groups = (part: string): number[] | null => {
+  // An embedded IPv4 part may only end the address: allowed in the tail half alone.
+  const groups = (part: string, v4Allowed: boolean): number[] | null => {
     if (part === "") return [];
     const out: number[] = [];
     const items = part.split(":");
     for (let i = 0; i < items.length; i++) {
       const it = items[i]!;
       if (it.includes(".")) {
-        if (i !== items.length - 1) return null;
+        if (!v4Allowed || i !== items.length - 1) return null;
         const v4 = parseIPv4(it);
         if (!v4) return null;
         out.push((v4[0]! << 8) | v4[1]!, (v4[2]! << 8) | v4[3]!);
@@ -78,8 +79,8 @@ export function parseIPv6(s: string): Uint8Array | null {
     }
     return out;
   };
-  const head = groups(halves[0]!);
-  const tail = halves.length === 2 ? groups(halves[1]!) : [];
+  const head = groups(halves[0]!, halves.length === 1);
+  const tail = halves.length === 2 ? groups(halves[1]!, true) : [];
   if (!head || !tail) return null;
   const missing = 8 - head.length - tail.length;
   if (halves.length === 1 ? missing !== 0 : missing < 1) return null;

@@ -7,17 +7,29 @@ import pkg from "../package.json" with { type: "json" };
 import { parseArgs, formatFlags, UsageError, type FlagSpecs } from "./cli/args.ts";
 import { Reactor } from "./reactor/reactor.ts";
 import { SyscallError } from "../ffi/errno.ts";
+import type { Handler } from "./types.ts";
 import { PROTOCOLS, PROTOCOL_NAMES, type ProtocolName } from "./protocols/registry.ts";
+import { createProtocolContext } from "./protocols/context.ts";
+import { StatsIntervalReporter } from "./stats/summary.ts";
+import { fdLimit } from "./reactor/socket.ts";
 
 const FLAGS = {
-  protocol: { type: "string", arg: "NAME", description: `protocol: ${PROTOCOL_NAMES.join("|")}`, default: "echo", choices: PROTOCOL_NAMES },
+  protocol: { type: "string", arg: "NAME", description: `protocol: ${PROTOCOL_NAMES.join("|")}`, default: "framed", choices: PROTOCOL_NAMES },
   host: { type: "string", arg: "ADDR", description: "listen address: IPv4/IPv6 literal or localhost", default: "127.0.0.1" },
-  port: { type: "int", arg: "PORT", description: "listen port (0: any free port); default depends on --protocol", min: 0, max: 65535 },
-  listen: { type: "string", arg: "PROTO:PORT", description: "listen for PROTO on PORT (repeatable; replaces --protocol/--port)", repeatable: true },
-  "idle-timeout": { type: "number", arg: "SEC", description: "close connections idle this long (0: never)", default: 0, min: 0 },
-  "high-water": { type: "int", arg: "BYTES", description: "queued output at which reading from a connection pauses", default: 1024 * 1024, min: 1 },
-  "max-buffered": { type: "int", arg: "BYTES", description: "queued output past which a connection is closed", default: 64 * 1024 * 1024, min: 1 },
-  "drain-timeout": { type: "number", arg: "SEC", description: "on SIGINT/SIGTERM, flush queued output for at most this long", default: 5, min: 0 },
+  port: { type: "int", arg: "PORT", description: "listen port (0: any free port); default framed 7000, json 9999, line 7070, echo 5050", min: 0, max: 65535 },
+  listen: { type: "string", arg: "PROTO:PORT", description: "listen for PROTO on PORT; repeatable, all share one hub (replaces --protocol/--port)", repeatable: true },
+  "max-conns": { type: "int", arg: "N", description: "connections past N are told SERVER_FULL and closed (default: RLIMIT_NOFILE - 64)", min: 1 },
+  "idle-timeout": { type: "number", arg: "SEC", description: "close connections with no bytes either way for SEC (0: never)", default: 0, min: 0 },
+  "frame-timeout": { type: "number", arg: "SEC", description: "close a connection whose started frame/line is incomplete after SEC (0: never)", default: 10, min: 0 },
+  "high-water": { type: "int", arg: "BYTES", description: "queued output at which reading from a connection pauses", default: 256 * 1024, min: 1 },
+  "max-buffered": { type: "int", arg: "BYTES", description: "queued output past which a connection is closed as a slow consumer", default: 4 * 1024 * 1024, min: 1 },
+  "max-frame": { type: "int", arg: "BYTES", description: "largest frame body: framed (<= 65535, default 65535), json (default 1048576)", min: 1 },
+  "max-line": { type: "int", arg: "BYTES", description: "largest line for the line protocol", default: 64 * 1024, min: 1 },
+  "rate-limit": { type: "number", arg: "MSGS_PER_SEC", description: "per-connection token bucket (burst: one second's worth; 0: off)", default: 0, min: 0 },
+  "auth-token": { type: "string", arg: "TOKEN", description: "clients must present TOKEN first (or set BUNPOLL_AUTH_TOKEN)" },
+  "stats-interval": { type: "number", arg: "SEC", description: "print a one-line stats summary every SEC (0: never)", default: 0, min: 0 },
+  stats: { type: "bool", description: "count messages and time them (--no-stats turns it off)", default: true },
+  "drain-timeout": { type: "number", arg: "SEC", description: "on SIGINT/SIGTERM, flush queued output for at most SEC", default: 5, min: 0 },
   help: { type: "bool", description: "show this help" },
   version: { type: "bool", description: "print the version" },
 } as const satisfies FlagSpecs;
@@ -30,8 +42,12 @@ options:
 ${formatFlags(FLAGS)}
 
 examples:
+  bun run src/server.ts                                  # framed on 127.0.0.1:7000
   bun run src/server.ts --protocol echo --port 5050
-  bun run src/server.ts --listen echo:5050 --listen echo:5051`;
+  bun run src/server.ts --listen framed:7000 --listen json:9999 --listen line:7070
+
+signals: SIGINT/SIGTERM stop accepting, answer what already arrived, flush for at most
+--drain-timeout, then exit 0; a second signal exits at once with status 1.`;
 
 interface ListenSpec {
   protocol: ProtocolName;
@@ -81,16 +97,31 @@ function main(argv: string[]): void {
     process.exit(2);
   }
 
-  const reactor = new Reactor();
+  const authToken = (flags["auth-token"] as string | undefined) ?? process.env.BUNPOLL_AUTH_TOKEN ?? undefined;
+  const rate = flags["rate-limit"] as number;
+  const ctx = createProtocolContext({
+    options: {
+      maxFrame: flags["max-frame"] as number | undefined,
+      maxLine: flags["max-line"] as number,
+      authToken: authToken || undefined,
+      rateLimit: rate > 0 ? { messagesPerSecond: rate } : undefined,
+    },
+    stats: { enabled: flags.stats as boolean },
+  });
+  // Headroom below the fd limit: epoll, eventfd, the EMFILE reserve fd, stdio and Bun's own.
+  const maxConns = (flags["max-conns"] as number | undefined) ?? Math.max(16, fdLimit() - 64);
+  const reactor = new Reactor({ maxConnections: maxConns });
+  ctx.addReactor(reactor.stats);
   const connection = {
     idleTimeoutMs: (flags["idle-timeout"] as number) * 1000,
+    frameTimeoutMs: (flags["frame-timeout"] as number) * 1000,
     highWaterMark: flags["high-water"] as number,
     maxBuffered: flags["max-buffered"] as number,
   };
   for (const spec of specs) {
     const where = spec.host.includes(":") ? `[${spec.host}]:${spec.port}` : `${spec.host}:${spec.port}`;
     try {
-      const handler = PROTOCOLS[spec.protocol].create();
+      const handler: Handler<any> = PROTOCOLS[spec.protocol].create(ctx);
       const l = reactor.listen({ hostname: spec.host, port: spec.port, handler, connection });
       console.log(`bunpoll ${pkg.version} listening on ${l.describe()} (${spec.protocol}), pid ${process.pid}`);
     } catch (e) {
@@ -103,6 +134,14 @@ function main(argv: string[]): void {
       process.exit(1);
     }
   }
+  if (!authToken && !specs.every((s) => isLoopback(s.host))) {
+    console.error(`bunpoll: warning: listening on non-loopback address ${host} without --auth-token: anyone who can reach it can connect`);
+  }
+  const statsEvery = flags["stats-interval"] as number;
+  if (statsEvery > 0) {
+    const reporter = new StatsIntervalReporter(() => ctx.snapshot(), ctx.stats.latency);
+    setInterval(() => console.log(reporter.line()), statsEvery * 1000);
+  }
 
   let signals = 0;
   const onSignal = (sig: NodeJS.Signals) => {
@@ -111,12 +150,19 @@ function main(argv: string[]): void {
       process.exit(1);
     }
     const open = reactor.connectionCount;
+    // Requests that already arrived are answered normally during reactor.stop()'s final read
+    // pass; anything that arrives after it is answered SHUTTING_DOWN until our FIN goes out.
     console.error(`bunpoll: ${sig}: stopping (${open} connection${open === 1 ? "" : "s"} open), draining for at most ${flags["drain-timeout"]} s`);
-    reactor
-      .stop({ graceful: true, drainTimeoutMs: (flags["drain-timeout"] as number) * 1000 })
+    const stopped = reactor.stop({ graceful: true, drainTimeoutMs: (flags["drain-timeout"] as number) * 1000 });
+    ctx.shuttingDown = true;
+    stopped
       .then(() => {
         const s = reactor.stats;
-        console.error(`bunpoll: stopped: ${s.connectionsTotal} connections served, ${s.bytesIn} bytes in, ${s.bytesOut} bytes out`);
+        const forced = s.closeReasons.shutdown;
+        console.error(
+          `bunpoll: stopped: ${s.connectionsTotal} connections served, ${s.bytesIn} bytes in, ${s.bytesOut} bytes out` +
+            (forced > 0 ? `, ${forced} closed at the drain timeout` : ", all flushed"),
+        );
         reactor[Symbol.dispose]();
         process.exit(0);
       }, (e) => {
@@ -130,6 +176,10 @@ function main(argv: string[]): void {
     console.error(`bunpoll: reactor failed: ${(e as Error).stack ?? e}`);
     process.exit(1);
   });
+}
+
+function isLoopback(host: string): boolean {
+  return host === "localhost" || host === "::1" || /^127\./.test(host);
 }
 
 main(process.argv.slice(2));

@@ -39,7 +39,11 @@ export interface Connection<T = unknown> {
    * until `drain` is called.
    */
   write(bytes: Uint8Array | string, start?: number, end?: number): boolean;
-  /** Flush what is queued, then close. Reading stops at once. */
+  /**
+   * Flush what is queued, send FIN, then close once the peer's FIN arrives (or after a
+   * linger timeout). Until our FIN is sent, arriving data is still delivered and writes are
+   * still taken, so a protocol can answer it (e.g. SHUTTING_DOWN during a graceful stop).
+   */
   end(): void;
   /** Close at once, dropping queued output. */
   close(reason?: CloseReason): void;

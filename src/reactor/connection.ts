@@ -55,6 +55,8 @@ export class TcpConnection<T = unknown> implements Connection<T>, TimerNode, Dis
   /** After end(): our FIN is sent, we read and discard until the peer's FIN. */
   private lingering = false;
   private peerEnded = false;
+  /** Graceful stop: keep serving until the peer goes quiet (EAGAIN) and output is flushed, then end(). */
+  private draining = false;
   /** Non-blocking connect() in flight (client side). */
   connecting: ((err: Error | null) => void) | null = null;
   /** Listed in the reactor's pending-flush list for this turn. */
@@ -105,7 +107,9 @@ export class TcpConnection<T = unknown> implements Connection<T>, TimerNode, Dis
   }
 
   write(bytes: Uint8Array | string, start = 0, end = -1): boolean {
-    if (this.state >= ConnState.Closing) return false;
+    // After end() writes are still taken until our FIN is sent (lingering): a protocol can
+    // answer what arrives meanwhile (e.g. SHUTTING_DOWN during a graceful stop).
+    if (this.state === ConnState.Closed || this.lingering) return false;
     if (typeof bytes === "string") this.out.appendString(bytes);
     else this.out.append(bytes, start, end < 0 ? bytes.length : end);
     if (!this.dirty && !this.wantWritable) {
@@ -196,8 +200,8 @@ export class TcpConnection<T = unknown> implements Connection<T>, TimerNode, Dis
         r.stats.bytesIn += n;
         r.stats.readCalls++;
         this.lastActive = r.now;
-        if (this.lingering || this.state === ConnState.Closing) {
-          // Our side is done: discard what the peer still sends until its FIN.
+        if (this.lingering) {
+          // Our FIN is sent: discard what the peer still sends until its FIN.
         } else {
           const h = this.handler.data;
           if (h) {
@@ -212,7 +216,8 @@ export class TcpConnection<T = unknown> implements Connection<T>, TimerNode, Dis
         }
         if (this.options.frameTimeoutMs > 0) this.trackFrame();
         // A short read emptied the socket (level-triggered: epoll tells us if more comes).
-        if (n < buf.length) return;
+        // While draining we read on to EAGAIN: that is how we learn the peer went quiet.
+        if (n < buf.length && !this.draining) return;
         budget -= n;
         if (budget <= 0 || !this.wantsRead()) return;
         continue;
@@ -221,7 +226,10 @@ export class TcpConnection<T = unknown> implements Connection<T>, TimerNode, Dis
         this.onPeerEnd();
         return;
       }
-      if (n === -Errno.EAGAIN) return;
+      if (n === -Errno.EAGAIN) {
+        if (this.draining) this.drainStep();
+        return;
+      }
       if (n === -Errno.EINTR) continue;
       this.close("reset", errorFromRc("recv", n));
       return;
@@ -294,7 +302,8 @@ export class TcpConnection<T = unknown> implements Connection<T>, TimerNode, Dis
       }
     }
     if (out.length === 0) {
-      if (this.state === ConnState.HalfClosed) this.close("end");
+      if (this.draining && this.state === ConnState.Open) this.onReadable(); // quiet yet?
+      else if (this.state === ConnState.HalfClosed) this.close("end");
       else if (this.state === ConnState.Closing && !this.lingering) this.finishClosing();
     }
   }
@@ -329,7 +338,13 @@ export class TcpConnection<T = unknown> implements Connection<T>, TimerNode, Dis
       this.fail(e);
       return;
     }
-    if ((this.state as ConnState) !== ConnState.Closed) this.reactor.timers.schedule(this, Math.min(now + idle, this.nextDeadline()));
+    if ((this.state as ConnState) !== ConnState.Closed) {
+      // The handler kept the connection: next idle check one period from now (lastActive + idle
+      // is in the past and would fire again at once), or the frame deadline if earlier.
+      const frame = this.options.frameTimeoutMs;
+      const frameDue = this.frameStarted > 0 && frame > 0 ? this.frameStarted + frame : Infinity;
+      this.reactor.timers.schedule(this, Math.min(now + idle, frameDue));
+    }
   }
 
   /** The earliest of the idle and frame deadlines (Infinity: none). */
@@ -362,6 +377,21 @@ export class TcpConnection<T = unknown> implements Connection<T>, TimerNode, Dis
     if (due < Infinity) this.reactor.timers.schedule(this, due);
     if (this.connecting) return;
     this.open();
+  }
+
+  /**
+   * Graceful stop (reactor.stop): everything the peer sent before it went quiet is read and
+   * answered; once a read finds the socket empty and our output is flushed, end().
+   */
+  beginDrain(): void {
+    if (this.state !== ConnState.Open || this.draining) return;
+    this.draining = true;
+    if (this.interest & READABLE) this.onReadable();
+    else this.drainStep();
+  }
+
+  private drainStep(): void {
+    if (this.state === ConnState.Open && this.out.length === 0 && !this.dirty) this.end();
   }
 
   /** Accepted past the connection limit: let the protocol say so, then end. */
@@ -462,7 +492,7 @@ export class TcpConnection<T = unknown> implements Connection<T>, TimerNode, Dis
   private wantsRead(): boolean {
     if (this.connecting || this.peerEnded) return false;
     if (this.lingering) return true;
-    return this.state === ConnState.Open && !this.userPaused && !this.backpressured;
+    return (this.state === ConnState.Open || this.state === ConnState.Closing) && !this.userPaused && !this.backpressured;
   }
 
   /** Applies the interest our state implies; one epoll_ctl only when it changes. */

@@ -28,7 +28,7 @@ export class Listener<T = unknown> implements Disposable {
   /** Accepting is paused (fd exhaustion with no reserve fd left); a timer re-arms it. */
   private paused = false;
   private readonly rearm = new Timer(() => this.resumeAccepting());
-  private lastExhaustionLog = 0;
+  private lastExhaustionLog = -Infinity; // performance.now() starts near 0
 
   constructor(readonly reactor: Reactor, readonly config: ListenerConfig<T>) {
     using stack = new DisposableStack();

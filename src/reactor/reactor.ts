@@ -378,10 +378,10 @@ export class Reactor implements Disposable {
       this.closeAll("shutdown");
     } else {
       for (const c of [...this.connections]) {
-        // Requests that already arrived get their replies: one last read, then end().
-        if (c.state === ConnState.Open && c.interest & READABLE) c.onReadable();
+        // Requests that already arrived get their replies: each connection reads on until
+        // the peer goes quiet and its output is flushed, then ends (beginDrain).
         if (c.connecting) c.close("shutdown");
-        else c.end();
+        else c.beginDrain();
       }
       this.timers.schedule(this.forceClose, this.now + (options.drainTimeoutMs ?? 5000));
     }

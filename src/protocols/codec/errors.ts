@@ -1,0 +1,63 @@
+// Error codes shared by every protocol. Codes 1-8 are the framed protocol's wire codes
+// (the u16 in an ERROR frame). Codes 9-11 only occur in the json protocol, which names
+// errors by string; they get numbers so that one counter array covers all protocols.
+
+export const ErrorCode = {
+  UNKNOWN_TYPE: 1,
+  BAD_BODY: 2,
+  NO_SUCH_CLIENT: 3,
+  FRAME_TOO_LARGE: 4,
+  RATE_LIMITED: 5,
+  UNAUTHORIZED: 6,
+  SERVER_FULL: 7,
+  SHUTTING_DOWN: 8,
+  INVALID_JSON: 9,
+  INVALID_UTF8: 10,
+  MISSING_TYPE: 11,
+} as const;
+export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
+
+/** Size of arrays indexed by error code (index 0 unused). */
+export const ERROR_CODE_SLOTS = 12;
+
+/** Machine-readable names: the json protocol's `"error"` field and the stats keys. */
+export const ERROR_NAMES: readonly string[] = [
+  "none",
+  "unknown_type",
+  "bad_body",
+  "no_such_client",
+  "frame_too_large",
+  "rate_limited",
+  "unauthorized",
+  "server_full",
+  "shutting_down",
+  "invalid_json",
+  "invalid_utf8",
+  "missing_type",
+];
+
+/** Default human-readable messages (framed ERROR body text, json `"message"`, line `ERR` text). */
+export const ERROR_MESSAGES: readonly string[] = [
+  "",
+  "unknown message type",
+  "body shape wrong for its type",
+  "no such client",
+  "frame too large",
+  "rate limited",
+  "unauthorized",
+  "server full",
+  "shutting down",
+  "invalid JSON",
+  "invalid UTF-8",
+  "missing type field",
+];
+
+export function errorName(code: number): string {
+  return ERROR_NAMES[code] ?? `error_${code}`;
+}
+
+/** Inverse of ERROR_NAMES, for clients that receive json errors. 0 when unknown. */
+export function errorCodeOf(name: string): number {
+  const i = ERROR_NAMES.indexOf(name);
+  return i > 0 ? i : 0;
+}

@@ -1,0 +1,127 @@
+// What every protocol handler shares within one process: the hub (so a broadcast reaches
+// clients of every protocol), the stats, the options, and the lifecycle flags. Create one
+// per process and pass it to each protocol factory; several listeners share it.
+
+import { Hub } from "../hub.ts";
+import type { ReactorStats } from "../reactor/stats.ts";
+import { buildStatsSnapshot, type ReactorCounters, type StatsSnapshot } from "../stats/snapshot.ts";
+import { ProtocolStats, type ProtocolStatsOptions } from "../stats/protocol-stats.ts";
+import type { CloseReason, Connection, Handler } from "../types.ts";
+import type { RateLimitOptions } from "./guards.ts";
+
+export type ProtocolName = "framed" | "json" | "line";
+
+export interface ProtocolOptions {
+  /**
+   * Largest frame body (`--max-frame`). Unset: the protocol's default, framed 65535 (a
+   * u16 length cannot say more, so larger values are capped there), json 1 MiB.
+   */
+  maxFrame?: number;
+  /** Largest line for the line protocol (`--max-line`), default 64 KiB. */
+  maxLine: number;
+  /** When set, clients must authenticate first (framed HELLO, json auth, line first line). */
+  authToken?: string;
+  /** Per-connection token bucket; unset = unlimited. */
+  rateLimit?: RateLimitOptions;
+  /** Shown as json `echoed_by` and in the stats line. */
+  serverName: string;
+}
+
+export const DEFAULT_MAX_LINE = 64 * 1024;
+
+export interface ProtocolContextInit {
+  options?: Partial<ProtocolOptions>;
+  hub?: Hub;
+  stats?: ProtocolStats | ProtocolStatsOptions;
+  /** Wall clock in ms (default Date.now); injectable for tests. */
+  wallClock?: () => number;
+}
+
+const utf8 = new TextEncoder();
+
+export class ProtocolContext {
+  readonly hub: Hub;
+  readonly stats: ProtocolStats;
+  readonly options: Readonly<ProtocolOptions>;
+  /** The auth token as bytes (compared against presented bytes), or null when auth is off. */
+  readonly authToken: Uint8Array | null;
+  /**
+   * Reactor counters included in STATS replies. The server pushes each reactor's
+   * ReactorStats here when it starts one.
+   */
+  readonly reactors: ReactorCounters[] = [];
+  /**
+   * Set by the server when graceful shutdown begins: every new request is answered with
+   * SHUTTING_DOWN (connections stay open until the server closes them).
+   */
+  shuttingDown = false;
+  readonly startedAtMs: number;
+  readonly wallClock: () => number;
+  private isoMs = -1;
+  private iso = "";
+
+  constructor(init: ProtocolContextInit = {}) {
+    this.hub = init.hub ?? new Hub();
+    this.stats = init.stats instanceof ProtocolStats ? init.stats : new ProtocolStats(init.stats);
+    const o = init.options ?? {};
+    this.options = {
+      maxFrame: o.maxFrame,
+      maxLine: o.maxLine ?? DEFAULT_MAX_LINE,
+      authToken: o.authToken,
+      rateLimit: o.rateLimit,
+      serverName: o.serverName ?? "bunpoll",
+    };
+    this.authToken = o.authToken !== undefined && o.authToken !== "" ? utf8.encode(o.authToken) : null;
+    this.wallClock = init.wallClock ?? Date.now;
+    this.startedAtMs = this.wallClock();
+  }
+
+  addReactor(stats: ReactorStats | ReactorCounters): void {
+    this.reactors.push(stats);
+  }
+
+  /** Monotonic clock, ns (the stats clock). */
+  now(): number {
+    return this.stats.now();
+  }
+
+  /** ISO-8601 wall-clock time, formatted at most once per millisecond. */
+  isoNow(): string {
+    const ms = this.wallClock();
+    if (ms !== this.isoMs) {
+      this.isoMs = ms;
+      this.iso = new Date(ms).toISOString();
+    }
+    return this.iso;
+  }
+
+  snapshot(): StatsSnapshot {
+    return buildStatsSnapshot({
+      reactors: this.reactors,
+      protocol: this.stats,
+      clients: this.hub.size,
+      serverName: this.options.serverName,
+      startedAtMs: this.startedAtMs,
+      nowMs: this.wallClock(),
+    });
+  }
+}
+
+export function createProtocolContext(init: ProtocolContextInit = {}): ProtocolContext {
+  return new ProtocolContext(init);
+}
+
+/**
+ * A protocol's handler table, with the optional hooks it always implements made required.
+ * The methods are plain closures (no `this`), so they work however the reactor calls them.
+ */
+export interface ProtocolHandler<S> extends Handler<S> {
+  readonly protocol: ProtocolName;
+  open(conn: Connection<S>): void;
+  data(conn: Connection<S>, bytes: Uint8Array): void;
+  close(conn: Connection<S>, reason: CloseReason, error?: Error): void;
+  /** At the connection limit: write SERVER_FULL in this protocol's format (open has not run). */
+  full(conn: Connection<S>): void;
+  /** True while a frame or line is partially received: the frame-timeout hook. */
+  inFrame(conn: Connection<S>): boolean;
+}

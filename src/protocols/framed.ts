@@ -1,0 +1,312 @@
+// The framed protocol (the default): `u16 type, u16 length` big-endian, then the body.
+// See docs/PROTOCOL.md for the byte-level spec.
+//
+// Hot path (PING/ECHO): the decoder hands each frame out as (buf, offset, length) into
+// the reactor's receive buffer when the frame is whole in the chunk; the reply is a
+// 4-byte header from a preallocated scratch plus a write of the same body slice. No
+// allocation per message. Replies are written synchronously while decoding, so replies to
+// one connection come in request order.
+
+import { formatAddress, SEND_OK, type HubEncoder, type HubMember, type HubMessage } from "../hub.ts";
+import type { CloseReason, Connection } from "../types.ts";
+import { ErrorCode } from "./codec/errors.ts";
+import {
+  encodeError,
+  FRAMED_MAX_BODY,
+  MAX_RELAYED_PAYLOAD,
+  MsgType,
+  PROTOCOL_VERSION,
+  readU32,
+  writeFrameHeader,
+  writeU32,
+} from "./codec/framed.ts";
+import { FrameDecoder, HeaderLayout, type FrameSink } from "./codec/frame-decoder.ts";
+import { inboundFramedKind, Kind } from "./codec/kinds.ts";
+import { statsReplyLength, writeStatsReply } from "./codec/stats-reply.ts";
+import type { ProtocolContext, ProtocolHandler } from "./context.ts";
+import { RateVerdict, TokenBucket, tokenMatches } from "./guards.ts";
+
+/** ERROR frames are constant per code: encode them once. */
+const ERROR_FRAMES: Uint8Array[] = [];
+for (const code of Object.values(ErrorCode)) ERROR_FRAMES[code] = encodeError(code);
+
+/** Per-connection state (conn.data). */
+export class FramedSession implements FrameSink {
+  readonly decoder: FrameDecoder;
+  authed: boolean;
+  constructor(
+    private readonly proto: FramedProtocol,
+    readonly conn: Connection<FramedSession>,
+    readonly member: HubMember,
+    maxFrame: number,
+    authed: boolean,
+    readonly bucket: TokenBucket | null,
+  ) {
+    this.decoder = new FrameDecoder(this, maxFrame, HeaderLayout.TypeLength16);
+    this.authed = authed;
+  }
+  frame(type: number, buf: Uint8Array, offset: number, length: number): void {
+    this.proto.onFrame(this, type, buf, offset, length);
+  }
+  oversize(type: number, length: number): void {
+    this.proto.onOversize(this, type, length);
+  }
+}
+
+/** Renders other clients' broadcasts/direct messages as BROADCAST_MSG / DIRECT_MSG frames. */
+export class FramedHubEncoder implements HubEncoder {
+  out = new Uint8Array(1024);
+  encodeBroadcast(msg: HubMessage): number {
+    return this.encode(MsgType.BROADCAST_MSG, msg);
+  }
+  encodeDirect(msg: HubMessage): number {
+    return this.encode(MsgType.DIRECT_MSG, msg);
+  }
+  private encode(type: number, msg: HubMessage): number {
+    msg.ensureBytes();
+    const len = msg.length;
+    // A u16 length must cover the u32 sender id plus the payload.
+    if (len > MAX_RELAYED_PAYLOAD) return -1;
+    const total = 8 + len;
+    if (this.out.length < total) {
+      let size = this.out.length;
+      while (size < total) size *= 2;
+      this.out = new Uint8Array(size);
+    }
+    const out = this.out;
+    writeFrameHeader(out, 0, type, 4 + len);
+    writeU32(out, 4, msg.from!.id);
+    out.set(msg.bytes!.subarray(msg.offset, msg.offset + len), 8);
+    return total;
+  }
+}
+
+class FramedProtocol {
+  readonly maxFrame: number;
+  private readonly channel: number;
+  /** Reply headers and small fixed replies are built here; write() copies it at once. */
+  private readonly scratch = new Uint8Array(16);
+  private statsBuf = new Uint8Array(1024);
+  /** Monotonic time of the current `data` batch, for the rate limiter. */
+  batchNow = 0;
+
+  constructor(readonly ctx: ProtocolContext) {
+    this.maxFrame = Math.min(ctx.options.maxFrame ?? FRAMED_MAX_BODY, FRAMED_MAX_BODY);
+    this.channel = ctx.hub.channel("framed", new FramedHubEncoder());
+  }
+
+  open(conn: Connection<FramedSession>): void {
+    const ctx = this.ctx;
+    const authed = ctx.authToken === null;
+    const member = ctx.hub.add(conn, this.channel, formatAddress(conn.remoteAddress, conn.remotePort), authed);
+    const rl = ctx.options.rateLimit;
+    const bucket = rl ? new TokenBucket(rl, ctx.now()) : null;
+    conn.data = new FramedSession(this, conn, member, this.maxFrame, authed, bucket);
+  }
+
+  data(conn: Connection<FramedSession>, bytes: Uint8Array): void {
+    const s = conn.data;
+    const stats = this.ctx.stats;
+    const t = stats.beginBatch();
+    // One clock read per batch serves both the histogram and the rate limiter.
+    if (s.bucket !== null) this.batchNow = t !== 0 ? t : this.ctx.now();
+    try {
+      s.decoder.push(bytes);
+    } finally {
+      stats.endBatch();
+    }
+  }
+
+  close(conn: Connection<FramedSession>, _reason: CloseReason): void {
+    const s = conn.data;
+    if (!(s instanceof FramedSession)) return;
+    s.decoder.stop();
+    this.ctx.hub.remove(s.member);
+  }
+
+  onFrame(s: FramedSession, type: number, buf: Uint8Array, off: number, len: number): void {
+    const stats = this.ctx.stats;
+    if (stats.enabled) stats.messagesIn[inboundFramedKind(type)]++;
+    if (this.admit(s, type)) this.dispatch(s, type, buf, off, len);
+    stats.tick();
+  }
+
+  onOversize(s: FramedSession, type: number, _len: number): void {
+    // The header was read, so the stream is in sync: the decoder skips the body and
+    // decoding continues; answer and stay open.
+    const stats = this.ctx.stats;
+    if (stats.enabled) stats.messagesIn[inboundFramedKind(type)]++;
+    if (this.admit(s, type)) this.sendError(s.conn, ErrorCode.FRAME_TOO_LARGE);
+    stats.tick();
+  }
+
+  /** Shutdown, rate limit and auth gates, in that order. False: already answered. */
+  private admit(s: FramedSession, type: number): boolean {
+    if (this.ctx.shuttingDown) {
+      this.sendError(s.conn, ErrorCode.SHUTTING_DOWN);
+      return false;
+    }
+    if (s.bucket !== null) {
+      const v = s.bucket.take(this.batchNow);
+      if (v !== RateVerdict.Allow) {
+        if (v === RateVerdict.Close) this.fail(s, ErrorCode.RATE_LIMITED);
+        else this.sendError(s.conn, ErrorCode.RATE_LIMITED);
+        return false;
+      }
+    }
+    if (!s.authed && type !== MsgType.HELLO) {
+      this.fail(s, ErrorCode.UNAUTHORIZED);
+      return false;
+    }
+    return true;
+  }
+
+  private dispatch(s: FramedSession, type: number, buf: Uint8Array, off: number, len: number): void {
+    switch (type) {
+      case MsgType.PING:
+        this.reply(s.conn, MsgType.PONG, Kind.PONG, buf, off, len);
+        return;
+      case MsgType.ECHO:
+        this.reply(s.conn, MsgType.ECHO_REPLY, Kind.ECHO_REPLY, buf, off, len);
+        return;
+      case MsgType.HELLO:
+        this.hello(s, buf, off, len);
+        return;
+      case MsgType.BROADCAST:
+        this.broadcast(s, buf, off, len);
+        return;
+      case MsgType.SEND_TO:
+        this.sendTo(s, buf, off, len);
+        return;
+      case MsgType.STATS:
+        if (len !== 0) this.sendError(s.conn, ErrorCode.BAD_BODY);
+        else this.statsReply(s.conn);
+        return;
+      case MsgType.ERROR:
+        // A client reporting an error to us: counted, never answered (no error loops).
+        return;
+      default:
+        this.sendError(s.conn, ErrorCode.UNKNOWN_TYPE);
+    }
+  }
+
+  private hello(s: FramedSession, buf: Uint8Array, off: number, len: number): void {
+    if (len === 1) {
+      this.sendError(s.conn, ErrorCode.BAD_BODY);
+      return;
+    }
+    const expected = this.ctx.authToken;
+    if (!s.authed && expected !== null) {
+      // Token = the body after the u16 version; a HELLO without one fails.
+      const ok = len >= 2 && tokenMatches(buf, off + 2, len - 2, expected);
+      if (!ok) {
+        this.fail(s, ErrorCode.UNAUTHORIZED);
+        return;
+      }
+      s.authed = true;
+      this.ctx.hub.join(s.member);
+    }
+    // The client's u16 version (when len >= 2) is informational: there is only version
+    // 1, and WELCOME tells the client which version the server speaks.
+    const b = this.scratch;
+    writeFrameHeader(b, 0, MsgType.WELCOME, 6);
+    writeU32(b, 4, s.member.id);
+    b[8] = PROTOCOL_VERSION >>> 8;
+    b[9] = PROTOCOL_VERSION & 0xff;
+    s.conn.write(b, 0, 10);
+    this.countOut(Kind.WELCOME);
+  }
+
+  private broadcast(s: FramedSession, buf: Uint8Array, off: number, len: number): void {
+    if (len > MAX_RELAYED_PAYLOAD) {
+      // BROADCAST_MSG adds a u32 sender id: this body cannot be relayed in one frame.
+      this.sendError(s.conn, ErrorCode.FRAME_TOO_LARGE);
+      return;
+    }
+    const n = this.ctx.hub.broadcastBytes(s.member, buf, off, len);
+    if (this.ctx.stats.enabled) this.ctx.stats.messagesOut[Kind.BROADCAST_MSG] += n;
+    this.u32Reply(s.conn, MsgType.BROADCAST_ACK, Kind.BROADCAST_ACK, n);
+  }
+
+  private sendTo(s: FramedSession, buf: Uint8Array, off: number, len: number): void {
+    if (len < 4) {
+      this.sendError(s.conn, ErrorCode.BAD_BODY);
+      return;
+    }
+    const toId = readU32(buf, off);
+    const target = this.ctx.hub.get(toId);
+    if (target === undefined) {
+      this.sendError(s.conn, ErrorCode.NO_SUCH_CLIENT);
+      return;
+    }
+    const r = this.ctx.hub.sendBytes(s.member, target, buf, off + 4, len - 4);
+    if (r !== SEND_OK) {
+      this.sendError(s.conn, r);
+      return;
+    }
+    this.countOut(Kind.DIRECT_MSG);
+    this.u32Reply(s.conn, MsgType.SEND_ACK, Kind.SEND_ACK, toId);
+  }
+
+  private statsReply(conn: Connection<any>): void {
+    const snap = this.ctx.snapshot();
+    const bodyLen = statsReplyLength(snap);
+    if (this.statsBuf.length < 4 + bodyLen) this.statsBuf = new Uint8Array(4 + bodyLen);
+    const b = this.statsBuf;
+    writeFrameHeader(b, 0, MsgType.STATS_REPLY, bodyLen);
+    writeStatsReply(snap, b, 4);
+    conn.write(b, 0, 4 + bodyLen);
+    this.countOut(Kind.STATS_REPLY);
+  }
+
+  private reply(conn: Connection<any>, type: number, kind: number, buf: Uint8Array, off: number, len: number): void {
+    const h = this.scratch;
+    writeFrameHeader(h, 0, type, len);
+    conn.write(h, 0, 4);
+    if (len > 0) conn.write(buf, off, off + len);
+    this.countOut(kind);
+  }
+
+  private u32Reply(conn: Connection<any>, type: number, kind: number, value: number): void {
+    const b = this.scratch;
+    writeFrameHeader(b, 0, type, 4);
+    writeU32(b, 4, value);
+    conn.write(b, 0, 8);
+    this.countOut(kind);
+  }
+
+  private countOut(kind: number): void {
+    const stats = this.ctx.stats;
+    if (stats.enabled) stats.messagesOut[kind]++;
+  }
+
+  sendError(conn: Connection<any>, code: number): void {
+    conn.write(ERROR_FRAMES[code]!);
+    const stats = this.ctx.stats;
+    if (stats.enabled) {
+      stats.errors[code]++;
+      stats.messagesOut[Kind.ERROR]++;
+    }
+  }
+
+  /** Answer with an error, then flush and close: the client may not go on. */
+  private fail(s: FramedSession, code: number): void {
+    this.sendError(s.conn, code);
+    s.decoder.stop();
+    s.conn.end();
+  }
+}
+
+/** Build the framed protocol's handler table. */
+export function createFramedProtocol(ctx: ProtocolContext): ProtocolHandler<FramedSession> {
+  const p = new FramedProtocol(ctx);
+  return {
+    protocol: "framed",
+    open: (conn) => p.open(conn),
+    data: (conn, bytes) => p.data(conn, bytes),
+    close: (conn, reason) => p.close(conn, reason),
+    // At the connection limit: say so; the reactor ends the connection right after.
+    full: (conn) => p.sendError(conn, ErrorCode.SERVER_FULL),
+    inFrame: (conn) => conn.data instanceof FramedSession && conn.data.decoder.inFrame,
+  };
+}

@@ -1,0 +1,230 @@
+// The server and client CLIs as processes: flags, exit codes, messages, and the flags that
+// change behaviour (idle timeout, buffer limits, several listeners). Black-box.
+
+import { describe, test, expect, afterAll } from "bun:test";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import {
+  ROOT, startEchoServer, startServer, runServerCli, runClientCli, killAll, LISTENING_RE,
+} from "../util/process.ts";
+import { connect, expectEcho, patternBytes, readToEnd, sleep, unusedPort, waitFor } from "../util/tcp.ts";
+
+const VERSION: string = JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")).version;
+
+afterAll(async () => {
+  await killAll();
+});
+
+describe("server CLI: --help, --version, usage errors", () => {
+  test("--help prints usage listing every flag and exits 0", async () => {
+    const r = await runServerCli(["--help"]);
+    expect(r.code).toBe(0);
+    expect(r.stderr).toBe("");
+    expect(r.stdout).toContain(`bunpoll ${VERSION}`);
+    expect(r.stdout).toContain("usage:");
+    for (const flag of ["--protocol", "--host", "--port", "--listen", "--idle-timeout", "--high-water", "--max-buffered", "--drain-timeout", "--help", "--version"]) {
+      expect(r.stdout).toContain(flag);
+    }
+  });
+
+  test("-h is --help", async () => {
+    const r = await runServerCli(["-h"]);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain("usage:");
+  });
+
+  test("--version prints the package version and exits 0", async () => {
+    const r = await runServerCli(["--version"]);
+    expect(r.code).toBe(0);
+    expect(r.stdout.trim()).toBe(`bunpoll ${VERSION}`);
+  });
+
+  test.each([
+    [["--bogus"], "unknown option --bogus"],
+    [["--port", "abc"], '--port: expected an integer, got "abc"'],
+    [["--port", "70000"], "--port: must be <= 65535"],
+    [["--port"], "--port needs a value"],
+    [["--protocol", "nope"], '--protocol: "nope" is not one of'],
+    [["--idle-timeout", "-1"], "--idle-timeout: must be >= 0"],
+    [["--high-water", "0"], "--high-water: must be >= 1"],
+    [["--listen", "echo"], '--listen: expected PROTO:PORT, got "echo"'],
+    [["--listen", "nope:5050"], '--listen: unknown protocol "nope"'],
+    [["--listen", "echo:99999"], "--listen: port 99999 out of range"],
+    [["stray"], 'unexpected argument "stray"'],
+  ])("%p exits 2 with the reason and the usage", async (args, reason) => {
+    const r = await runServerCli([...args]);
+    expect(r.code).toBe(2);
+    expect(r.stdout).toBe("");
+    expect(r.stderr.split("\n")[0]).toStartWith(`bunpoll: ${reason}`);
+    expect(r.stderr).toContain("usage:");
+  });
+
+  test("an invalid --host is reported and exits 1, nothing listens", async () => {
+    const r = await runServerCli(["--host", "not-an-ip", "--port", "0"]);
+    expect(r.code).toBe(1);
+    expect(r.stdout).toBe("");
+    expect(r.stderr).toContain("not-an-ip");
+  });
+});
+
+describe("server CLI: listening", () => {
+  test("port in use: a second server prints one line naming host and port and exits 1", async () => {
+    const first = await startEchoServer();
+    try {
+      const r = await runServerCli(["--protocol", "echo", "--port", String(first.port)]);
+      expect(r.code).toBe(1);
+      expect(r.stdout).toBe("");
+      const lines = r.stderr.trimEnd().split("\n");
+      expect(lines.length).toBe(1);
+      expect(lines[0]).toContain(`127.0.0.1:${first.port}`);
+      expect(lines[0]).toMatch(/in use|EADDRINUSE/);
+      await expectEcho(first.port, Buffer.from("first one unharmed"));
+    } finally {
+      expect(await first.stop()).toBe(0);
+    }
+  }, 30_000);
+
+  test("port in use on ::1 names [::1]:PORT", async () => {
+    const first = await startEchoServer([], "::1");
+    try {
+      const r = await runServerCli(["--host", "::1", "--port", String(first.port)]);
+      expect(r.code).toBe(1);
+      const lines = r.stderr.trimEnd().split("\n");
+      expect(lines.length).toBe(1);
+      expect(lines[0]).toContain(`[::1]:${first.port}`);
+    } finally {
+      await first.stop();
+    }
+  }, 30_000);
+
+  test("--listen twice opens two listeners, one line each", async () => {
+    const a = await unusedPort();
+    let b = await unusedPort();
+    while (b === a) b = await unusedPort();
+    const srv = await startServer(["--listen", `echo:${a}`, "--listen", `echo:${b}`]);
+    try {
+      await waitFor(() => srv.stdout().split("\n").filter((l) => LISTENING_RE.test(l)).length === 2, 10_000, "two lines");
+      expect(srv.stdout()).toContain(`listening on 127.0.0.1:${a} (echo)`);
+      expect(srv.stdout()).toContain(`listening on 127.0.0.1:${b} (echo)`);
+      await expectEcho(a, Buffer.from("on a"));
+      await expectEcho(b, Buffer.from("on b"));
+    } finally {
+      expect(await srv.stop()).toBe(0);
+    }
+  }, 30_000);
+
+  test("--idle-timeout closes a silent connection after about that long", async () => {
+    const srv = await startEchoServer(["--idle-timeout", "0.4"]);
+    try {
+      const s = await connect(srv.port);
+      const t0 = performance.now();
+      const r = await readToEnd(s, 10_000, "idle close");
+      const elapsed = performance.now() - t0;
+      expect(r.data.length).toBe(0);
+      expect(elapsed).toBeGreaterThanOrEqual(300);
+      expect(elapsed).toBeLessThan(5000);
+      // A chatty connection is not closed.
+      const busy = await connect(srv.port);
+      let closed = false;
+      busy.on("close", () => (closed = true));
+      busy.on("data", () => {});
+      for (let i = 0; i < 10; i++) {
+        busy.write("x");
+        await sleep(100);
+      }
+      expect(closed).toBe(false);
+      busy.destroy();
+    } finally {
+      await srv.stop();
+    }
+  }, 30_000);
+
+  test("--max-buffered: output queued past the limit closes that connection (slow consumer)", async () => {
+    // A node:net client keeps reading even when paused, so the limit is made smaller than
+    // one read: the echo of a single recv() already passes it, before any flush.
+    const srv = await startEchoServer(["--high-water", "1024", "--max-buffered", "4096"]);
+    try {
+      const s = await connect(srv.port);
+      const ended = readToEnd(s, 15_000, "server closes the connection");
+      s.on("error", () => {});
+      s.write(patternBytes(256 * 1024, 1));
+      const r = await ended;
+      expect(r.data.length).toBeLessThan(256 * 1024);
+      await waitFor(() => srv.stderr().includes("slow consumer"), 10_000, "slow-consumer log line");
+      expect(srv.stderr()).toMatch(/closed as slow consumer \(\d+ bytes queued > maxBuffered 4096\)/);
+      // Small messages stay under the limit and are served.
+      await expectEcho(srv.port, Buffer.from("small is fine"));
+    } finally {
+      await srv.stop();
+    }
+  }, 60_000);
+});
+
+describe("client CLI", () => {
+  test("echo TEXT prints sent, received and rtt", async () => {
+    const srv = await startEchoServer();
+    try {
+      const r = await runClientCli(["--port", String(srv.port), "echo", "hello"]);
+      expect(r.code).toBe(0);
+      const lines = r.stdout.trimEnd().split("\n");
+      expect(lines[0]).toBe(`sent     "hello" (5 bytes)`);
+      expect(lines[1]).toBe(`received "hello" (5 bytes)`);
+      expect(lines[2]).toMatch(/^rtt +\d+ us$/);
+    } finally {
+      await srv.stop();
+    }
+  }, 30_000);
+
+  test("several words and non-ASCII text round-trip", async () => {
+    const srv = await startEchoServer();
+    try {
+      const r = await runClientCli(["--port", String(srv.port), "echo", "héllo", "wörld ✓"]);
+      expect(r.code).toBe(0);
+      const bytes = Buffer.byteLength("héllo wörld ✓");
+      expect(r.stdout).toContain(`received "héllo wörld ✓" (${bytes} bytes)`);
+    } finally {
+      await srv.stop();
+    }
+  }, 30_000);
+
+  test("echo over IPv6 with --host ::1", async () => {
+    const srv = await startEchoServer([], "::1");
+    try {
+      const r = await runClientCli(["--host", "::1", "--port", String(srv.port), "echo", "v6"]);
+      expect(r.code).toBe(0);
+      expect(r.stdout).toContain(`received "v6" (2 bytes)`);
+    } finally {
+      await srv.stop();
+    }
+  }, 30_000);
+
+  test("no server: exits non-zero with a clear message", async () => {
+    const port = await unusedPort();
+    const r = await runClientCli(["--port", String(port), "echo", "hello"], 15_000);
+    expect(r.code).not.toBe(0);
+    expect(r.code).not.toBeNull(); // it exited by itself, not by our timeout
+    expect(r.stderr).toContain(`cannot connect to 127.0.0.1:${port}`);
+    expect(r.stderr).toContain("ECONNREFUSED");
+    expect(r.stdout).not.toContain("received");
+  }, 30_000);
+
+  test("usage errors exit 2; --help and --version exit 0", async () => {
+    const none = await runClientCli([]);
+    expect(none.code).toBe(2);
+    expect(none.stderr).toContain("no command given");
+    const bad = await runClientCli(["frobnicate"]);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain('unknown command "frobnicate"');
+    const noText = await runClientCli(["echo"]);
+    expect(noText.code).toBe(2);
+    expect(noText.stderr).toContain("echo needs TEXT");
+    const flag = await runClientCli(["--port", "x", "echo", "a"]);
+    expect(flag.code).toBe(2);
+    const help = await runClientCli(["--help"]);
+    expect(help.code).toBe(0);
+    expect(help.stdout).toContain("echo TEXT");
+    const version = await runClientCli(["--version"]);
+    expect(version.code).toBe(0);
+    expect(version.stdout.trim()).toBe(`bunpoll client ${VERSION}`);
+  }, 30_000);
+});

@@ -1,0 +1,115 @@
+// src/cli/args.ts: the declarative flag parser shared by the server and client CLIs.
+
+import { describe, test, expect } from "bun:test";
+import { parseArgs, formatFlags, UsageError, type FlagSpecs } from "../../src/cli/args.ts";
+
+const SPECS = {
+  protocol: { type: "string", arg: "NAME", description: "protocol", default: "echo", choices: ["echo", "line"] },
+  host: { type: "string", arg: "ADDR", description: "listen address", default: "127.0.0.1" },
+  port: { type: "int", arg: "PORT", description: "listen port", min: 0, max: 65535 },
+  listen: { type: "string", arg: "PROTO:PORT", description: "listen spec", repeatable: true },
+  "idle-timeout": { type: "number", arg: "SEC", description: "idle timeout", default: 0, min: 0 },
+  help: { type: "bool", description: "show this help" },
+  verbose: { type: "bool", description: "chatty", default: true },
+} as const satisfies FlagSpecs;
+
+const parse = (...argv: string[]) => parseArgs(argv, SPECS);
+
+function usageError(argv: string[]): string {
+  try {
+    parse(...argv);
+  } catch (e) {
+    expect(e).toBeInstanceOf(UsageError);
+    expect((e as Error).name).toBe("UsageError");
+    return (e as Error).message;
+  }
+  throw new Error(`no UsageError for ${JSON.stringify(argv)}`);
+}
+
+describe("parseArgs", () => {
+  test("defaults, and an empty list for repeatable flags", () => {
+    const { flags, positionals } = parse();
+    expect(flags).toEqual({ protocol: "echo", host: "127.0.0.1", listen: [], "idle-timeout": 0, verbose: true });
+    expect(flags.port).toBeUndefined();
+    expect(flags.help).toBeUndefined();
+    expect(positionals).toEqual([]);
+  });
+
+  test("--flag value and --flag=value", () => {
+    expect(parse("--port", "5050").flags.port).toBe(5050);
+    expect(parse("--port=5051").flags.port).toBe(5051);
+    expect(parse("--host", "::1").flags.host).toBe("::1");
+    expect(parse("--host=::1").flags.host).toBe("::1");
+    expect(parse("--host=a=b").flags.host).toBe("a=b"); // only the first = splits
+  });
+
+  test("types: int, number, string with choices", () => {
+    expect(parse("--port", "0").flags.port).toBe(0);
+    expect(parse("--port", "65535").flags.port).toBe(65535);
+    expect(parse("--idle-timeout", "1.5").flags["idle-timeout"]).toBe(1.5);
+    expect(parse("--idle-timeout", "2").flags["idle-timeout"]).toBe(2);
+    expect(parse("--protocol", "line").flags.protocol).toBe("line");
+  });
+
+  test("bools: --flag, --no-flag, -h", () => {
+    expect(parse("--help").flags.help).toBe(true);
+    expect(parse("-h").flags.help).toBe(true);
+    expect(parse("--no-verbose").flags.verbose).toBe(false);
+    expect(parse("--no-verbose", "--verbose").flags.verbose).toBe(true); // last one wins
+  });
+
+  test("repeatable flags collect in order", () => {
+    expect(parse("--listen", "echo:1", "--listen=line:2").flags.listen).toEqual(["echo:1", "line:2"]);
+  });
+
+  test("positionals anywhere (GNU style); -- ends flags; negative numbers are positionals", () => {
+    const r = parse("echo", "--port", "1", "hello world", "--", "--port", "-x");
+    expect(r.positionals).toEqual(["echo", "hello world", "--port", "-x"]);
+    expect(r.flags.port).toBe(1);
+    expect(parse("-5").positionals).toEqual(["-5"]);
+    expect(parse("-").positionals).toEqual(["-"]);
+  });
+
+  test("later values override earlier ones", () => {
+    expect(parse("--port", "1", "--port", "2").flags.port).toBe(2);
+  });
+
+  test.each([
+    [["--bogus"], "unknown option --bogus"],
+    [["-x"], "unknown option -x"],
+    [["--port"], "--port needs a value (PORT)"],
+    [["--port", "abc"], '--port: expected an integer, got "abc"'],
+    [["--port", "1.5"], '--port: expected an integer, got "1.5"'],
+    [["--port", "0x10"], '--port: expected an integer, got "0x10"'],
+    [["--port", ""], '--port: expected an integer, got ""'],
+    [["--port", "70000"], "--port: must be <= 65535, got 70000"],
+    [["--port", "-1"], "--port: must be >= 0, got -1"],
+    [["--idle-timeout", "1e3"], '--idle-timeout: expected a number, got "1e3"'],
+    [["--idle-timeout", "-0.5"], "--idle-timeout: must be >= 0, got -0.5"],
+    [["--protocol", "http"], '--protocol: "http" is not one of echo, line'],
+    [["--help=yes"], "--help takes no value"],
+    [["--no-port"], "unknown option --no-port"],
+  ] as const)("%p is a UsageError: %s", (argv, message) => {
+    expect(usageError([...argv])).toBe(message);
+  });
+});
+
+describe("formatFlags", () => {
+  const text = formatFlags(SPECS);
+  const lines = text.split("\n");
+
+  test("one aligned line per flag, with value names and defaults", () => {
+    expect(lines.length).toBe(Object.keys(SPECS).length);
+    expect(text).toContain("--port PORT");
+    expect(text).toContain("--idle-timeout SEC");
+    expect(text).toContain("protocol (default echo)");
+    expect(text).toContain("listen address (default 127.0.0.1)");
+    // Bools show neither a value name nor a default.
+    const help = lines.find((l) => l.includes("--help"))!;
+    expect(help).toMatch(/^ {2}--help +show this help$/);
+    expect(lines.find((l) => l.includes("--verbose"))).toMatch(/^ {2}--verbose +chatty$/);
+    // Descriptions start in one column.
+    const starts = lines.map((l) => /^( {2}--\S+(?: \S+)?)( +)/.exec(l)!).map((m) => m[1]!.length + m[2]!.length);
+    expect(new Set(starts).size).toBe(1);
+  });
+});

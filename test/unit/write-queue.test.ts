@@ -1,0 +1,392 @@
+// src/reactor/write-queue.ts: BufferPool and WriteQueue, pure and over a real loopback TCP
+// pair whose send buffer is made tiny, so that the kernel takes partial writes.
+
+import { describe, test, expect, afterEach } from "bun:test";
+import fc from "fast-check";
+import {
+  libc, rc, Errno, SOL_SOCKET, SO_SNDBUF, SO_RCVBUF, SOCK_NONBLOCK, SOCK_CLOEXEC,
+} from "../../ffi/index.ts";
+import { BufferPool, WriteQueue, CHUNK_SIZE } from "../../src/reactor/write-queue.ts";
+import { createListenSocket, localAddress, startConnect, setIntOption, getIntOption } from "../../src/reactor/socket.ts";
+import { EpollBackend } from "../../src/reactor/epoll.ts";
+import { WRITABLE } from "../../src/reactor/backend.ts";
+
+// --- helpers ------------------------------------------------------------------------------
+
+/** Bytes queued, read through the private fields (pure tests only). */
+function queued(q: WriteQueue): Uint8Array {
+  const p = q as unknown as { buf: Uint8Array | null; start: number; end: number };
+  return p.buf ? p.buf.slice(p.start, p.end) : new Uint8Array(0);
+}
+
+function pattern(n: number, seed = 7): Uint8Array {
+  const b = new Uint8Array(n);
+  let x = seed >>> 0 || 1;
+  for (let i = 0; i < n; i++) {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    b[i] = x & 0xff;
+  }
+  return b;
+}
+
+function firstDiff(a: Uint8Array, b: Uint8Array): number {
+  const n = Math.min(a.length, b.length);
+  for (let i = 0; i < n; i++) if (a[i] !== b[i]) return i;
+  return a.length === b.length ? -1 : n;
+}
+
+interface Pair extends Disposable {
+  /** The accepted (server) side. */
+  a: number;
+  /** The connecting (client) side. */
+  b: number;
+}
+
+const open: Pair[] = [];
+afterEach(() => {
+  for (const p of open.splice(0)) p[Symbol.dispose]();
+});
+
+/** A connected, non-blocking loopback TCP pair built from raw syscalls. */
+async function tcpPair(): Promise<Pair> {
+  using listener = createListenSocket({ hostname: "127.0.0.1", port: 0 });
+  const { fd } = startConnect("127.0.0.1", localAddress(listener.value).port);
+  using client = fd;
+  const deadline = performance.now() + 5000;
+  let a = -1;
+  while (a < 0) {
+    a = rc(libc.accept4(listener.value, null, null, SOCK_NONBLOCK | SOCK_CLOEXEC));
+    if (a === -Errno.EAGAIN) {
+      if (performance.now() > deadline) throw new Error("accept timed out");
+      await Bun.sleep(1);
+    } else if (a < 0) throw new Error(`accept4: errno ${-a}`);
+  }
+  const pair: Pair = {
+    a,
+    b: client.release(),
+    [Symbol.dispose]() {
+      libc.close(this.a);
+      libc.close(this.b);
+    },
+  };
+  open.push(pair);
+  return pair;
+}
+
+/** recv everything available (non-blocking) into `sink`; returns bytes read or -errno. */
+const recvBuf = new Uint8Array(new ArrayBuffer(64 * 1024));
+function drain(fd: number, sink: Uint8Array[], max = Infinity): number {
+  let total = 0;
+  while (total < max) {
+    const want = Math.min(recvBuf.length, max - total);
+    const n = rc(libc.recv(fd, recvBuf, want, 0));
+    if (n > 0) {
+      sink.push(recvBuf.slice(0, n));
+      total += n;
+      continue;
+    }
+    if (n === -Errno.EAGAIN) return total;
+    if (n === 0) return total;
+    throw new Error(`recv: errno ${-n}`);
+  }
+  return total;
+}
+
+function concat(chunks: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(chunks.reduce((s, c) => s + c.length, 0));
+  let off = 0;
+  for (const c of chunks) {
+    out.set(c, off);
+    off += c.length;
+  }
+  return out;
+}
+
+// --- BufferPool ---------------------------------------------------------------------------
+
+describe("BufferPool", () => {
+  test("small requests get a CHUNK_SIZE buffer, reused after release", () => {
+    const pool = new BufferPool();
+    const a = pool.acquire(10);
+    expect(a.length).toBe(CHUNK_SIZE);
+    expect(a.byteOffset).toBe(0);
+    expect(a.buffer.byteLength).toBe(CHUNK_SIZE); // its own ArrayBuffer: a stable address
+    pool.release(a);
+    expect(pool.pooled).toBe(1);
+    expect(pool.acquire(CHUNK_SIZE)).toBe(a);
+    expect(pool.pooled).toBe(0);
+  });
+
+  test("large requests get an exact, unpooled buffer", () => {
+    const pool = new BufferPool();
+    const big = pool.acquire(CHUNK_SIZE + 1);
+    expect(big.length).toBe(CHUNK_SIZE + 1);
+    pool.release(big);
+    expect(pool.pooled).toBe(0);
+  });
+
+  test("the pool is bounded by maxPooled", () => {
+    const pool = new BufferPool(3);
+    const bufs = Array.from({ length: 5 }, () => pool.acquire(1));
+    for (const b of bufs) pool.release(b);
+    expect(pool.pooled).toBe(3);
+  });
+});
+
+// --- WriteQueue, no socket ----------------------------------------------------------------
+
+describe("WriteQueue accounting", () => {
+  test("an idle queue holds no buffer", () => {
+    const q = new WriteQueue(new BufferPool());
+    expect(q.length).toBe(0);
+    expect(q.capacity).toBe(0);
+    q.append(new Uint8Array(0), 0, 0);
+    q.appendString("");
+    expect(q.capacity).toBe(0);
+  });
+
+  test("append copies [from, to) for small (byte loop) and large (set) slices", () => {
+    const q = new WriteQueue(new BufferPool());
+    const src = pattern(1000);
+    q.append(src, 5, 10); // <= 32 bytes: byte loop
+    q.append(src, 100, 600); // > 32: subarray + set
+    q.append(src, 0, src.length); // whole array
+    const expected = concat([src.subarray(5, 10), src.subarray(100, 600), src]);
+    expect(q.length).toBe(expected.length);
+    expect(queued(q)).toEqual(expected);
+    src.fill(0); // the queue owns copies: the caller may reuse its buffer
+    expect(queued(q)).toEqual(expected);
+  });
+
+  test("appendString encodes UTF-8, including multi-byte and astral characters", () => {
+    const q = new WriteQueue(new BufferPool());
+    const s = "héllo wörld — ✓ 𝄞 €";
+    q.appendString(s);
+    q.appendString("!");
+    expect(new TextDecoder().decode(queued(q))).toBe(s + "!");
+    expect(q.length).toBe(new TextEncoder().encode(s + "!").length);
+  });
+
+  test("appendString near the end of the buffer grows it (worst-case reservation)", () => {
+    const q = new WriteQueue(new BufferPool());
+    q.append(pattern(CHUNK_SIZE - 3), 0, CHUNK_SIZE - 3);
+    q.appendString("€€€€"); // 12 bytes UTF-8, does not fit in 3
+    expect(q.length).toBe(CHUNK_SIZE - 3 + 12);
+    expect(new TextDecoder().decode(queued(q).subarray(CHUNK_SIZE - 3))).toBe("€€€€");
+  });
+
+  test("growth keeps order; clear gives the chunk back to the pool", () => {
+    const pool = new BufferPool();
+    const q = new WriteQueue(pool);
+    const parts = [pattern(100, 1), pattern(CHUNK_SIZE, 2), pattern(3 * CHUNK_SIZE + 17, 3)];
+    for (const p of parts) q.append(p, 0, p.length);
+    expect(queued(q)).toEqual(concat(parts));
+    expect(q.capacity).toBeGreaterThanOrEqual(q.length);
+    q.clear();
+    expect(q.length).toBe(0);
+    expect(q.capacity).toBe(0);
+    // The first CHUNK_SIZE buffer went back to the pool when the queue grew past it.
+    expect(pool.pooled).toBe(1);
+  });
+});
+
+// --- WriteQueue over a real socket --------------------------------------------------------
+
+describe("WriteQueue.flushTo over a real TCP pair", () => {
+  test("a small write leaves in one send and releases the buffer", async () => {
+    const pool = new BufferPool();
+    const { a, b } = await tcpPair();
+    const q = new WriteQueue(pool);
+    q.appendString("hello ");
+    q.append(new TextEncoder().encode("world"), 0, 5);
+    expect(q.flushTo(a)).toBe(11);
+    expect(q.length).toBe(0);
+    expect(q.capacity).toBe(0);
+    expect(pool.pooled).toBe(1);
+    expect(q.flushTo(a)).toBe(0); // nothing queued: no syscall, 0
+    const got: Uint8Array[] = [];
+    await waitUntil(() => (drain(b, got), concat(got).length >= 11));
+    expect(new TextDecoder().decode(concat(got))).toBe("hello world");
+  });
+
+  test("flushTo to a closed fd returns -EBADF and keeps the bytes", () => {
+    const q = new WriteQueue(new BufferPool());
+    q.appendString("x");
+    expect(q.flushTo(987_654)).toBe(-Errno.EBADF);
+    expect(q.length).toBe(1);
+  });
+
+  test("EPIPE (not SIGPIPE) once the peer is gone", async () => {
+    const { a, b } = await tcpPair();
+    libc.close(b);
+    (open.at(-1)! as { b: number }).b = -1;
+    const q = new WriteQueue(new BufferPool());
+    const payload = pattern(64 * 1024);
+    let r = 0;
+    // First send may succeed (data queued) and draw an RST; a later one fails.
+    for (let i = 0; i < 50 && r >= 0; i++) {
+      q.append(payload, 0, payload.length);
+      r = q.flushTo(a);
+      if (r >= 0) await Bun.sleep(5);
+    }
+    expect([-Errno.EPIPE, -Errno.ECONNRESET]).toContain(r);
+  });
+
+  test("4 MiB through a tiny SO_SNDBUF: partial writes, EAGAIN, EPOLLOUT, all bytes in order", async () => {
+    const { a, b } = await tcpPair();
+    setIntOption(a, SOL_SOCKET, SO_SNDBUF, 4096, "SO_SNDBUF");
+    // A fixed, modest receive window (no autotuning), so that a paused reader stops the
+    // flow long before 4 MiB; not tiny, or delayed ACKs would slow the test to a crawl.
+    setIntOption(b, SOL_SOCKET, SO_RCVBUF, 64 * 1024, "SO_RCVBUF");
+    const sndbuf = getIntOption(a, SOL_SOCKET, SO_SNDBUF, "SO_SNDBUF");
+    expect(sndbuf).toBeLessThan(64 * 1024); // the kernel doubles the value; still tiny
+
+    using ep = new EpollBackend(8);
+    expect(ep.add(a, 7, 0)).toBe(0); // interest armed only while output is pending
+
+    const total = 4 * 1024 * 1024;
+    const payload = pattern(total, 99);
+    const q = new WriteQueue(new BufferPool());
+    // Enqueue in irregular pieces, mixing the byte-loop and set() paths.
+    for (let off = 0, i = 0; off < total; i++) {
+      const n = Math.min(total - off, [1, 31, 32, 33, 1000, 65536, 7][i % 7]!);
+      q.append(payload, off, off + n);
+      off += n;
+    }
+    expect(q.length).toBe(total);
+
+    const received: Uint8Array[] = [];
+    let got = 0;
+    let partials = 0, eagains = 0, writableEvents = 0, sends = 0;
+    let pausedPhaseChecked = false;
+    const deadline = performance.now() + 30_000;
+    while (got < total) {
+      if (performance.now() > deadline) throw new Error(`stalled: ${got}/${total} received, ${q.length} queued`);
+      if (q.length > 0) {
+        const before = q.length;
+        const r = q.flushTo(a);
+        sends++;
+        if (r === -Errno.EAGAIN) eagains++;
+        else if (r < 0) throw new Error(`send: errno ${-r}`);
+        else {
+          expect(q.length).toBe(before - r);
+          if (r < before) partials++;
+        }
+        if (q.length > 0) {
+          // The kernel refused part of it: arm EPOLLOUT, as the connection does.
+          expect(ep.modify(a, 7, WRITABLE)).toBe(0);
+        }
+      }
+      if (!pausedPhaseChecked && got > total / 4 && q.length > 0) {
+        // Pause the reader: keep sending until both the receive window and our send
+        // buffer are full, i.e. the kernel refuses everything and EPOLLOUT stays quiet.
+        let quiet = false;
+        for (let round = 0; round < 200 && !quiet; round++) {
+          for (let i = 0; i < 100 && q.flushTo(a) !== -Errno.EAGAIN; i++);
+          quiet = ep.poll(50) === 0;
+        }
+        expect(quiet).toBe(true);
+        expect(q.flushTo(a)).toBe(-Errno.EAGAIN);
+        eagains++;
+        // No EPOLLOUT while the reader stays paused...
+        expect(ep.poll(100)).toBe(0);
+        const stuck = q.length;
+        await Bun.sleep(50);
+        expect(q.flushTo(a)).toBe(-Errno.EAGAIN);
+        expect(q.length).toBe(stuck);
+        // ...then resume the reader: EPOLLOUT fires and sending continues.
+        got += drain(b, received);
+        const n = ep.poll(1000);
+        expect(n).toBe(1);
+        expect(ep.eventFd(0)).toBe(a);
+        expect(ep.eventGeneration(0)).toBe(7);
+        expect(ep.eventMask(0) & WRITABLE).toBe(WRITABLE);
+        writableEvents++;
+        pausedPhaseChecked = true;
+        continue;
+      }
+      got += drain(b, received);
+      if (q.length > 0) {
+        const n = ep.poll(got < total ? 200 : 0);
+        if (n > 0 && ep.eventMask(0) & WRITABLE) writableEvents++;
+      } else {
+        // Everything handed to the kernel: disarm EPOLLOUT, wait for the rest to arrive.
+        ep.modify(a, 7, 0);
+        await Bun.sleep(0);
+      }
+    }
+    const data = concat(received);
+    expect(data.length).toBe(total);
+    expect(firstDiff(data, payload)).toBe(-1);
+    expect(q.length).toBe(0);
+    expect(q.capacity).toBe(0);
+    expect(partials).toBeGreaterThan(10); // a 4 MiB queue cannot leave in one send here
+    expect(eagains).toBeGreaterThan(0);
+    expect(writableEvents).toBeGreaterThan(0);
+    expect(pausedPhaseChecked).toBe(true);
+    expect(sends).toBeGreaterThan(partials);
+  }, 60_000);
+
+  test("property: random appends and partial flushes deliver exactly the appended stream", async () => {
+    const enc = new TextEncoder();
+    type Op = { k: "bytes"; n: number; from: number } | { k: "str"; s: string } | { k: "flush" } | { k: "read"; max: number };
+    const opArb: fc.Arbitrary<Op> = fc.oneof(
+      { weight: 4, arbitrary: fc.record({ k: fc.constant("bytes" as const), n: fc.integer({ min: 0, max: 40_000 }), from: fc.integer({ min: 0, max: 100 }) }) },
+      { weight: 2, arbitrary: fc.record({ k: fc.constant("str" as const), s: fc.string({ unit: "binary", maxLength: 200 }) }) },
+      { weight: 3, arbitrary: fc.record({ k: fc.constant("flush" as const) }) },
+      { weight: 2, arbitrary: fc.record({ k: fc.constant("read" as const), max: fc.integer({ min: 1, max: 100_000 }) }) },
+    );
+    const source = pattern(50_000, 3);
+    await fc.assert(
+      fc.asyncProperty(fc.array(opArb, { minLength: 1, maxLength: 60, size: "max" }), async (ops) => {
+        const { a, b } = await tcpPair();
+        setIntOption(a, SOL_SOCKET, SO_SNDBUF, 4096, "SO_SNDBUF");
+        const q = new WriteQueue(new BufferPool());
+        const expected: Uint8Array[] = [];
+        const received: Uint8Array[] = [];
+        for (const o of ops) {
+          if (o.k === "bytes") {
+            const from = Math.min(o.from, source.length);
+            const to = Math.min(source.length, from + o.n);
+            q.append(source, from, to);
+            expected.push(source.slice(from, to));
+          } else if (o.k === "str") {
+            q.appendString(o.s);
+            expected.push(enc.encode(o.s)); // lone surrogates become U+FFFD in both
+          } else if (o.k === "flush") {
+            const r = q.flushTo(a);
+            if (r < 0 && r !== -Errno.EAGAIN) throw new Error(`send errno ${-r}`);
+          } else {
+            drain(b, received, o.max);
+          }
+        }
+        const want = concat(expected);
+        const deadline = performance.now() + 10_000;
+        let got = concat(received).length;
+        while (got < want.length) {
+          if (performance.now() > deadline) throw new Error(`stalled at ${got}/${want.length}`);
+          const r = q.flushTo(a);
+          if (r < 0 && r !== -Errno.EAGAIN) throw new Error(`send errno ${-r}`);
+          got += drain(b, received);
+          if (r === -Errno.EAGAIN) await Bun.sleep(0);
+        }
+        const data = concat(received);
+        expect(data.length).toBe(want.length);
+        expect(firstDiff(data, want)).toBe(-1);
+        expect(q.length).toBe(0);
+        for (const p of open.splice(0)) p[Symbol.dispose]();
+      }),
+      { numRuns: 60 },
+    );
+  }, 60_000);
+});
+
+async function waitUntil(cond: () => boolean, ms = 5000): Promise<void> {
+  const deadline = performance.now() + ms;
+  while (!cond()) {
+    if (performance.now() > deadline) throw new Error("condition not met in time");
+    await Bun.sleep(1);
+  }
+}

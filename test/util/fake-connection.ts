@@ -1,0 +1,131 @@
+// A Connection that records what a handler does to it: writes (copied, as the real
+// write() copies), end/close, pause/resume. With a handler attached, close() calls the
+// handler's `close` like the reactor does, so hub membership is exercised for real.
+
+import { ConnState, type CloseReason, type Connection, type Handler } from "../../src/types.ts";
+
+let nextId = 1;
+
+export interface FakeConnectionOptions {
+  remoteAddress?: string;
+  remotePort?: number;
+  /** write() returns false once this many bytes are queued (default: never). */
+  highWaterMark?: number;
+  handler?: Handler<any>;
+}
+
+export class FakeConnection<T = any> implements Connection<T> {
+  readonly id = nextId++;
+  data!: T;
+  state: ConnState = ConnState.Open;
+  readonly remoteAddress: string;
+  readonly remotePort: number;
+  bufferedAmount = 0;
+  readonly highWaterMark: number;
+  handler: Handler<any> | undefined;
+  /** Every write, as a copy, in order. */
+  readonly writes: Uint8Array[] = [];
+  /** The buffer each write was given (not copied): shows whether a reply reused the input. */
+  readonly sources: (Uint8Array | string)[] = [];
+  writeCalls = 0;
+  endCalls = 0;
+  closeReason: CloseReason | null = null;
+  paused = false;
+  /** Runs after each accepted write: lets a test simulate the reactor closing a slow consumer. */
+  afterWrite: ((conn: FakeConnection<T>) => void) | null = null;
+
+  constructor(opts: FakeConnectionOptions = {}) {
+    this.remoteAddress = opts.remoteAddress ?? "127.0.0.1";
+    this.remotePort = opts.remotePort ?? 40000 + this.id;
+    this.highWaterMark = opts.highWaterMark ?? Infinity;
+    this.handler = opts.handler;
+  }
+
+  write(bytes: Uint8Array | string, start = 0, end = -1): boolean {
+    this.writeCalls++;
+    if (this.state >= ConnState.Closing) return false;
+    const b = typeof bytes === "string" ? new TextEncoder().encode(bytes) : bytes.slice(start, end < 0 ? bytes.length : end);
+    this.writes.push(b);
+    this.sources.push(bytes);
+    this.bufferedAmount += b.length;
+    this.afterWrite?.(this);
+    return this.bufferedAmount < this.highWaterMark;
+  }
+
+  end(): void {
+    this.endCalls++;
+    if (this.state >= ConnState.Closing) return;
+    this.state = ConnState.Closing;
+  }
+
+  close(reason: CloseReason = "local"): void {
+    if (this.state === ConnState.Closed) return;
+    this.state = ConnState.Closed;
+    this.closeReason = reason;
+    this.handler?.close?.(this, reason);
+  }
+
+  /** What the reactor does once an ended connection's output is flushed. */
+  finishEnd(): void {
+    if (this.state === ConnState.Closing) this.close("local");
+  }
+
+  pause(): void {
+    this.paused = true;
+  }
+
+  resume(): void {
+    this.paused = false;
+  }
+
+  /** All bytes written so far, concatenated. */
+  output(): Uint8Array {
+    const total = this.writes.reduce((n, w) => n + w.length, 0);
+    const out = new Uint8Array(total);
+    let p = 0;
+    for (const w of this.writes) {
+      out.set(w, p);
+      p += w.length;
+    }
+    return out;
+  }
+
+  /** Output since the last take(), then forget it. */
+  take(): Uint8Array {
+    const out = this.output();
+    this.writes.length = 0;
+    this.sources.length = 0;
+    this.bufferedAmount = 0;
+    return out;
+  }
+
+  text(): string {
+    return new TextDecoder().decode(this.output());
+  }
+}
+
+/** A connection opened on `handler` (open() has run). */
+export function openConnection<T>(handler: Handler<T>, opts: FakeConnectionOptions = {}): FakeConnection<T> {
+  const conn = new FakeConnection<T>({ ...opts, handler });
+  handler.open?.(conn);
+  return conn;
+}
+
+/**
+ * Deliver `bytes` to handler.data as the reactor would, through one reused receive
+ * buffer: each chunk is copied into the same scratch buffer first, so a handler that
+ * keeps a chunk view past the call sees it overwritten by the next chunk (as in reality).
+ */
+export function deliver<T>(handler: Handler<T>, conn: Connection<T>, bytes: Uint8Array, chunkSizes?: number[]): void {
+  const scratch = new Uint8Array(Math.max(1, bytes.length));
+  let pos = 0;
+  const sizes = chunkSizes ?? [bytes.length];
+  for (let i = 0; pos < bytes.length; i++) {
+    const size = Math.max(1, Math.min(sizes[i % sizes.length]!, bytes.length - pos));
+    scratch.set(bytes.subarray(pos, pos + size), 0);
+    handler.data?.(conn, scratch.subarray(0, size));
+    // Poison the shared buffer like the next read would.
+    scratch.fill(0xee, 0, size);
+    pos += size;
+  }
+}
