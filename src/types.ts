@@ -12,7 +12,9 @@ export type CloseReason =
   | "slow-consumer" // queued output passed maxBuffered
   | "server-full"
   | "shutdown"
-  | "protocol"; // a protocol could not resynchronise
+  | "protocol" // a protocol could not resynchronise (bad frame, oversize frame or line)
+  | "unauthorized" // no valid auth token first
+  | "rate-limited"; // kept sending above --rate-limit
 
 /** Connection lifecycle. A 0-byte read moves open -> halfClosed (peer sent FIN). */
 export const enum ConnState {
@@ -43,8 +45,9 @@ export interface Connection<T = unknown> {
    * Flush what is queued, send FIN, then close once the peer's FIN arrives (or after a
    * linger timeout). Until our FIN is sent, arriving data is still delivered and writes are
    * still taken, so a protocol can answer it (e.g. SHUTTING_DOWN during a graceful stop).
+   * `reason` is what the close is counted and reported as (default "local").
    */
-  end(): void;
+  end(reason?: CloseReason): void;
   /** Close at once, dropping queued output. */
   close(reason?: CloseReason): void;
   /** Stop / resume reading from this connection (inbound backpressure). */

@@ -9,7 +9,7 @@
 
 import { formatAddress, SEND_OK, type HubEncoder, type HubMember, type HubMessage } from "../hub.ts";
 import type { CloseReason, Connection } from "../types.ts";
-import { ErrorCode } from "./codec/errors.ts";
+import { ErrorCode, closeReasonFor } from "./codec/errors.ts";
 import {
   encodeError,
   FRAMED_MAX_BODY,
@@ -293,7 +293,7 @@ class FramedProtocol {
   private fail(s: FramedSession, code: number): void {
     this.sendError(s.conn, code);
     s.decoder.stop();
-    s.conn.end();
+    s.conn.end(closeReasonFor(code));
   }
 }
 

@@ -6,7 +6,7 @@
 import { formatAddress, SEND_OK, type HubEncoder, type HubMember, type HubMessage } from "../hub.ts";
 import type { StatsSnapshot } from "../stats/snapshot.ts";
 import type { CloseReason, Connection } from "../types.ts";
-import { ERROR_MESSAGES, ErrorCode, errorName } from "./codec/errors.ts";
+import { ERROR_MESSAGES, ErrorCode, errorName, closeReasonFor } from "./codec/errors.ts";
 import { FrameDecoder, HeaderLayout, type FrameSink } from "./codec/frame-decoder.ts";
 import { JSON_DEFAULT_MAX_FRAME, JsonFrameWriter, parseJsonBody, type JsonMessage } from "./codec/json.ts";
 import { Kind } from "./codec/kinds.ts";
@@ -302,7 +302,7 @@ class JsonProtocol {
   private fail(s: JsonSession, code: number, message?: string): void {
     this.sendError(s.conn, code, message);
     s.decoder.stop();
-    s.conn.end();
+    s.conn.end(closeReasonFor(code));
   }
 }
 

@@ -5,7 +5,7 @@
 
 import { formatAddress, type HubEncoder, type HubMember, type HubMessage } from "../hub.ts";
 import type { CloseReason, Connection } from "../types.ts";
-import { ERROR_MESSAGES, ErrorCode } from "./codec/errors.ts";
+import { ERROR_MESSAGES, ErrorCode, closeReasonFor } from "./codec/errors.ts";
 import { Kind } from "./codec/kinds.ts";
 import { LineDecoder, type LineSink } from "./codec/line-decoder.ts";
 import type { ProtocolContext, ProtocolHandler } from "./context.ts";
@@ -190,7 +190,7 @@ class LineProtocol {
   private fail(s: LineSession, code: number): void {
     this.sendError(s.conn, code);
     s.decoder.stop();
-    s.conn.end();
+    s.conn.end(closeReasonFor(code));
   }
 }
 

@@ -55,6 +55,8 @@ export class TcpConnection<T = unknown> implements Connection<T>, TimerNode, Dis
   /** After end(): our FIN is sent, we read and discard until the peer's FIN. */
   private lingering = false;
   private peerEnded = false;
+  /** What a close that completes an end() is counted as. */
+  private endReason: CloseReason | null = null;
   /** Graceful stop: keep serving until the peer goes quiet (EAGAIN) and output is flushed, then end(). */
   private draining = false;
   /** Non-blocking connect() in flight (client side). */
@@ -136,8 +138,9 @@ export class TcpConnection<T = unknown> implements Connection<T>, TimerNode, Dis
     return false;
   }
 
-  end(): void {
+  end(reason?: CloseReason): void {
     if (this.state >= ConnState.Closing) return;
+    if (reason) this.endReason = reason;
     if (this.state === ConnState.HalfClosed) this.peerEnded = true;
     this.state = ConnState.Closing;
     if (this.out.length === 0 && !this.dirty) this.finishClosing();
@@ -312,7 +315,7 @@ export class TcpConnection<T = unknown> implements Connection<T>, TimerNode, Dis
   onTimer(now: number): void {
     if (this.state === ConnState.Closed) return;
     if (this.lingering) {
-      this.close("end");
+      this.close(this.endReason ?? "end");
       return;
     }
     const frameTimeout = this.options.frameTimeoutMs;
@@ -451,7 +454,7 @@ export class TcpConnection<T = unknown> implements Connection<T>, TimerNode, Dis
   private onPeerEnd(): void {
     this.peerEnded = true;
     if (this.lingering || this.state === ConnState.Closing) {
-      if (this.out.length === 0 && !this.dirty) this.close(this.lingering ? "end" : "local");
+      if (this.out.length === 0 && !this.dirty) this.close(this.endReason ?? (this.lingering ? "end" : "local"));
       else this.updateInterest();
       return;
     }
@@ -477,11 +480,11 @@ export class TcpConnection<T = unknown> implements Connection<T>, TimerNode, Dis
    */
   private finishClosing(): void {
     if (this.peerEnded) {
-      this.close("local");
+      this.close(this.endReason ?? "local");
       return;
     }
     if (rc(libc.shutdown(this.fd, SHUT_WR)) < 0) {
-      this.close("local");
+      this.close(this.endReason ?? "local");
       return;
     }
     this.lingering = true;

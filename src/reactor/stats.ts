@@ -21,9 +21,14 @@ export class ReactorStats {
   acceptErrors = 0;
   /** Connections accepted past maxConnections, told "server full" and closed. */
   rejectedFull = 0;
-  readonly closeReasons: Record<CloseReason, number> = {
-    local: 0, end: 0, reset: 0, error: 0, "idle-timeout": 0, "frame-timeout": 0,
-    "slow-consumer": 0, "server-full": 0, shutdown: 0, protocol: 0,
-  };
+  readonly closeReasons: Record<CloseReason, number> = emptyCloseReasons();
   readonly startedAt = Date.now();
+}
+
+/** A zeroed counter per close reason. */
+export function emptyCloseReasons(): Record<CloseReason, number> {
+  return {
+    local: 0, end: 0, reset: 0, error: 0, "idle-timeout": 0, "frame-timeout": 0,
+    "slow-consumer": 0, "server-full": 0, shutdown: 0, protocol: 0, unauthorized: 0, "rate-limited": 0,
+  };
 }

@@ -2,7 +2,7 @@
 // when there are several) plus the protocol counters. STATS_REPLY, the json
 // `server_stats` reply and the `--stats-interval` line are all built from it.
 
-import type { ReactorStats } from "../reactor/stats.ts";
+import { emptyCloseReasons, type ReactorStats } from "../reactor/stats.ts";
 import type { CloseReason } from "../types.ts";
 import { ERROR_NAMES } from "../protocols/codec/errors.ts";
 import { KIND_NAMES, KIND_WIRE_CODES } from "../protocols/codec/kinds.ts";
@@ -105,10 +105,7 @@ export function buildStatsSnapshot(input: SnapshotInput): StatsSnapshot {
   let writeCalls = 0;
   let acceptErrors = 0;
   let rejectedFull = 0;
-  const closeReasons: Record<CloseReason, number> = {
-    local: 0, end: 0, reset: 0, error: 0, "idle-timeout": 0, "frame-timeout": 0,
-    "slow-consumer": 0, "server-full": 0, shutdown: 0, protocol: 0,
-  };
+  const closeReasons = emptyCloseReasons();
   for (const r of input.reactors) {
     active += r.connectionsActive;
     total += r.connectionsTotal;

@@ -288,6 +288,7 @@ describe("framed: auth, rate limit, shutdown, hooks", () => {
       send(c, concat(bytes, encodePing("after")));
       expect(errorCodes(frames(c))).toEqual([ErrorCode.UNAUTHORIZED]);
       expect(c.endCalls).toBe(1);
+      expect(c.endReason).toBe("unauthorized");
       expect(c.data.decoder.isStopped).toBe(true);
     }
     const { open, send } = setup({ options: { authToken: "s3cret" } });

@@ -52,8 +52,12 @@ export class FakeConnection<T = any> implements Connection<T> {
     return this.bufferedAmount < this.highWaterMark;
   }
 
-  end(): void {
+  /** The reason passed to the last end() call. */
+  endReason: CloseReason | undefined;
+
+  end(reason?: CloseReason): void {
     this.endCalls++;
+    this.endReason = reason;
     if (this.state >= ConnState.Closing) return;
     this.state = ConnState.Closing;
   }

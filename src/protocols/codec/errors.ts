@@ -61,3 +61,14 @@ export function errorCodeOf(name: string): number {
   const i = ERROR_NAMES.indexOf(name);
   return i > 0 ? i : 0;
 }
+
+/** What a connection closed after error `code` is counted as (the reactor's close reasons). */
+export function closeReasonFor(code: number): "unauthorized" | "rate-limited" | "server-full" | "shutdown" | "protocol" {
+  switch (code) {
+    case ErrorCode.UNAUTHORIZED: return "unauthorized";
+    case ErrorCode.RATE_LIMITED: return "rate-limited";
+    case ErrorCode.SERVER_FULL: return "server-full";
+    case ErrorCode.SHUTTING_DOWN: return "shutdown";
+    default: return "protocol";
+  }
+}
