@@ -1,103 +1,246 @@
 #!/usr/bin/env bun
-// The bunpoll client CLI, built on bunpoll's own reactor.
-//   bun run src/client.ts --protocol echo --port 5050 echo "hello"
+// The bunpoll client CLI, built on bunpoll's own reactor (the library is src/client/).
+//   bun run src/client.ts ping --count 3
+//   bun run src/client.ts --protocol json interactive
+// Exit status: 0 ok, 1 failure (server absent, request refused, connection lost), 2 usage.
 
 import pkg from "../package.json" with { type: "json" };
-import { parseArgs, formatFlags, UsageError, type FlagSpecs } from "./cli/args.ts";
-import { Reactor } from "./reactor/reactor.ts";
-import type { Connection } from "./types.ts";
+import { formatFlags, parseArgs, UsageError, type FlagSpecs } from "./cli/args.ts";
+import { validateBenchOptions } from "./client/bench.ts";
+import {
+  benchCommand,
+  broadcastCommand,
+  demoCommand,
+  echoCommand,
+  listenCommand,
+  pingCommand,
+  sendCommand,
+  statsCommand,
+  unsupportedMessage,
+  type CliIO,
+  type CommandContext,
+} from "./client/commands.ts";
+import { ClientError, ConnectError, ServerError } from "./client/errors.ts";
+import { CLIENT_PROTOCOLS, DEFAULT_PORTS, type ClientProtocolName } from "./client/protocol.ts";
+import { interactiveCommand } from "./client/repl.ts";
 
 const FLAGS = {
-  host: { type: "string", arg: "ADDR", description: "server address", default: "127.0.0.1" },
-  port: { type: "int", arg: "PORT", description: "server port (default depends on --protocol)", min: 1, max: 65535 },
-  protocol: { type: "string", arg: "NAME", description: "echo", default: "echo", choices: ["echo"] },
-  timeout: { type: "number", arg: "SEC", description: "give up waiting for a reply after this long", default: 5, min: 0 },
+  host: { type: "string", arg: "ADDR", description: "server address: IPv4/IPv6 literal or host name", default: "127.0.0.1" },
+  port: { type: "int", arg: "PORT", description: "server port (default: framed 7000, json 9999, line 7070, echo 5050)", min: 1, max: 65535 },
+  protocol: { type: "string", arg: "NAME", description: "framed | json | line | echo", default: "framed", choices: CLIENT_PROTOCOLS },
+  "auth-token": { type: "string", arg: "TOKEN", description: "authenticate with TOKEN (default: $BUNPOLL_AUTH_TOKEN)" },
+  timeout: { type: "number", arg: "SEC", description: "give up on a connect or a reply after this long (0: never)", default: 5, min: 0 },
+  json: { type: "bool", description: "machine-readable output on stdout (ping, echo, broadcast, send, stats, listen, bench)" },
+  count: { type: "int", arg: "N", description: "ping: how many (default 5; 0: until Ctrl-C)", min: 0 },
+  interval: { type: "number", arg: "MS", description: "ping: time between pings (default 500)", min: 0 },
+  conns: { type: "int", arg: "C", description: "bench: connections (default 4)", min: 1, max: 10000 },
+  depth: { type: "int", arg: "D", description: "bench: requests in flight per connection, closed loop (default 16)", min: 1, max: 100000 },
+  size: { type: "int", arg: "BYTES", description: "bench: payload size (default 64; line: >= 48)", min: 0, max: 16 * 1024 * 1024 },
+  duration: { type: "number", arg: "SEC", description: "bench: how long to run (default 5)", min: 0.001 },
+  rate: { type: "number", arg: "N", description: "bench: open loop at N requests/s over all connections (default 0: closed loop)", min: 0 },
+  "backoff-max": { type: "number", arg: "SEC", description: "listen, interactive: longest wait between reconnect attempts (default 5)", min: 0.01 },
+  "max-retries": { type: "int", arg: "N", description: "listen, interactive: give up after N failed reconnects in a row (default 0: never)", min: 0 },
   help: { type: "bool", description: "show this help" },
   version: { type: "bool", description: "print the version" },
 } as const satisfies FlagSpecs;
 
+/** Flags that belong to one command: given with another, they are a usage error. */
+const COMMAND_FLAGS: Record<string, readonly string[]> = {
+  count: ["ping"],
+  interval: ["ping"],
+  conns: ["bench"],
+  depth: ["bench"],
+  size: ["bench"],
+  duration: ["bench"],
+  rate: ["bench"],
+  "backoff-max": ["listen", "interactive"],
+  "max-retries": ["listen", "interactive"],
+  json: ["ping", "echo", "broadcast", "send", "stats", "listen", "bench"],
+};
+
 const USAGE = `bunpoll client ${pkg.version}
 
-usage: bun run src/client.ts [options] COMMAND
+usage: bun run src/client.ts [options] COMMAND [ARGS]
 
 commands:
-  echo TEXT      send TEXT, print what came back and the round-trip time
+  ping                 round trips (--count, --interval): each RTT, then min/avg/p99/max
+  echo TEXT            send TEXT, print what came back and the round-trip time
+  broadcast TEXT       send TEXT to every other client
+  send ID TEXT         send TEXT to client ID only (json: ID may also be "ip:port")
+  stats                the server's statistics, pretty-printed
+  listen               print broadcasts and direct messages as they arrive
+  interactive          a chat REPL: /ping /echo /broadcast /send /stats /help /exit;
+                       plain text is broadcast; works on a terminal or a pipe
+  demo                 walk through every operation with two clients, printing each exchange
+  bench                load test (--conns --depth --size --duration --rate): msgs/s, MB/s,
+                       latency percentiles; closed loop, or open loop with --rate (latency
+                       from the intended send time); progress on stderr when it is a terminal
+
+protocols (--protocol):
+  framed   the default: every command; HELLO first, the server's WELCOME gives the client id
+  json     every command; {"type":"auth"} first, auth_ok gives the client id
+  line     broadcast, listen, interactive, demo, bench (the line protocol has no replies,
+           so ping, echo, send and stats do not exist in it)
+  echo     echo, demo, bench
 
 options:
-${formatFlags(FLAGS)}`;
+${formatFlags(FLAGS)}
 
-const DEFAULT_PORTS: Record<string, number> = { echo: 5050 };
+listen and interactive reconnect by themselves after a lost connection (exponential backoff
+with jitter) and say so on stderr; every command fails with status 1 when the server is absent.
+
+exit status: 0 ok; 1 failure (server absent, error reply, connection lost); 2 usage error
+
+examples:
+  bun run src/client.ts ping --count 3 --interval 200
+  bun run src/client.ts --protocol json send 4 "hello there"
+  bun run src/client.ts --port 7070 --protocol line listen
+  bun run src/client.ts bench --conns 8 --depth 32 --size 128 --duration 10
+  bun run src/client.ts bench --rate 50000 --duration 10 --json`;
 
 function fail(msg: string, code = 1): never {
-  console.error(`bunpoll-client: ${msg}`);
+  process.stderr.write(`bunpoll-client: ${msg}\n`);
   process.exit(code);
 }
 
-async function echoCommand(reactor: Reactor, host: string, port: number, text: string, timeoutMs: number): Promise<void> {
-  const payload = new TextEncoder().encode(text);
-  const received: Uint8Array[] = [];
-  let got = 0;
-  let done!: () => void;
-  const finished = new Promise<void>((r) => (done = r));
-  let conn: Connection;
-  try {
-    conn = await reactor.connect(host, port, {
-      data(_c, bytes) {
-        received.push(bytes.slice());
-        got += bytes.length;
-        if (got >= payload.length) done();
-      },
-      close() {
-        done();
-      },
-    });
-  } catch (e) {
-    fail(`cannot connect to ${host}:${port}: ${(e as Error).message}`);
-  }
-  const t0 = performance.now();
-  conn.write(payload);
-  const timer = setTimeout(() => done(), timeoutMs);
-  await finished;
-  clearTimeout(timer);
-  const rtt = performance.now() - t0;
-  conn.close();
-  const reply = new TextDecoder().decode(Buffer.concat(received));
-  console.log(`sent     ${JSON.stringify(text)} (${payload.length} bytes)`);
-  if (got < payload.length) fail(`received ${got} of ${payload.length} bytes before ${got === 0 ? "timeout or close" : "the connection ended"}`);
-  console.log(`received ${JSON.stringify(reply)} (${got} bytes)`);
-  console.log(`rtt      ${(rtt * 1000).toFixed(0)} us`);
+function usageError(msg: string): never {
+  fail(`${msg}\n\n${USAGE}`, 2);
 }
 
-async function main(argv: string[]): Promise<void> {
+/** Positional arguments of each command: [min, max (-1: the rest is joined as TEXT), what it needs]. */
+const ARITY: Record<string, [number, number, string]> = {
+  ping: [0, 0, "no arguments"],
+  echo: [1, -1, "TEXT"],
+  broadcast: [1, -1, "TEXT"],
+  send: [2, -1, "ID and TEXT"],
+  stats: [0, 0, "no arguments"],
+  listen: [0, 0, "no arguments"],
+  interactive: [0, 0, "no arguments"],
+  demo: [0, 0, "no arguments"],
+  bench: [0, 0, "no arguments"],
+};
+
+/** Commands that stop by themselves on Ctrl-C (and report); the others exit at once. */
+const INTERRUPTIBLE = new Set(["ping", "listen", "interactive", "bench"]);
+
+async function main(argv: string[]): Promise<number> {
   let parsed: ReturnType<typeof parseArgs>;
   try {
     parsed = parseArgs(argv, FLAGS);
   } catch (e) {
     if (!(e instanceof UsageError)) throw e;
-    fail(`${e.message}\n\n${USAGE}`, 2);
+    usageError(e.message);
   }
   const { flags, positionals } = parsed;
-  if (flags.help) return console.log(USAGE);
-  if (flags.version) return console.log(`bunpoll client ${pkg.version}`);
-  const protocol = flags.protocol as string;
+  if (flags.help) {
+    process.stdout.write(`${USAGE}\n`);
+    return 0;
+  }
+  if (flags.version) {
+    process.stdout.write(`bunpoll client ${pkg.version}\n`);
+    return 0;
+  }
+  const [command, ...args] = positionals;
+  if (command === undefined) usageError("no command given");
+  const arity = ARITY[command];
+  if (arity === undefined) usageError(`unknown command "${command}"`);
+  const [min, max, shape] = arity;
+  if (args.length < min) usageError(`${command} needs ${shape}`);
+  if (max >= 0 && args.length > max) usageError(`${command} takes ${shape}, got "${args.join(" ")}"`);
+  for (const [flag, commands] of Object.entries(COMMAND_FLAGS)) {
+    if (flags[flag] !== undefined && flags[flag] !== false && !commands.includes(command)) {
+      usageError(`--${flag} does not apply to ${command} (only to ${commands.join(", ")})`);
+    }
+  }
+  const protocol = flags.protocol as ClientProtocolName;
+  const unsupported = unsupportedMessage(command, protocol);
+  if (unsupported !== null) usageError(unsupported);
+
   const host = flags.host as string;
-  const port = (flags.port as number | undefined) ?? DEFAULT_PORTS[protocol]!;
-  const [command, ...rest] = positionals;
-  const reactor = new Reactor();
+  const port = (flags.port as number | undefined) ?? DEFAULT_PORTS[protocol];
+  const envToken = process.env.BUNPOLL_AUTH_TOKEN;
+  const authToken = (flags["auth-token"] as string | undefined) ?? (envToken !== undefined && envToken !== "" ? envToken : undefined);
+  const timeoutMs = (flags.timeout as number) * 1000;
+  const backoffMaxMs = ((flags["backoff-max"] as number | undefined) ?? 5) * 1000;
+
+  const controller = new AbortController();
+  let signals = 0;
+  const onSignal = (sig: NodeJS.Signals) => {
+    if (++signals > 1 || !INTERRUPTIBLE.has(command)) process.exit(sig === "SIGINT" ? 130 : 143);
+    controller.abort();
+  };
+  process.on("SIGINT", onSignal);
+  process.on("SIGTERM", onSignal);
+
+  const io: CliIO = {
+    out: (line) => process.stdout.write(`${line}\n`),
+    err: (line) => process.stderr.write(`${line}\n`),
+    // A progress bar only on a terminal: in a log file it would be noise.
+    progress: process.stderr.isTTY ? (line) => process.stderr.write(`\r\x1b[2K${line}`) : undefined,
+  };
+  const ctx: CommandContext = {
+    client: { host, port, protocol, authToken, timeoutMs },
+    io,
+    json: flags.json === true,
+    signal: controller.signal,
+    backoff: {
+      // The first retry comes after 100 ms, or sooner when the ceiling is lower.
+      initialMs: Math.min(100, backoffMaxMs),
+      maxMs: backoffMaxMs,
+      maxAttempts: (flags["max-retries"] as number | undefined) ?? 0,
+    },
+  };
+
   try {
     switch (command) {
+      case "ping":
+        return await pingCommand(ctx, { count: (flags.count as number | undefined) ?? 5, intervalMs: (flags.interval as number | undefined) ?? 500 });
       case "echo":
-        if (rest.length === 0) fail(`echo needs TEXT\n\n${USAGE}`, 2);
-        await echoCommand(reactor, host, port, rest.join(" "), (flags.timeout as number) * 1000);
-        break;
-      case undefined:
-        fail(`no command given\n\n${USAGE}`, 2);
-      default:
-        fail(`unknown command "${command}"\n\n${USAGE}`, 2);
+        return await echoCommand(ctx, args.join(" "));
+      case "broadcast":
+        return await broadcastCommand(ctx, args.join(" "));
+      case "send":
+        if (protocol === "framed" && !/^\d+$/.test(args[0]!)) usageError(`send: ID must be a client id (a number), got "${args[0]}"`);
+        return await sendCommand(ctx, args[0]!, args.slice(1).join(" "));
+      case "stats":
+        return await statsCommand(ctx);
+      case "listen":
+        return await listenCommand(ctx);
+      case "interactive":
+        return await interactiveCommand(ctx, {
+          input: process.stdin,
+          output: process.stdout,
+          terminal: process.stdin.isTTY === true && process.stdout.isTTY === true,
+        });
+      case "demo":
+        return await demoCommand(ctx);
+      case "bench": {
+        const bench = {
+          conns: (flags.conns as number | undefined) ?? 4,
+          depth: (flags.depth as number | undefined) ?? 16,
+          size: (flags.size as number | undefined) ?? 64,
+          durationSec: (flags.duration as number | undefined) ?? 5,
+          rate: (flags.rate as number | undefined) ?? 0,
+        };
+        try {
+          validateBenchOptions({ ...bench, protocol });
+        } catch (e) {
+          usageError((e as Error).message);
+        }
+        return await benchCommand(ctx, bench);
+      }
     }
-  } finally {
-    reactor[Symbol.dispose]();
+  } catch (e) {
+    if (e instanceof ConnectError) fail(e.message);
+    if (e instanceof ServerError) fail(`${command} failed: the server answered ${e.message}`);
+    if (e instanceof ClientError) fail(`${command} failed: ${e.message}`);
+    throw e;
   }
+  return 0;
 }
 
-await main(process.argv.slice(2));
+const code = await main(process.argv.slice(2));
+process.exitCode = code;
+// Everything this process opened is closed by now, so it exits by itself once stdout is
+// flushed; the timer is a backstop against a handle left open by accident.
+setTimeout(() => process.exit(code), 1000).unref();

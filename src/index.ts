@@ -7,3 +7,5 @@ export { ReactorStats } from "./reactor/stats.ts";
 export { ConnState, type Connection, type Handler, type CloseReason } from "./types.ts";
 export { createEchoProtocol } from "./protocols/echo.ts";
 export { SyscallError } from "../ffi/errno.ts";
+// The client library (also importable alone from src/client/index.ts).
+export * from "./client/index.ts";

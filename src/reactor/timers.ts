@@ -14,6 +14,8 @@ export interface TimerNode {
 
 export class TimerHeap {
   private readonly heap: TimerNode[] = [];
+  /** The `now` of the runExpired() in progress (-Infinity outside it). */
+  private runningNow = -Infinity;
 
   get size(): number {
     return this.heap.length;
@@ -25,6 +27,9 @@ export class TimerHeap {
   }
 
   schedule(node: TimerNode, deadline: number): void {
+    // A timer (re)scheduled at or before the `now` of a runExpired() in progress would be
+    // run again by that same pass, forever: it waits for the next pass instead.
+    if (deadline <= this.runningNow) deadline = this.runningNow + 0.001;
     if (node.timerIndex >= 0) {
       const earlier = deadline < node.timerDeadline;
       node.timerDeadline = deadline;
@@ -54,11 +59,16 @@ export class TimerHeap {
   /** Runs every timer whose deadline is <= now. Returns how many ran. */
   runExpired(now: number): number {
     let ran = 0;
-    while (this.heap.length > 0 && this.heap[0]!.timerDeadline <= now) {
-      const node = this.heap[0]!;
-      this.cancel(node);
-      ran++;
-      node.onTimer(now); // may reschedule itself
+    this.runningNow = now;
+    try {
+      while (this.heap.length > 0 && this.heap[0]!.timerDeadline <= now) {
+        const node = this.heap[0]!;
+        this.cancel(node);
+        ran++;
+        node.onTimer(now); // may reschedule itself (for a later pass, see schedule)
+      }
+    } finally {
+      this.runningNow = -Infinity;
     }
     return ran;
   }

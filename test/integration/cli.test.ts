@@ -164,7 +164,7 @@ describe("client CLI", () => {
   test("echo TEXT prints sent, received and rtt", async () => {
     const srv = await startEchoServer();
     try {
-      const r = await runClientCli(["--port", String(srv.port), "echo", "hello"]);
+      const r = await runClientCli(["--protocol", "echo", "--port", String(srv.port), "echo", "hello"]);
       expect(r.code).toBe(0);
       const lines = r.stdout.trimEnd().split("\n");
       expect(lines[0]).toBe(`sent     "hello" (5 bytes)`);
@@ -178,7 +178,7 @@ describe("client CLI", () => {
   test("several words and non-ASCII text round-trip", async () => {
     const srv = await startEchoServer();
     try {
-      const r = await runClientCli(["--port", String(srv.port), "echo", "héllo", "wörld ✓"]);
+      const r = await runClientCli(["--protocol", "echo", "--port", String(srv.port), "echo", "héllo", "wörld ✓"]);
       expect(r.code).toBe(0);
       const bytes = Buffer.byteLength("héllo wörld ✓");
       expect(r.stdout).toContain(`received "héllo wörld ✓" (${bytes} bytes)`);
@@ -190,7 +190,7 @@ describe("client CLI", () => {
   test("echo over IPv6 with --host ::1", async () => {
     const srv = await startEchoServer([], "::1");
     try {
-      const r = await runClientCli(["--host", "::1", "--port", String(srv.port), "echo", "v6"]);
+      const r = await runClientCli(["--protocol", "echo", "--host", "::1", "--port", String(srv.port), "echo", "v6"]);
       expect(r.code).toBe(0);
       expect(r.stdout).toContain(`received "v6" (2 bytes)`);
     } finally {

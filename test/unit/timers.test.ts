@@ -151,12 +151,29 @@ describe("TimerHeap", () => {
     const late = new Node(3, fired);
     const killer = new Node(1, fired, (now) => {
       h.cancel(victim);
-      h.schedule(late, now); // due now: runs in this same runExpired
+      h.schedule(late, now); // due now: waits for the next runExpired, never this one
     });
     h.schedule(killer, 1);
     h.schedule(victim, 2);
-    expect(h.runExpired(10)).toBe(2);
+    expect(h.runExpired(10)).toBe(1);
+    expect(fired).toEqual([1]);
+    expect(h.runExpired(10.01)).toBe(1);
     expect(fired).toEqual([1, 3]);
+  });
+
+  test("a node that reschedules itself at or before now runs once per pass, not forever", () => {
+    const h = new TimerHeap();
+    let runs = 0;
+    const t = new Timer((now) => {
+      runs++;
+      h.schedule(t, now - 5); // a deadline already in the past
+    });
+    h.schedule(t, 1);
+    expect(h.runExpired(10)).toBe(1);
+    expect(runs).toBe(1);
+    expect(t.timerIndex).toBe(0); // still scheduled, for the next pass
+    expect(h.runExpired(11)).toBe(1);
+    expect(runs).toBe(2);
   });
 
   test("Timer wraps a callback", () => {

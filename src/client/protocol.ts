@@ -1,0 +1,129 @@
+// What the client library sees of a protocol: a Wire turns requests into bytes and the
+// byte stream from the server into replies (matched FIFO by the Client), incoming
+// messages and notices. One Wire per connection; it holds the stream decoder's state.
+
+export type ClientProtocolName = "framed" | "json" | "line" | "echo";
+export const CLIENT_PROTOCOLS: readonly ClientProtocolName[] = ["framed", "json", "line", "echo"];
+
+/** The server's default port per protocol (the same as src/server.ts uses). */
+export const DEFAULT_PORTS: Readonly<Record<ClientProtocolName, number>> = {
+  framed: 7000,
+  json: 9999,
+  line: 7070,
+  echo: 5050,
+};
+
+/** Operations a client can ask for. */
+export type Op = "hello" | "ping" | "echo" | "broadcast" | "send" | "stats";
+
+/** What each protocol can do; the rest are NotSupportedError. */
+export const SUPPORTED_OPS: Readonly<Record<ClientProtocolName, readonly Op[]>> = {
+  framed: ["hello", "ping", "echo", "broadcast", "send", "stats"],
+  json: ["hello", "ping", "echo", "broadcast", "send", "stats"],
+  // The line protocol has no replies at all: a line is a broadcast, and that is it.
+  line: ["broadcast"],
+  echo: ["echo"],
+};
+
+/** A reply, tagged with the op it answers so that the Client can check the FIFO match. */
+export type Reply =
+  | { op: "hello"; clientId: number; label: string | null }
+  | { op: "ping" }
+  | { op: "echo"; bytes: Uint8Array | null; text: string | null }
+  | { op: "broadcast"; recipients: number }
+  | { op: "send" }
+  | { op: "stats"; stats: ServerStats };
+
+/** A broadcast or direct message from another client. */
+export interface IncomingMessage {
+  kind: "broadcast" | "direct";
+  /** The sender's client id; null when the protocol did not say. */
+  fromId: number | null;
+  /** How to name the sender: json's "ip:port" label, otherwise the id as text. */
+  from: string;
+  /** The content as text (UTF-8; invalid bytes become U+FFFD). */
+  text: string;
+  /** The content as bytes (json: the UTF-8 of `text`). */
+  payload: Uint8Array;
+  /** json only: the `content` value as sent (may be any JSON value). */
+  content?: unknown;
+}
+
+/** Something the server said that answers no request (line `ERR`, an unsolicited error). */
+export interface ServerNotice {
+  code: string;
+  message: string;
+}
+
+/** Server statistics, one shape whichever protocol fetched them. */
+export interface ServerStats {
+  protocol: "framed" | "json";
+  serverName: string | null;
+  statsEnabled: boolean;
+  /** Unix epoch ms. */
+  startedAtMs: number;
+  nowMs: number;
+  uptimeSeconds: number;
+  /** Clients registered with the hub (can receive broadcasts). */
+  clients: number;
+  connectionsActive: number;
+  connectionsTotal: number;
+  bytesIn: number;
+  bytesOut: number;
+  messagesIn: number;
+  messagesOut: number;
+  errorsTotal: number;
+  highWaterCrossings: number;
+  pausedReads: number;
+  slowConsumersDropped: number;
+  /** Server-side handling latency, ns. */
+  latencyNs: { count: number; p50: number; p90: number; p99: number; p999: number; max: number };
+  kinds: { name: string; in: number; out: number }[];
+  errors: { name: string; count: number }[];
+  /** json only. */
+  closeReasons: Record<string, number> | null;
+}
+
+/** Where a Wire delivers what it decodes. */
+export interface WireSink {
+  reply(reply: Reply): void;
+  /** An error reply: answers the oldest pending request, or is a notice if none. */
+  error(code: string, message: string): void;
+  message(m: IncomingMessage): void;
+  notice(n: ServerNotice): void;
+  /** The stream cannot be understood: the Client closes the connection. */
+  mismatch(detail: string): void;
+}
+
+export interface Wire {
+  readonly protocol: ClientProtocolName;
+  /** Names for the demo's transcript: [request, reply] per op. */
+  readonly names: Readonly<Record<Op, readonly [string, string]>>;
+  push(bytes: Uint8Array): void;
+  /** The server half-closed: a last unterminated line is still a line (line protocol). */
+  finish(): void;
+  /** True while part of a frame or line is buffered. */
+  readonly inFrame: boolean;
+  // Request encoders. Each returns the bytes to write, and `expectsReply` says whether the
+  // Client must wait for a reply (the line protocol acknowledges nothing).
+  hello(token: string | undefined): Encoded | null;
+  ping(payload: Uint8Array): Encoded;
+  echo(payload: Uint8Array | string): Encoded;
+  broadcast(payload: Uint8Array | string): Encoded;
+  send(to: number | string, payload: Uint8Array | string): Encoded;
+  stats(): Encoded;
+  /**
+   * Called by the Client each time a request is written. Encoding is separate from sending
+   * so that an encoded request can be written many times (the bench does).
+   */
+  requestWritten?(op: Op, encoded: Encoded): void;
+}
+
+export interface Encoded {
+  bytes: Uint8Array;
+  expectsReply: boolean;
+}
+
+export const utf8 = new TextEncoder();
+/** Lossy: content from other clients is shown, never rejected. */
+export const utf8Lossy = new TextDecoder("utf-8");
