@@ -4,6 +4,8 @@
 //   bun bench/loadgen.ts --port P [--host 127.0.0.1] [--protocol echo|framed]
 //       [--conns C] [--depth D] [--size S] [--duration SEC] [--warmup SEC]
 //       [--server-pid PID] [--json]
+//   bun bench/loadgen.ts --fanout --port P [--receivers R] [--window W] [--lag L] [--size S]
+//       [--duration SEC] [--warmup SEC] [--server-pid PID] [--json]
 //   bun bench/loadgen.ts --idle --port P --conns N [--hold SEC] [--json]
 //
 // Load mode: every connection keeps D messages in flight. Replies are matched FIFO to
@@ -14,7 +16,18 @@
 //
 // Only replies that arrive inside the measured window (after the warm-up) count. With
 // --server-pid the server's CPU time (/proc/PID/stat) is read at the window's edges, so
-// "server CPU per message" uses exactly the same window as the message count.
+// "server CPU per message" uses exactly the same window as the message count. With
+// --perf-events E1,E2 as well, `perf stat -p PID` counts those events (syscall
+// tracepoints) from the window's start to its end (SIGINT); perf needs some tens of ms to
+// attach, so counts per message read a little low.
+//
+// Fan-out mode (framed): R receivers and 1 sender connect and each sends HELLO; once all
+// have their WELCOME, the sender keeps W BROADCAST frames (S-byte body, starting with the
+// send time as a little-endian f64 of Bun.nanoseconds()) waiting for their BROADCAST_ACK.
+// Receivers count BROADCAST_MSG frames (deliveries) and record send-to-receipt latency.
+// Because an ACK only says the server queued the message, the sender also never runs
+// more than L broadcasts ahead of the slowest receiver, so server queues stay bounded
+// whoever is slower; `lagWaits` says how often that bound, not the ACK window, held it.
 //
 // Idle mode: open N connections that send nothing, print one JSON line
 // {"event":"connected",...} when all are up, then hold them until stdin closes, SIGINT or
@@ -22,8 +35,20 @@
 
 import type { Socket } from "bun";
 import { Histogram } from "./lib/histogram.ts";
-import { HEADER, MAX_BODY, T_ECHO, T_ECHO_REPLY, putHeader } from "./lib/framed.ts";
-import { type CpuTimes, clockTicksPerSecond, cpuTimes, machineCpu } from "./lib/proc.ts";
+import {
+  HEADER,
+  MAX_BODY,
+  MAX_BROADCAST_BODY,
+  T_BROADCAST,
+  T_BROADCAST_ACK,
+  T_BROADCAST_MSG,
+  T_ECHO,
+  T_ECHO_REPLY,
+  T_HELLO,
+  T_WELCOME,
+  putHeader,
+} from "./lib/framed.ts";
+import { type CpuTimes, type MachineCpu, clockTicksPerSecond, cpuTimes, machineCpu } from "./lib/proc.ts";
 
 interface Options {
   host: string;
@@ -39,12 +64,19 @@ interface Options {
   hold: number;
   serverPid: number;
   connectConcurrency: number;
+  fanout: boolean;
+  receivers: number;
+  window: number;
+  lag: number;
+  perfEvents: string;
 }
 
 function usage(msg: string): never {
   process.stderr.write(
     `loadgen: ${msg}\nusage: bun bench/loadgen.ts --port P [--host 127.0.0.1] [--protocol echo|framed] ` +
       `[--conns C] [--depth D] [--size S] [--duration SEC] [--warmup SEC] [--server-pid PID] [--json]\n` +
+      `       bun bench/loadgen.ts --fanout --port P [--receivers R] [--window W] [--lag L] [--size S] ` +
+      `[--duration SEC] [--warmup SEC] [--server-pid PID] [--json]\n` +
       `       bun bench/loadgen.ts --idle --port P --conns N [--hold SEC] [--json]\n`,
   );
   process.exit(2);
@@ -65,6 +97,11 @@ function parseArgs(argv: string[]): Options {
     hold: 600,
     serverPid: 0,
     connectConcurrency: 256,
+    fanout: false,
+    receivers: 100,
+    window: 16,
+    lag: 0,
+    perfEvents: "",
   };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
@@ -97,6 +134,11 @@ function parseArgs(argv: string[]): Options {
       case "--hold": o.hold = num(); break;
       case "--server-pid": o.serverPid = num(); break;
       case "--connect-concurrency": o.connectConcurrency = num(); break;
+      case "--fanout": o.fanout = true; break;
+      case "--receivers": o.receivers = num(); break;
+      case "--window": o.window = num(); break;
+      case "--lag": o.lag = num(); break;
+      case "--perf-events": o.perfEvents = next(); break;
       default: usage(`unknown argument ${a}`);
     }
   }
@@ -107,12 +149,124 @@ function parseArgs(argv: string[]): Options {
   }
   if (o.conns < 1 || o.depth < 1 || o.size < 1) usage("--conns, --depth and --size must be >= 1");
   if (o.protocol === "framed" && o.size > MAX_BODY) usage(`framed bodies are at most ${MAX_BODY} bytes`);
+  if (o.fanout) {
+    o.protocol = "framed";
+    if (o.receivers < 1 || o.window < 1) usage("--receivers and --window must be >= 1");
+    if (o.size < STAMP_BYTES || o.size > MAX_BROADCAST_BODY) {
+      usage(`fan-out bodies are ${STAMP_BYTES} to ${MAX_BROADCAST_BODY} bytes (they carry an 8-byte send time)`);
+    }
+    if (o.lag === 0) o.lag = 4 * o.window;
+    if (o.lag < o.window) usage("--lag must be >= --window");
+  }
+  if (o.perfEvents !== "" && !o.serverPid) usage("--perf-events needs --server-pid");
   return o;
 }
 
 const log = (s: string): void => {
   process.stderr.write(`loadgen: ${s}\n`);
 };
+
+// ---------------------------------------------------------------------------------------
+// The measured window: server CPU (/proc/PID/stat), our own CPU and the machine's, read at
+// both edges, so per-message figures and "something else ran" use exactly one interval.
+
+interface WindowStart {
+  ns: number;
+  server: CpuTimes | null;
+  machine: MachineCpu | null;
+  self: NodeJS.CpuUsage;
+  perf: { proc: ReturnType<typeof Bun.spawn>; err: Promise<string> } | null;
+}
+
+function windowStart(serverPid: number, perfEvents = ""): WindowStart {
+  let perf: WindowStart["perf"] = null;
+  if (perfEvents !== "" && serverPid) {
+    // Counting runs in the kernel; perf itself only sleeps until SIGINT (on our core).
+    const proc = Bun.spawn(["perf", "stat", "-x,", "-e", perfEvents, "-p", `${serverPid}`], {
+      stdin: "ignore",
+      stdout: "ignore",
+      stderr: "pipe",
+    });
+    perf = { proc, err: new Response(proc.stderr as ReadableStream<Uint8Array>).text() };
+  }
+  const server = serverPid ? cpuTimes(serverPid) : null;
+  const machine = machineCpu();
+  const self = process.cpuUsage();
+  return { ns: Bun.nanoseconds(), server, machine, self, perf };
+}
+
+/** Stop perf (SIGINT makes it print its counts) and parse them: {"total": n, "sendto": n, ...}. */
+async function perfCounts(w: WindowStart): Promise<Record<string, number> | string | null> {
+  if (w.perf === null) return null;
+  const { proc, err } = w.perf;
+  proc.kill("SIGINT");
+  const done = await Promise.race([proc.exited.then(() => true), Bun.sleep(5000).then(() => false)]);
+  if (!done) {
+    proc.kill("SIGKILL");
+    return "perf stat did not stop";
+  }
+  const text = await err;
+  const counts: Record<string, number> = {};
+  for (const line of text.split("\n")) {
+    const f = line.split(",");
+    const n = Number(f[0]);
+    const ev = f[2] ?? "";
+    if (f[0] === "" || !Number.isFinite(n) || ev === "") continue;
+    counts[ev === "raw_syscalls:sys_enter" ? "total" : ev.replace(/^syscalls:sys_enter_/, "")] = n;
+  }
+  return Object.keys(counts).length > 0 ? counts : `perf stat printed no counts: ${text.trim().slice(0, 200)}`;
+}
+
+/** Counts per message, or the reason there are none. */
+function perMessage(c: Record<string, number> | string | null, messages: number) {
+  if (c === null) return {};
+  if (typeof c === "string") return { serverSyscallsNote: c };
+  const per: Record<string, number> = {};
+  for (const [k, v] of Object.entries(c)) per[k] = messages > 0 ? v / messages : 0;
+  return { serverSyscalls: c, serverSyscallsPerMsg: per };
+}
+
+function windowEnd(w: WindowStart, serverPid: number, messages: number) {
+  const endNs = Bun.nanoseconds();
+  const server1 = serverPid ? cpuTimes(serverPid) : null;
+  const selfCpu = process.cpuUsage(w.self);
+  const machine1 = machineCpu();
+  const windowS = (endNs - w.ns) / 1e9;
+  const serverUserUs = w.server && server1 ? server1.user - w.server.user : null;
+  const serverSysUs = w.server && server1 ? server1.sys - w.server.sys : null;
+  const serverCpuUs = serverUserUs !== null && serverSysUs !== null ? serverUserUs + serverSysUs : null;
+  const perMsg = (us: number | null): number | null => (us !== null && messages > 0 ? us / messages : null);
+  const pctOfCore = (us: number): number => (us / 1e6 / windowS) * 100;
+  const loadgenCpuPct = pctOfCore(selfCpu.user + selfCpu.system);
+  return {
+    windowS,
+    serverCpuUs,
+    serverCpuUsPerMsg: perMsg(serverCpuUs),
+    // The split matters on loopback: sys includes the TCP stack work of the peer's receive
+    // path, user is what the server's own code (e.g. a JS reactor) costs.
+    serverUserUsPerMsg: perMsg(serverUserUs),
+    serverSysUsPerMsg: perMsg(serverSysUs),
+    clockTicksPerSec: clockTicksPerSecond(),
+    loadgenCpuPct,
+    loadgenUserPct: pctOfCore(selfCpu.user),
+    loadgenSysPct: pctOfCore(selfCpu.system),
+    // One Bun thread does all the loadgen's work; near 100% of a core it is likely the
+    // bottleneck and msgs/s measures the loadgen, not the server.
+    loadgenSaturated: loadgenCpuPct > 90,
+    // CPU used during the window by anything but the server and this loadgen (other
+    // processes, kernel threads), in % of one core: a sign the round was disturbed.
+    otherCpuPct:
+      w.machine && machine1 && serverCpuUs !== null
+        ? pctOfCore(machine1.busy - w.machine.busy - serverCpuUs) - loadgenCpuPct
+        : null,
+    stealPct: w.machine && machine1 ? pctOfCore(machine1.steal - w.machine.steal) : null,
+  };
+}
+
+/** With --json, say that the measured window started (the runner aligns syscall counting to it). */
+function announceWindow(o: Options): void {
+  if (o.json) process.stdout.write(`{"event":"window","durationS":${o.duration}}\n`);
+}
 
 // ---------------------------------------------------------------------------------------
 // Load mode
@@ -301,31 +455,24 @@ async function runLoad(o: Options): Promise<void> {
   const t0 = Bun.nanoseconds();
   for (const c of conns) send(c, o.depth, t0);
 
-  let winStartNs = 0;
-  let serverCpu0: CpuTimes | null = null;
-  let selfCpu0 = process.cpuUsage();
   await Bun.sleep(o.warmup * 1000);
   // Window start: reset what the warm-up recorded.
   hist.reset();
   winReplies = 0;
   protocolErrors = 0;
   const bytesSent0 = bytesSent;
-  if (o.serverPid) serverCpu0 = cpuTimes(o.serverPid);
-  const machine0 = machineCpu();
-  selfCpu0 = process.cpuUsage();
-  winStartNs = Bun.nanoseconds();
+  const win = windowStart(o.serverPid, o.perfEvents);
   measuring = true;
+  announceWindow(o);
 
   await Bun.sleep(o.duration * 1000);
 
   measuring = false;
-  const winEndNs = Bun.nanoseconds();
-  const serverCpu1 = o.serverPid ? cpuTimes(o.serverPid) : null;
-  const selfCpu = process.cpuUsage(selfCpu0);
-  const machine1 = machineCpu();
-  running = false;
   const replies = winReplies;
-  const windowS = (winEndNs - winStartNs) / 1e9;
+  const w = windowEnd(win, o.serverPid, replies);
+  running = false;
+  const sys = perMessage(await perfCounts(win), replies);
+  const windowS = w.windowS;
 
   for (const c of conns) {
     c.closed = true;
@@ -333,19 +480,6 @@ async function runLoad(o: Options): Promise<void> {
   }
 
   const s = hist.summary(1000); // ns -> µs
-  const serverUserUs = serverCpu0 && serverCpu1 ? serverCpu1.user - serverCpu0.user : null;
-  const serverSysUs = serverCpu0 && serverCpu1 ? serverCpu1.sys - serverCpu0.sys : null;
-  const serverCpuUs = serverUserUs !== null && serverSysUs !== null ? serverUserUs + serverSysUs : null;
-  const perMsg = (us: number | null): number | null => (us !== null && replies > 0 ? us / replies : null);
-  const loadgenCpuPct = ((selfCpu.user + selfCpu.system) / 1e6 / windowS) * 100;
-  const pctOfCore = (us: number): number => (us / 1e6 / windowS) * 100;
-  // CPU used during the window by anything but the server and this loadgen (other
-  // processes, kernel threads), in % of one core: a sign the round was disturbed.
-  const otherCpuPct =
-    machine0 && machine1 && serverCpuUs !== null
-      ? pctOfCore(machine1.busy - machine0.busy - serverCpuUs) - loadgenCpuPct
-      : null;
-  const stealPct = machine0 && machine1 ? pctOfCore(machine1.steal - machine0.steal) : null;
   const result = {
     mode: "load",
     host: o.host,
@@ -355,28 +489,14 @@ async function runLoad(o: Options): Promise<void> {
     depth: o.depth,
     size: o.size,
     warmupS: o.warmup,
-    windowS,
     connectMs,
     messages: replies,
     msgsPerSec: replies / windowS,
     bytesSentPerSec: (bytesSent - bytesSent0) / windowS,
     rttUs: s,
     serverPid: o.serverPid || null,
-    serverCpuUs,
-    serverCpuUsPerMsg: perMsg(serverCpuUs),
-    // The split matters on loopback: sys includes the TCP stack work of the peer's receive
-    // path, user is what the server's own code (e.g. a JS reactor) costs.
-    serverUserUsPerMsg: perMsg(serverUserUs),
-    serverSysUsPerMsg: perMsg(serverSysUs),
-    clockTicksPerSec: clockTicksPerSecond(),
-    loadgenCpuPct,
-    loadgenUserPct: (selfCpu.user / 1e6 / windowS) * 100,
-    loadgenSysPct: (selfCpu.system / 1e6 / windowS) * 100,
-    // One Bun thread does all the loadgen's work; near 100% of a core it is likely the
-    // bottleneck and msgs/s measures the loadgen, not the server.
-    loadgenSaturated: loadgenCpuPct > 90,
-    otherCpuPct,
-    stealPct,
+    ...w,
+    ...sys,
     protocolErrors,
     unexpectedCloses,
   };
@@ -389,12 +509,351 @@ async function runLoad(o: Options): Promise<void> {
         `RTT p50 ${f(s.p50)} p99 ${f(s.p99)} p999 ${f(s.p999)} max ${f(s.max)} µs` +
         (result.serverCpuUsPerMsg !== null ? `, server CPU ${result.serverCpuUsPerMsg.toFixed(3)} µs/msg` : "") +
         (result.serverUserUsPerMsg !== null ? ` (user ${result.serverUserUsPerMsg.toFixed(3)})` : "") +
-        `, loadgen CPU ${loadgenCpuPct.toFixed(0)}% (user ${result.loadgenUserPct.toFixed(0)}%)` +
+        `, loadgen CPU ${w.loadgenCpuPct.toFixed(0)}% (user ${w.loadgenUserPct.toFixed(0)}%)` +
         (protocolErrors || unexpectedCloses ? `, ${protocolErrors} protocol errors, ${unexpectedCloses} closes` : "") +
         "\n",
     );
   }
   // Sockets are ended; do not wait for the peers' FINs.
+  process.exit(0);
+}
+
+// ---------------------------------------------------------------------------------------
+// Fan-out mode
+
+/** A BROADCAST body starts with the send time: f64 little-endian, Bun.nanoseconds(). */
+const STAMP_BYTES = 8;
+/** Body bytes a receiver keeps when a frame straddles reads: u32 from_id + the stamp. */
+const CAPTURE = 4 + STAMP_BYTES;
+
+class FanConn {
+  sock: Socket<FanConn> | null = null;
+  id = 0; // from WELCOME
+  welcomed = false;
+  /** BROADCAST_MSG frames received over the whole run (receivers only). */
+  got = 0;
+  // Resumable parser: header bytes, then the body, whose first CAPTURE bytes are kept.
+  hdr = 0;
+  hdrFill = 0;
+  inBody = false;
+  type = 0;
+  len = 0;
+  bodyPos = 0;
+  readonly cap = new Uint8Array(CAPTURE);
+  readonly capView = new DataView(this.cap.buffer);
+  /** Sender only: bytes the kernel has not taken yet, oldest first. */
+  pending: Uint8Array[] = [];
+  closed = false;
+  constructor(readonly sender: boolean) {}
+}
+
+async function runFanout(o: Options): Promise<void> {
+  const R = o.receivers;
+  const frameLen = HEADER + o.size;
+  // Up to `window` BROADCAST frames, written in one go; only the stamps change per send.
+  const out = new Uint8Array(new ArrayBuffer(frameLen * o.window));
+  const outView = new DataView(out.buffer);
+  for (let m = 0; m < o.window; m++) {
+    const base = m * frameLen;
+    putHeader(out, base, T_BROADCAST, o.size);
+    for (let i = STAMP_BYTES; i < o.size; i++) out[base + HEADER + i] = (i * 31 + 7) & 0xff;
+  }
+
+  const hist = new Histogram();
+  let measuring = false;
+  let running = false;
+  let deliveries = 0; // in the window
+  let winAcks = 0;
+  let protocolErrors = 0;
+  let unexpectedCloses = 0;
+  let welcomed = 0;
+  let recipientsMin = Infinity;
+  let recipientsMax = -Infinity;
+  // Flow control: `sent - acked` <= window, and `sent - slowest receiver's got` <= lag.
+  let sent = 0;
+  let acked = 0;
+  let minGot = 0; // a lower bound of min(got) over receivers, refreshed when it binds
+  let lagWaiting = false;
+  let pumps = 0; // pump() calls that wanted to send, in the window
+  let lagLimited = 0; // ... of which the lag bound cut down
+  const receivers: FanConn[] = [];
+  let sender: FanConn | null = null;
+
+  const senderWrite = (c: FanConn, len: number): void => {
+    const sock = c.sock;
+    if (sock === null) return;
+    if (c.pending.length === 0) {
+      const n = sock.write(out, 0, len);
+      if (n === len || n < 0) return;
+      c.pending.push(out.slice(n, len)); // copy: `out` is rewritten by the next send
+      return;
+    }
+    c.pending.push(out.slice(0, len));
+  };
+
+  const drainSender = (c: FanConn): void => {
+    const q = c.pending;
+    while (q.length > 0 && c.sock !== null) {
+      const head = q[0]!;
+      const n = c.sock.write(head);
+      if (n < 0) {
+        q.length = 0;
+        return;
+      }
+      if (n < head.length) {
+        q[0] = head.subarray(n);
+        return;
+      }
+      q.shift();
+    }
+  };
+
+  const slowest = (): number => {
+    let m = Infinity;
+    for (let i = 0; i < R; i++) if (receivers[i]!.got < m) m = receivers[i]!.got;
+    return m;
+  };
+
+  /** Send as many broadcasts as both bounds allow. */
+  const pump = (): void => {
+    if (!running || sender === null) return;
+    let k = o.window - (sent - acked);
+    if (k <= 0) return;
+    if (measuring) pumps++;
+    let room = o.lag - (sent - minGot);
+    if (room < k) {
+      minGot = slowest();
+      room = o.lag - (sent - minGot);
+    }
+    if (room < k) {
+      lagWaiting = true;
+      if (measuring) lagLimited++;
+      if (room <= 0) return;
+      k = room;
+    } else {
+      lagWaiting = false;
+    }
+    const now = Bun.nanoseconds();
+    for (let m = 0; m < k; m++) outView.setFloat64(m * frameLen + HEADER, now, true);
+    sent += k;
+    senderWrite(sender, k * frameLen);
+  };
+
+  /** One whole frame; its body starts at `off` in `dv` (the chunk, or the connection's capture). */
+  const onFrame = (c: FanConn, type: number, len: number, dv: DataView, off: number, now: number): void => {
+    switch (type) {
+      case T_BROADCAST_MSG:
+        if (c.sender || len !== 4 + o.size) {
+          protocolErrors++;
+          return;
+        }
+        c.got++;
+        if (measuring) {
+          deliveries++;
+          hist.record(now - dv.getFloat64(off + 4, true));
+        }
+        return;
+      case T_BROADCAST_ACK: {
+        if (!c.sender || len !== 4) {
+          protocolErrors++;
+          return;
+        }
+        const r = dv.getUint32(off);
+        if (r < recipientsMin) recipientsMin = r;
+        if (r > recipientsMax) recipientsMax = r;
+        acked++;
+        if (measuring) winAcks++;
+        return;
+      }
+      case T_WELCOME:
+        if (len !== 6 || c.welcomed) protocolErrors++;
+        c.id = dv.getUint32(off);
+        if (!c.welcomed) welcomed++;
+        c.welcomed = true;
+        return;
+      default:
+        protocolErrors++;
+    }
+  };
+
+  const onData = (c: FanConn, buf: Uint8Array, now: number): void => {
+    const n = buf.length;
+    let dv: DataView | null = null;
+    let i = 0;
+    while (i < n) {
+      if (c.inBody) {
+        // The rest (or more) of a body that began in an earlier read.
+        const take = Math.min(c.len - c.bodyPos, n - i);
+        for (let j = c.bodyPos; j < CAPTURE && j < c.bodyPos + take; j++) c.cap[j] = buf[i + j - c.bodyPos]!;
+        c.bodyPos += take;
+        i += take;
+        if (c.bodyPos === c.len) {
+          c.inBody = false;
+          onFrame(c, c.type, c.len, c.capView, 0, now);
+        }
+        continue;
+      }
+      let type: number;
+      let len: number;
+      if (c.hdrFill === 0 && n - i >= HEADER) {
+        type = (buf[i]! << 8) | buf[i + 1]!;
+        len = (buf[i + 2]! << 8) | buf[i + 3]!;
+        i += HEADER;
+      } else {
+        c.hdr = ((c.hdr << 8) | buf[i++]!) >>> 0;
+        if (++c.hdrFill < HEADER) continue;
+        type = c.hdr >>> 16;
+        len = c.hdr & 0xffff;
+        c.hdr = 0;
+        c.hdrFill = 0;
+      }
+      if (n - i >= len) {
+        // Whole body in this read (the common case): read it in place.
+        dv ??= new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+        onFrame(c, type, len, dv, i, now);
+        i += len;
+      } else {
+        c.type = type;
+        c.len = len;
+        c.bodyPos = 0;
+        c.inBody = true;
+      }
+    }
+    if (c.sender || lagWaiting) pump();
+  };
+
+  // Connect (untimed): receivers first, then the sender; everyone says HELLO.
+  const connectStart = performance.now();
+  const all: FanConn[] = [];
+  let nextIdx = 0;
+  const connectOne = async (): Promise<void> => {
+    while (nextIdx < R) {
+      nextIdx++;
+      all.push(await connectFan(new FanConn(false)));
+    }
+  };
+  const connectFan = async (c: FanConn): Promise<FanConn> => {
+    const sock = await Bun.connect<FanConn>({
+      hostname: o.host,
+      port: o.port,
+      data: c,
+      socket: {
+        data(s, buf) {
+          onData(s.data, buf, Bun.nanoseconds());
+        },
+        drain(s) {
+          drainSender(s.data);
+        },
+        close(s) {
+          const cc = s.data;
+          if (!cc.closed) {
+            cc.closed = true;
+            if (running) unexpectedCloses++;
+          }
+          cc.sock = null;
+        },
+        error(_s, err) {
+          if (running) log(`socket error: ${err.message}`);
+        },
+      },
+    });
+    sock.setNoDelay(true);
+    c.sock = sock;
+    return c;
+  };
+  const connectTimeout = setTimeout(() => {
+    log(`fan-out connect/HELLO phase timed out (${all.length}/${R + 1} connected, ${welcomed} welcomed)`);
+    process.exit(1);
+  }, 60_000);
+  try {
+    const workers: Promise<void>[] = [];
+    for (let w = 0; w < Math.min(o.connectConcurrency, R); w++) workers.push(connectOne());
+    await Promise.all(workers);
+    receivers.push(...all);
+    sender = await connectFan(new FanConn(true));
+    all.push(sender);
+  } catch (e) {
+    log(`connect failed: ${(e as Error).message}`);
+    process.exit(1);
+  }
+  const hello = new Uint8Array(HEADER);
+  putHeader(hello, 0, T_HELLO, 0);
+  for (const c of all) c.sock!.write(hello);
+  while (welcomed < all.length) await Bun.sleep(5);
+  clearTimeout(connectTimeout);
+  const connectMs = performance.now() - connectStart;
+  if (protocolErrors > 0) {
+    log(`${protocolErrors} protocol errors during HELLO (expected one WELCOME per connection)`);
+  }
+
+  running = true;
+  pump();
+  await Bun.sleep(o.warmup * 1000);
+  hist.reset();
+  deliveries = 0;
+  winAcks = 0;
+  pumps = 0;
+  lagLimited = 0;
+  protocolErrors = 0;
+  const win = windowStart(o.serverPid, o.perfEvents);
+  measuring = true;
+  announceWindow(o);
+
+  await Bun.sleep(o.duration * 1000);
+
+  measuring = false;
+  const msgs = deliveries;
+  const w = windowEnd(win, o.serverPid, msgs);
+  running = false;
+  const sys = perMessage(await perfCounts(win), msgs);
+  for (const c of all) {
+    c.closed = true;
+    c.sock?.end();
+  }
+
+  const s = hist.summary(1000); // ns -> µs
+  const result = {
+    mode: "fanout",
+    host: o.host,
+    port: o.port,
+    protocol: "framed",
+    receivers: R,
+    window: o.window,
+    lag: o.lag,
+    size: o.size,
+    warmupS: o.warmup,
+    connectMs,
+    // "messages" = deliveries: BROADCAST_MSG frames received, summed over receivers.
+    messages: msgs,
+    msgsPerSec: msgs / w.windowS,
+    broadcastsPerSec: winAcks / w.windowS,
+    /** Send-to-receipt latency of each delivery. */
+    rttUs: s,
+    recipientsMin: Number.isFinite(recipientsMin) ? recipientsMin : null,
+    recipientsMax: Number.isFinite(recipientsMax) ? recipientsMax : null,
+    /** % of the sender's send opportunities cut down by the lag bound (receivers behind). */
+    lagLimitedPct: pumps > 0 ? (lagLimited / pumps) * 100 : 0,
+    serverPid: o.serverPid || null,
+    ...w,
+    ...sys,
+    protocolErrors,
+    unexpectedCloses,
+  };
+  if (o.json) {
+    process.stdout.write(JSON.stringify(result) + "\n");
+  } else {
+    const f = (v: number): string => v.toFixed(1);
+    process.stdout.write(
+      `fan-out 1 -> ${R} x ${o.size} B, window ${o.window}: ${Math.round(result.msgsPerSec)} deliveries/s ` +
+        `(${Math.round(result.broadcastsPerSec)} broadcasts/s, ${result.recipientsMin}-${result.recipientsMax} recipients), ` +
+        `latency p50 ${f(s.p50)} p99 ${f(s.p99)} max ${f(s.max)} µs` +
+        (w.serverCpuUsPerMsg !== null ? `, server CPU ${w.serverCpuUsPerMsg.toFixed(3)} µs/delivery` : "") +
+        (w.serverUserUsPerMsg !== null ? ` (user ${w.serverUserUsPerMsg.toFixed(3)})` : "") +
+        `, loadgen CPU ${w.loadgenCpuPct.toFixed(0)}%, lag-limited ${result.lagLimitedPct.toFixed(0)}%` +
+        (protocolErrors || unexpectedCloses ? `, ${protocolErrors} protocol errors, ${unexpectedCloses} closes` : "") +
+        "\n",
+    );
+  }
   process.exit(0);
 }
 
@@ -469,4 +928,5 @@ async function runIdle(o: Options): Promise<void> {
 
 const opts = parseArgs(process.argv.slice(2));
 if (opts.idle) await runIdle(opts);
+else if (opts.fanout) await runFanout(opts);
 else await runLoad(opts);

@@ -1,14 +1,15 @@
 // Benchmark runner: starts each server pinned to core 0, drives it with bench/loadgen.ts
 // pinned to core 1, and reports throughput, RTT percentiles, server CPU per message and RSS.
 //
-//   bun run bench/run.ts [--quick] [--scenarios pingpong,pipelined,many,idle]
-//       [--servers bunpoll,bun-listen,node-net,c-epoll] [--protocol echo|framed]
-//       [--rounds N] [--duration SEC] [--warmup SEC] [--idle-conns N]
+//   bun run bench/run.ts [--quick] [--scenarios pingpong,pipelined,many,idle,fanout]
+//       [--servers bunpoll,bunpoll-nostats,bun-listen,node-net,c-epoll] [--protocol echo|framed]
+//       [--rounds N] [--duration SEC] [--warmup SEC] [--idle-conns N] [--fanout-window N] [--syscalls]
 //
 // Servers run interleaved over rounds (A B C D A B C D ...) so that the machine's slow
 // drifts hit every server alike; medians across rounds are reported. A server that is
 // missing or fails to start is reported and skipped; every server and load generator is
-// killed in `finally` and on SIGINT/SIGTERM, and every wait has a deadline.
+// killed in `finally` and on SIGINT/SIGTERM, and every wait has a deadline. At the end, the
+// issue's targets (TARGETS) are checked on per-round ratios of the servers involved.
 
 import { existsSync, mkdirSync, readFileSync, readlinkSync, writeFileSync } from "node:fs";
 import os from "node:os";
@@ -37,42 +38,106 @@ interface IdleScenario {
   conns: number;
   what: string;
 }
-type Scenario = LoadScenario | IdleScenario;
+/** One sender broadcasting to `receivers` clients; always the framed protocol. */
+interface FanoutScenario {
+  kind: "fanout";
+  receivers: number;
+  window: number;
+  size: number;
+  what: string;
+}
+type Scenario = LoadScenario | IdleScenario | FanoutScenario;
 
 const SCENARIOS: Record<string, Scenario> = {
   pingpong: { kind: "load", conns: 1, depth: 1, size: 64, what: "1 connection, 1 message in flight, 64 B: latency floor" },
   pipelined: { kind: "load", conns: 50, depth: 16, size: 64, what: "50 connections x 16 in flight x 64 B: throughput, batching" },
   many: { kind: "load", conns: 1000, depth: 1, size: 64, what: "1000 connections x 1 in flight x 64 B: per-connection overhead" },
   idle: { kind: "idle", conns: 10_000, what: "10,000 idle connections: memory per connection" },
+  fanout: {
+    kind: "fanout",
+    receivers: 100,
+    window: 16,
+    size: 64,
+    what:
+      "framed BROADCAST of 64 B from 1 sender to 100 receivers (all HELLO'd, one loadgen process), " +
+      "16 broadcasts awaiting their BROADCAST_ACK: fan-out throughput and cost per delivery",
+  },
 };
 
 interface ServerDef {
   /** The argv to run, or a string saying why this server cannot run here. */
   command(port: number, protocol: Protocol): string[] | string;
+  /** Implements framed BROADCAST (HELLO, BROADCAST_MSG to every other client, BROADCAST_ACK). */
+  broadcast: boolean;
+  /** Run only in these scenarios (elsewhere it would duplicate another server). */
+  only?: string[];
 }
+
+const bunpollCommand = (extra: string[]) => (port: number, protocol: Protocol): string[] | string =>
+  existsSync(`${root}src/server.ts`)
+    ? [bun, "src/server.ts", "--protocol", protocol, "--host", "127.0.0.1", "--port", `${port}`, ...extra]
+    : "src/server.ts does not exist yet";
 
 // To add a server: one entry here. Its program must take the flags shown and listen on
 // 127.0.0.1:port; it is started with `exec`, so the PID we hold is the server's own.
 const SERVERS: Record<string, ServerDef> = {
-  bunpoll: {
-    command: (port, protocol) =>
-      existsSync(`${root}src/server.ts`)
-        ? [bun, "src/server.ts", "--protocol", protocol, "--host", "127.0.0.1", "--port", `${port}`]
-        : "src/server.ts does not exist yet",
-  },
+  bunpoll: { command: bunpollCommand([]), broadcast: true },
+  // Same server with protocol counters and the latency histogram off: the cost of stats.
+  "bunpoll-nostats": { command: bunpollCommand(["--no-stats"]), broadcast: true },
   "bun-listen": {
     command: (port, protocol) => [bun, "bench/baselines/bun-listen.ts", "--protocol", protocol, "--port", `${port}`],
+    broadcast: true,
+  },
+  // Bun.listen writing each BROADCAST_MSG to each recipient as parsed (one send per
+  // delivery) instead of batching per read: fan-out only, elsewhere it is bun-listen.
+  "bun-listen-naive": {
+    command: (port, protocol) => [
+      bun, "bench/baselines/bun-listen.ts", "--protocol", protocol, "--port", `${port}`, "--naive-broadcast",
+    ],
+    broadcast: true,
+    only: ["fanout"],
   },
   "node-net": {
     command: (port, protocol) => [bun, "bench/baselines/node-net.ts", "--protocol", protocol, "--port", `${port}`],
+    broadcast: true,
   },
   "c-epoll": {
     command: (port, protocol) => {
       const exe = ensureCServer(root);
       return exe ? [exe, "--protocol", protocol, "--port", `${port}`] : "no C compiler (cc) or the build failed";
     },
+    broadcast: true,
   },
 };
+
+// The issue's targets, checked at the end of a run on per-round ratios a/b of `metric`
+// (servers of one round run back to back, so a ratio within a round is the least noisy
+// comparison), median over rounds.
+interface Target {
+  scenario: string;
+  /** Only with this --protocol (fanout is always framed). */
+  protocol: Protocol;
+  a: string;
+  b: string;
+  metric: "cpuUsPerMsg" | "msgsPerSec";
+  op: "<=" | ">=";
+  limit: number;
+  what: string;
+}
+const TARGETS: Target[] = [
+  { scenario: "pipelined", protocol: "framed", a: "bunpoll", b: "bun-listen", metric: "cpuUsPerMsg", op: "<=", limit: 0.7,
+    what: "framed pipelined: bunpoll CPU/msg <= 0.7 x Bun.listen" },
+  { scenario: "pipelined", protocol: "framed", a: "bunpoll", b: "c-epoll", metric: "cpuUsPerMsg", op: "<=", limit: 1.2,
+    what: "framed pipelined: bunpoll CPU/msg <= 1.2 x C epoll" },
+  { scenario: "pipelined", protocol: "framed", a: "bunpoll", b: "bunpoll-nostats", metric: "cpuUsPerMsg", op: "<=", limit: 1.03,
+    what: "framed pipelined: stats on vs off <= +3% CPU/msg" },
+  { scenario: "fanout", protocol: "framed", a: "bunpoll", b: "bun-listen", metric: "msgsPerSec", op: ">=", limit: 1.2,
+    what: "fanout: bunpoll deliveries/s >= 1.2 x Bun.listen" },
+  { scenario: "fanout", protocol: "framed", a: "bunpoll", b: "bun-listen", metric: "cpuUsPerMsg", op: "<=", limit: 1 / 1.2,
+    what: "fanout (CPU view, not an issue target): bunpoll CPU/delivery <= 0.83 x Bun.listen" },
+  { scenario: "fanout", protocol: "framed", a: "bunpoll", b: "bun-listen-naive", metric: "msgsPerSec", op: ">=", limit: 1.2,
+    what: "fanout (info): bunpoll deliveries/s >= 1.2 x Bun.listen writing per delivery" },
+];
 
 interface Options {
   scenarios: string[];
@@ -83,13 +148,14 @@ interface Options {
   warmup: number;
   idleConns: number;
   quick: boolean;
+  syscalls: boolean;
 }
 
 function usage(msg: string): never {
   process.stderr.write(
     `run: ${msg}\nusage: bun run bench/run.ts [--quick] [--scenarios ${Object.keys(SCENARIOS).join(",")}] ` +
-      `[--servers ${Object.keys(SERVERS).join(",")}] [--protocol echo|framed] [--rounds N] ` +
-      `[--duration SEC] [--warmup SEC] [--idle-conns N]\n`,
+      `[--servers ${Object.keys(SERVERS).join(",")}] [--protocol echo|framed (fanout: always framed)] [--rounds N] ` +
+      `[--duration SEC] [--warmup SEC] [--idle-conns N] [--fanout-window N] [--syscalls]\n`,
   );
   process.exit(2);
 }
@@ -104,6 +170,7 @@ function parseArgs(argv: string[]): Options {
     warmup: 1,
     idleConns: 10_000,
     quick: false,
+    syscalls: false,
   };
   let rounds: number | null = null;
   let duration: number | null = null;
@@ -127,6 +194,7 @@ function parseArgs(argv: string[]): Options {
     };
     switch (a) {
       case "--quick": o.quick = true; break;
+      case "--syscalls": o.syscalls = true; break;
       case "--scenarios": o.scenarios = list(SCENARIOS); break;
       case "--servers": o.servers = list(SERVERS); break;
       case "--protocol": {
@@ -139,6 +207,7 @@ function parseArgs(argv: string[]): Options {
       case "--duration": duration = num(); break;
       case "--warmup": warmup = num(); break;
       case "--idle-conns": o.idleConns = Math.floor(num()); break;
+      case "--fanout-window": (SCENARIOS.fanout as FanoutScenario).window = Math.floor(num()); break;
       default: usage(`unknown argument ${a}`);
     }
   }
@@ -248,6 +317,27 @@ async function waitExit(p: Subprocess, timeoutMs: number): Promise<boolean> {
   return ok;
 }
 
+// --syscalls: the loadgen counts the server's syscalls with perf's tracepoint counters
+// over its measured window (in-kernel counting, far less perturbing than strace, but not
+// free: opt-in).
+const SYSCALL_EVENTS = [
+  "sendto", "recvfrom", "write", "read", "writev", "sendmsg", "recvmsg", "epoll_wait", "epoll_pwait",
+  "epoll_pwait2", "epoll_ctl", "accept4", "close", "futex", "madvise", "mmap", "munmap",
+];
+let perfEvents: string[] | null | undefined;
+
+/** The tracepoints perf can count here (null: no perf, or no permission). Probed once. */
+function availablePerfEvents(): string[] | null {
+  if (perfEvents !== undefined) return perfEvents;
+  perfEvents = null;
+  if (Bun.which("perf") === null) return null;
+  const ok = (ev: string): boolean =>
+    Bun.spawnSync(["perf", "stat", "-x,", "-e", ev, "--", "true"], { stdout: "ignore", stderr: "pipe" }).exitCode === 0;
+  if (!ok("raw_syscalls:sys_enter")) return null;
+  perfEvents = ["raw_syscalls:sys_enter", ...SYSCALL_EVENTS.map((e) => `syscalls:sys_enter_${e}`).filter(ok)];
+  return perfEvents;
+}
+
 // Listen ports below the ephemeral range (32768-60999 here), so that 10,000 client
 // sockets cannot collide with them; a random start avoids TIME_WAIT leftovers of a
 // previous run.
@@ -312,6 +402,7 @@ function serverGone(s: Started): string | null {
 
 interface LoadRound {
   ok: true;
+  /** load: replies/s; fanout: deliveries/s (BROADCAST_MSG frames summed over receivers). */
   msgsPerSec: number;
   p50: number;
   p99: number;
@@ -331,6 +422,15 @@ interface LoadRound {
   protocolErrors: number;
   unexpectedCloses: number;
   exe: string;
+  /** --syscalls: server syscalls per message (fanout: per delivery), total and by name. */
+  syscallsPerMsg?: number | null;
+  syscallBreakdown?: Record<string, number>;
+  syscallNote?: string;
+  // fanout only
+  broadcastsPerSec?: number;
+  recipientsMin?: number | null;
+  recipientsMax?: number | null;
+  lagLimitedPct?: number;
 }
 interface IdleRound {
   ok: true;
@@ -348,15 +448,24 @@ interface FailedRound {
 }
 type Round = LoadRound | IdleRound | FailedRound;
 
-async function runLoadRound(name: string, sc: LoadScenario, o: Options): Promise<Round> {
-  const s = await startServer(name, o.protocol);
+async function runLoadRound(name: string, sc: LoadScenario | FanoutScenario, o: Options): Promise<Round> {
+  if (sc.kind === "fanout" && !SERVERS[name]!.broadcast) {
+    return { ok: false, error: "skipped: this server does not implement BROADCAST" };
+  }
+  const protocol: Protocol = sc.kind === "fanout" ? "framed" : o.protocol;
+  const s = await startServer(name, protocol);
   if (typeof s === "string") return { ok: false, error: s };
   try {
     await Bun.sleep(200); // let the probe connection's close settle
+    const events = o.syscalls ? availablePerfEvents() : null;
+    const perf = events !== null ? ["--perf-events", events.join(",")] : [];
+    const mode =
+      sc.kind === "fanout"
+        ? ["--fanout", "--receivers", `${sc.receivers}`, "--window", `${sc.window}`, "--size", `${sc.size}`]
+        : ["--protocol", protocol, "--conns", `${sc.conns}`, "--depth", `${sc.depth}`, "--size", `${sc.size}`];
     const lg = spawnPinned(1, [
-      bun, "bench/loadgen.ts", "--json", "--host", "127.0.0.1", "--port", `${s.port}`,
-      "--protocol", o.protocol, "--conns", `${sc.conns}`, "--depth", `${sc.depth}`, "--size", `${sc.size}`,
-      "--duration", `${o.duration}`, "--warmup", `${o.warmup}`, "--server-pid", `${s.pid}`,
+      bun, "bench/loadgen.ts", "--json", "--host", "127.0.0.1", "--port", `${s.port}`, ...mode,
+      "--duration", `${o.duration}`, "--warmup", `${o.warmup}`, "--server-pid", `${s.pid}`, ...perf,
     ], "ignore");
     const lines = new Lines(lg.stdout);
     const lgErr = new Tail(lg.stderr);
@@ -366,7 +475,7 @@ async function runLoadRound(name: string, sc: LoadScenario, o: Options): Promise
     const gone = serverGone(s);
     if (gone) return { ok: false, error: gone };
     if (!finished) return { ok: false, error: "load generator timed out" };
-    const json = lines.lines.find((l) => l.startsWith("{"));
+    const json = lines.lines.find((l) => l.startsWith("{") && !l.includes('"event"'));
     if (lg.exitCode !== 0 || json === undefined) {
       return { ok: false, error: `load generator failed (exit ${lg.exitCode})${brief(lgErr.text)}` };
     }
@@ -384,7 +493,30 @@ async function runLoadRound(name: string, sc: LoadScenario, o: Options): Promise
       stealPct: number | null;
       protocolErrors: number;
       unexpectedCloses: number;
+      broadcastsPerSec?: number;
+      recipientsMin?: number | null;
+      recipientsMax?: number | null;
+      lagLimitedPct?: number;
+      serverSyscallsPerMsg?: Record<string, number>;
+      serverSyscallsNote?: string;
     };
+    const fan =
+      sc.kind === "fanout"
+        ? {
+            broadcastsPerSec: r.broadcastsPerSec ?? 0,
+            recipientsMin: r.recipientsMin ?? null,
+            recipientsMax: r.recipientsMax ?? null,
+            lagLimitedPct: r.lagLimitedPct ?? 0,
+          }
+        : {};
+    let sys: Pick<LoadRound, "syscallsPerMsg" | "syscallBreakdown" | "syscallNote"> = {};
+    if (o.syscalls) {
+      const per = r.serverSyscallsPerMsg;
+      sys =
+        per !== undefined
+          ? { syscallsPerMsg: per.total ?? null, syscallBreakdown: per }
+          : { syscallsPerMsg: null, syscallNote: r.serverSyscallsNote ?? "perf or its syscall tracepoints are not available" };
+    }
     return {
       ok: true,
       msgsPerSec: r.msgsPerSec,
@@ -406,6 +538,8 @@ async function runLoadRound(name: string, sc: LoadScenario, o: Options): Promise
       protocolErrors: r.protocolErrors,
       unexpectedCloses: r.unexpectedCloses,
       exe: s.exe,
+      ...fan,
+      ...sys,
     };
   } finally {
     await stop(s.proc);
@@ -517,6 +651,27 @@ function loadTable(results: Record<string, ServerResult>): string {
   return rows.join("\n");
 }
 
+function fanoutTable(results: Record<string, ServerResult>, sc: FanoutScenario): string {
+  const rows = [
+    "| server | deliveries/s | broadcasts/s | p50 µs | p99 µs | CPU µs/delivery | user µs/delivery | RSS MiB | loadgen CPU | notes |",
+    "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+  ];
+  for (const [name, r] of Object.entries(results)) {
+    const notes = notesFor(r, sc);
+    const m = r.median;
+    if (m === null) {
+      rows.push(`| ${name} | - | - | - | - | - | - | - | - | ${notes} |`);
+      continue;
+    }
+    rows.push(
+      `| ${name} | ${fmtInt(m.msgsPerSec)} | ${fmtInt(m.broadcastsPerSec)} | ${fmt(m.p50)} | ${fmt(m.p99)} | ` +
+        `${fmt(m.cpuUsPerMsg, 3)} | ${fmt(m.userUsPerMsg, 3)} | ${fmt((m.rssKiB as number) / 1024)} | ` +
+        `${fmt(m.loadgenCpuPct, 0)}% | ${notes} |`,
+    );
+  }
+  return rows.join("\n");
+}
+
 function idleTable(results: Record<string, ServerResult>): string {
   const rows = [
     "| server | conns | accepted | RSS before MiB | RSS after MiB | KiB/conn | connect s | notes |",
@@ -537,7 +692,11 @@ function idleTable(results: Record<string, ServerResult>): string {
   return rows.join("\n");
 }
 
-function notesFor(r: ServerResult): string {
+// Anything else that ran during the window (thresholds well above the ~±8% seen on an
+// otherwise idle machine, which is accounting noise).
+const disturbed = (x: LoadRound): boolean => (x.otherCpuPct ?? 0) > 25 || (x.stealPct ?? 0) > 5;
+
+function notesFor(r: ServerResult, fan?: FanoutScenario): string {
   const notes: string[] = [];
   const failed = r.rounds.filter((x): x is FailedRound => !x.ok);
   if (failed.length > 0) {
@@ -549,15 +708,22 @@ function notesFor(r: ServerResult): string {
   if (ok.some((x) => x.loadgenSaturated)) {
     notes.push(`loadgen >90% of core 1 in ${count((x) => x.loadgenSaturated)} (msgs/s may be the loadgen's limit)`);
   }
-  // Anything else that ran during the window (thresholds well above the ~±8% seen on an
-  // otherwise idle machine, which is accounting noise).
-  if (ok.some((x) => (x.otherCpuPct ?? 0) > 25 || (x.stealPct ?? 0) > 5)) {
+  if (ok.some(disturbed)) {
     const worst = Math.max(...ok.map((x) => x.otherCpuPct ?? 0));
     const steal = Math.max(...ok.map((x) => x.stealPct ?? 0));
     notes.push(
-      `disturbed in ${count((x) => (x.otherCpuPct ?? 0) > 25 || (x.stealPct ?? 0) > 5)}: ` +
+      `DISTURBED in ${count(disturbed)}: ` +
         `up to ${worst.toFixed(0)}% of a core used by other processes, ${steal.toFixed(0)}% steal`,
     );
+  }
+  if (fan !== undefined) {
+    if (ok.some((x) => x.recipientsMin !== fan.receivers || x.recipientsMax !== fan.receivers)) {
+      const lo = Math.min(...ok.map((x) => x.recipientsMin ?? 0));
+      const hi = Math.max(...ok.map((x) => x.recipientsMax ?? 0));
+      notes.push(`BROADCAST_ACK said ${lo}-${hi} recipients, expected ${fan.receivers}`);
+    }
+    const lag = Math.max(...ok.map((x) => x.lagLimitedPct ?? 0));
+    if (lag > 5) notes.push(`receivers fell behind: ${lag.toFixed(0)}% of sends held by the lag bound (loadgen-bound)`);
   }
   const m = r.median;
   if (typeof m?.protocolErrors === "number" && m.protocolErrors > 0) notes.push(`${m.protocolErrors} protocol errors`);
@@ -566,6 +732,84 @@ function notesFor(r: ServerResult): string {
     notes.push("server did not accept every connection in time");
   }
   return notes.join("; ").replaceAll("|", "/");
+}
+
+/** --syscalls: the server's syscalls per message, median over rounds, biggest first. */
+function syscallLines(results: Record<string, ServerResult>, unit: string): string {
+  const out = [`\nServer syscalls per ${unit} (perf stat tracepoints over the measured window, median over rounds):\n`];
+  for (const [name, r] of Object.entries(results)) {
+    const ok = r.rounds.filter((x): x is LoadRound => x.ok && "msgsPerSec" in x);
+    const notes = [...new Set(ok.map((x) => x.syscallNote).filter((n) => n !== undefined))];
+    const withCounts = ok.filter((x) => x.syscallBreakdown !== undefined);
+    if (withCounts.length === 0) {
+      out.push(`- ${name}: -${notes.length ? ` (${notes.join("; ")})` : ""}`);
+      continue;
+    }
+    const keys = [...new Set(withCounts.flatMap((x) => Object.keys(x.syscallBreakdown!)))];
+    const med = keys
+      .map((k) => [k, median(withCounts.map((x) => x.syscallBreakdown![k] ?? 0))] as const)
+      .filter(([k, v]) => k !== "total" && v > 0)
+      .sort((a, b) => b[1] - a[1]);
+    const total = median(withCounts.map((x) => x.syscallBreakdown!.total ?? 0));
+    const per = (v: number): string => (v >= 0.1 ? v.toFixed(2) : v >= 0.001 ? v.toFixed(4) : v.toExponential(1));
+    out.push(`- ${name}: ${per(total)} total; ${med.map(([k, v]) => `${k} ${per(v)}`).join(", ")}`);
+  }
+  return out.join("\n") + "\n";
+}
+
+/** The TARGETS that this run measured: per-round ratios, median, verdict. */
+function targetsSection(all: Record<string, Record<string, ServerResult>>, protocol: Protocol): string {
+  const rows = [
+    "| target | ratio (median) | per round | verdict | caveats |",
+    "|---|---:|---|---|---|",
+  ];
+  for (const t of TARGETS) {
+    const res = all[t.scenario];
+    const sc = SCENARIOS[t.scenario]!;
+    if (res === undefined || (sc.kind !== "fanout" && protocol !== t.protocol)) continue;
+    const ra = res[t.a]?.rounds;
+    const rb = res[t.b]?.rounds;
+    if (ra === undefined || rb === undefined) continue;
+    const ratios: number[] = [];
+    let dist = 0;
+    let saturated = 0;
+    let lagBound = 0;
+    for (let i = 0; i < Math.min(ra.length, rb.length); i++) {
+      const x = ra[i]!;
+      const y = rb[i]!;
+      if (!x.ok || !y.ok || !("msgsPerSec" in x) || !("msgsPerSec" in y)) continue;
+      const va = x[t.metric];
+      const vb = y[t.metric];
+      if (typeof va !== "number" || typeof vb !== "number" || vb === 0) continue;
+      ratios.push(va / vb);
+      if (disturbed(x) || disturbed(y)) dist++;
+      if (x.loadgenSaturated || y.loadgenSaturated) saturated++;
+      if ((x.lagLimitedPct ?? 0) > 5 || (y.lagLimitedPct ?? 0) > 5) lagBound++;
+    }
+    if (ratios.length === 0) {
+      rows.push(`| ${t.what} | - | - | not measured | ${t.a} or ${t.b} failed |`);
+      continue;
+    }
+    const med = median(ratios);
+    const met = t.op === "<=" ? med <= t.limit : med >= t.limit;
+    const caveats: string[] = [];
+    if (dist > 0) caveats.push(`DISTURBED in ${dist}/${ratios.length} rounds`);
+    if (t.metric === "msgsPerSec" && saturated > 0) caveats.push(`loadgen >90% of its core in ${saturated}/${ratios.length} rounds`);
+    if (lagBound > 0) caveats.push(`receivers behind (lag bound) in ${lagBound}/${ratios.length} rounds`);
+    if (ratios.length < 3) caveats.push(`only ${ratios.length} round(s)`);
+    rows.push(
+      `| ${t.what} | ${med.toFixed(3)} (${t.op} ${t.limit.toFixed(2)}) | ${ratios.map((v) => v.toFixed(3)).join(", ")} | ` +
+        `${met ? "met" : "NOT met"} | ${caveats.join("; ")} |`,
+    );
+  }
+  if (rows.length === 2) return "";
+  return (
+    "## Targets\n\n" +
+    "Ratio = first server / second server, computed within each round (servers of a round run back to back), " +
+    "median over rounds. CPU = server utime+stime per message (fanout: per delivery).\n\n" +
+    rows.join("\n") +
+    "\n"
+  );
 }
 
 // ---------------------------------------------------------------------------------------
@@ -590,10 +834,19 @@ const machine = {
   })(),
 };
 
+// fanout always speaks framed, whatever --protocol says.
+const protocolLabel = opts.scenarios.every((n) => SCENARIOS[n]!.kind === "fanout")
+  ? "framed"
+  : opts.scenarios.includes("fanout") && opts.protocol !== "framed"
+    ? `${opts.protocol} (fanout: framed)`
+    : opts.protocol;
 if (!Bun.which("taskset")) usage("taskset (util-linux) is required to pin server and loadgen to separate cores");
+if (opts.syscalls && availablePerfEvents() === null) {
+  process.stderr.write("note: --syscalls needs perf with syscall tracepoints; counts will be missing\n");
+}
 
 process.stderr.write(
-  `run: ${opts.scenarios.join(",")} x ${opts.servers.join(",")}, ${opts.protocol}, ${opts.rounds} round(s), ` +
+  `run: ${opts.scenarios.join(",")} x ${opts.servers.join(",")}, ${protocolLabel}, ${opts.rounds} round(s), ` +
     `${opts.warmup} s warm-up + ${opts.duration} s measured\n`,
 );
 
@@ -605,30 +858,35 @@ const md: string[] = [
   "",
   `Date: ${started.toISOString()}; Bun ${machine.bun}; Linux ${machine.kernel}; ${machine.cpus} CPUs (${machine.cpuModel}).`,
   `Server pinned to core 0, load generator to core 1; ${opts.rounds} round(s) interleaved, medians shown; ` +
-    `${opts.warmup} s warm-up, ${opts.duration} s measured. Protocol: ${opts.protocol}.`,
+    `${opts.warmup} s warm-up, ${opts.duration} s measured. Protocol: ${protocolLabel}.`,
   "",
 ];
+
+const allResults: Record<string, Record<string, ServerResult>> = {};
 
 for (const scName of opts.scenarios) {
   const sc = SCENARIOS[scName]!;
   const results: Record<string, ServerResult> = {};
-  for (const name of opts.servers) results[name] = { median: null, rounds: [] };
+  const servers = opts.servers.filter((n) => SERVERS[n]!.only?.includes(scName) ?? true);
+  for (const name of servers) results[name] = { median: null, rounds: [] };
 
   for (let round = 1; round <= opts.rounds; round++) {
-    for (const name of opts.servers) {
+    for (const name of servers) {
       process.stderr.write(`[${scName} ${round}/${opts.rounds}] ${name} ... `);
       let r: Round;
       try {
-        r = sc.kind === "load" ? await runLoadRound(name, sc, opts) : await runIdleRound(name, opts);
+        r = sc.kind === "idle" ? await runIdleRound(name, opts) : await runLoadRound(name, sc, opts);
       } catch (e) {
         r = { ok: false, error: `harness error: ${(e as Error).message}` };
       }
       results[name]!.rounds.push(r);
       if (!r.ok) process.stderr.write(`${r.error}\n`);
       else if ("msgsPerSec" in r) {
+        const unit = sc.kind === "fanout" ? "delivery" : "msg";
         process.stderr.write(
-          `${fmtInt(r.msgsPerSec)} msgs/s, p50 ${fmt(r.p50)} p99 ${fmt(r.p99)} µs, ` +
-            `${fmt(r.cpuUsPerMsg, 3)} CPU µs/msg, loadgen ${fmt(r.loadgenCpuPct, 0)}%\n`,
+          `${fmtInt(r.msgsPerSec)} ${unit === "msg" ? "msgs" : "deliveries"}/s, p50 ${fmt(r.p50)} p99 ${fmt(r.p99)} µs, ` +
+            `${fmt(r.cpuUsPerMsg, 3)} CPU µs/${unit}, loadgen ${fmt(r.loadgenCpuPct, 0)}%` +
+            `${disturbed(r) ? `, DISTURBED (other ${fmt(r.otherCpuPct, 0)}%)` : ""}\n`,
         );
       } else {
         process.stderr.write(`${fmtInt(r.conns)} conns, ${fmt(r.kibPerConn, 2)} KiB/conn\n`);
@@ -641,23 +899,28 @@ for (const scName of opts.scenarios) {
     r.median = ok.length > 0 ? medianOf(ok) : null;
   }
 
+  const protocol: Protocol = sc.kind === "fanout" ? "framed" : opts.protocol;
   const title =
     sc.kind === "load"
-      ? `## ${scName} (${opts.protocol}): ${sc.conns} conn x ${sc.depth} in flight x ${sc.size} B`
-      : `## ${scName}: ${opts.idleConns.toLocaleString("en-US")} idle connections`;
-  const table = sc.kind === "load" ? loadTable(results) : idleTable(results);
-  const section = `${title}\n\n${sc.what}.\n\n${table}\n`;
+      ? `## ${scName} (${protocol}): ${sc.conns} conn x ${sc.depth} in flight x ${sc.size} B`
+      : sc.kind === "fanout"
+        ? `## ${scName} (framed): 1 sender -> ${sc.receivers} receivers x ${sc.size} B, ${sc.window} broadcasts awaiting ACK`
+        : `## ${scName}: ${opts.idleConns.toLocaleString("en-US")} idle connections`;
+  const table =
+    sc.kind === "load" ? loadTable(results) : sc.kind === "fanout" ? fanoutTable(results, sc) : idleTable(results);
+  const section = `${title}\n\n${sc.what}.\n\n${table}\n${opts.syscalls && sc.kind !== "idle" ? syscallLines(results, sc.kind === "fanout" ? "delivery" : "message") : ""}`;
+  allResults[scName] = results;
   process.stdout.write(`\n${section}\n`);
   md.push(section);
 
-  const file = `${resultsDir}/${scName}-${opts.protocol}-${stamp}.json`;
+  const file = `${resultsDir}/${scName}-${protocol}-${stamp}.json`;
   writeFileSync(
     file,
     JSON.stringify(
       {
         scenario: scName,
-        protocol: opts.protocol,
-        params: sc.kind === "load" ? { ...sc } : { ...sc, conns: opts.idleConns },
+        protocol,
+        params: sc.kind === "idle" ? { ...sc, conns: opts.idleConns } : { ...sc },
         warmupS: opts.warmup,
         durationS: opts.duration,
         rounds: opts.rounds,
@@ -671,6 +934,12 @@ for (const scName of opts.scenarios) {
     ) + "\n",
   );
   process.stderr.write(`wrote ${file}\n`);
+}
+
+const targets = targetsSection(allResults, opts.protocol);
+if (targets !== "") {
+  process.stdout.write(`\n${targets}\n`);
+  md.push(targets);
 }
 
 md.push(

@@ -22,7 +22,7 @@ const FLAGS = {
   "idle-timeout": { type: "number", arg: "SEC", description: "close connections with no bytes either way for SEC (0: never)", default: 0, min: 0 },
   "frame-timeout": { type: "number", arg: "SEC", description: "close a connection whose started frame/line is incomplete after SEC (0: never)", default: 10, min: 0 },
   "high-water": { type: "int", arg: "BYTES", description: "queued output at which reading from a connection pauses", default: 256 * 1024, min: 1 },
-  "max-buffered": { type: "int", arg: "BYTES", description: "queued output past which a connection is closed as a slow consumer", default: 4 * 1024 * 1024, min: 1 },
+  "max-buffered": { type: "int", arg: "BYTES", description: "queued output past which a connection is closed as a slow consumer", default: 1024 * 1024, min: 1 },
   "max-frame": { type: "int", arg: "BYTES", description: "largest frame body: framed (<= 65535, default 65535), json (default 1048576)", min: 1 },
   "max-line": { type: "int", arg: "BYTES", description: "largest line for the line protocol", default: 64 * 1024, min: 1 },
   "rate-limit": { type: "number", arg: "MSGS_PER_SEC", description: "per-connection token bucket (burst: one second's worth; 0: off)", default: 0, min: 0 },

@@ -1,30 +1,28 @@
 // Baseline: a Bun.listen server. echo = write every byte back; framed = the bunpoll
-// framed protocol parsed in JS, plus BROADCAST (type 7) for the fan-out benchmark.
+// framed protocol parsed in JS (HELLO, ECHO, PING, BROADCAST; see framed-js.ts).
 //
 //   bun bench/baselines/bun-listen.ts --port P [--host 127.0.0.1] [--protocol echo|framed]
+//       [--naive-broadcast]
 //
 // Bun's socket.write() is unbuffered: it returns how many bytes the kernel took. The rest
 // is queued here and written from the drain callback, in order, like any correct user of
 // the API has to.
+//
+// Broadcast: like bunpoll (docs/PROTOCOL.md), every connection is a client from accept on
+// (HELLO is optional and only answered with WELCOME), and a BROADCAST reaches every other
+// connection. The BROADCAST_MSG frames of one read are written to each recipient in one
+// write (see framed-js.ts), then the sender gets its replies. With --naive-broadcast each
+// BROADCAST_MSG is written to every recipient as soon as it is parsed (one write per
+// delivery): what a straightforward port of a chat server does.
 
 import type { Socket } from "bun";
 import { parseServerArgs } from "./args.ts";
-import { FrameParser, Out } from "./framed-js.ts";
-import {
-  ERR_TOO_LONG,
-  HEADER,
-  MAX_BODY,
-  T_BROADCAST,
-  T_BROADCAST_ACK,
-  T_BROADCAST_MSG,
-  errorFrame,
-  putHeader,
-} from "../lib/framed.ts";
+import { FrameParser, Out, type FramedPeer } from "./framed-js.ts";
 
-const args = parseServerArgs(process.argv.slice(2), "bun-listen");
+const naive = process.argv.includes("--naive-broadcast");
+const args = parseServerArgs(process.argv.slice(2).filter((a) => a !== "--naive-broadcast"), "bun-listen");
 
-interface Client {
-  id: number;
+interface Client extends FramedPeer {
   parser: FrameParser;
   /** Output the kernel has not taken yet, oldest first. */
   pending: Uint8Array[];
@@ -33,7 +31,7 @@ interface Client {
 let nextId = 1;
 const clients = new Set<Socket<Client>>();
 const out = new Out();
-const TOO_LONG_REPLY = errorFrame(ERR_TOO_LONG, "broadcast body too long");
+const bcast = new Out();
 
 /** Write bytes[off, off+len) after anything already queued; queue what the kernel refuses. */
 function send(s: Socket<Client>, bytes: Uint8Array, off: number, len: number): void {
@@ -65,34 +63,14 @@ function drain(s: Socket<Client>): void {
   }
 }
 
-/** Current sender, for the broadcast handler (single-threaded: set around each feed()). */
-let current: Socket<Client> | null = null;
-
-function onBroadcast(type: number, src: Uint8Array, bodyOff: number, bodyLen: number, o: Out): boolean {
-  if (type !== T_BROADCAST) return false;
-  const sender = current!;
-  if (bodyLen + 4 > MAX_BODY) {
-    o.bytes(TOO_LONG_REPLY);
-    return true;
-  }
-  // One BROADCAST_MSG frame shared by every recipient: u32 from_id, then the body.
-  const msg = new Uint8Array(HEADER + 4 + bodyLen);
-  putHeader(msg, 0, T_BROADCAST_MSG, 4 + bodyLen);
-  new DataView(msg.buffer).setUint32(HEADER, sender.data.id);
-  msg.set(src.subarray(bodyOff, bodyOff + bodyLen), HEADER + 4);
-  let recipients = 0;
-  for (const s of clients) {
-    if (s === sender) continue;
-    send(s, msg, 0, msg.length);
-    recipients++;
-  }
-  const ack = new Uint8Array(4);
-  new DataView(ack.buffer).setUint32(0, recipients);
-  o.frame(T_BROADCAST_ACK, ack, 0, 4);
-  return true;
-}
-
 const framed = args.protocol === "framed";
+
+/** --naive-broadcast: the sender whose read is being parsed, and the per-message send. */
+let current: Socket<Client> | null = null;
+function sendNow(): void {
+  for (const r of clients) if (r !== current) send(r, bcast.buf, 0, bcast.len);
+  bcast.len = 0;
+}
 
 const server = Bun.listen<Client>({
   hostname: args.host,
@@ -109,9 +87,13 @@ const server = Bun.listen<Client>({
         return;
       }
       out.len = 0;
+      bcast.len = 0;
       current = s;
-      s.data.parser.feed(buf, out, onBroadcast);
+      s.data.parser.feed(buf, out, s.data, bcast, clients.size - 1, naive ? sendNow : undefined);
       current = null;
+      if (bcast.len > 0) {
+        for (const r of clients) if (r !== s) send(r, bcast.buf, 0, bcast.len);
+      }
       if (out.len > 0) send(s, out.buf, 0, out.len);
     },
     drain,
@@ -124,7 +106,7 @@ const server = Bun.listen<Client>({
   },
 });
 
-process.stderr.write(`bun-listen: ${args.protocol} on ${server.hostname}:${server.port} pid ${process.pid}\n`);
+process.stderr.write(`bun-listen: ${args.protocol}${naive ? " (naive broadcast)" : ""} on ${server.hostname}:${server.port} pid ${process.pid}\n`);
 
 const shutdown = (): void => {
   server.stop(true);

@@ -9,7 +9,12 @@
  *   bench/build/c-epoll --port P [--host 127.0.0.1] [--protocol echo|framed]
  *
  * Framed protocol: u16 type, u16 length (big-endian), body. ECHO 5 -> ECHO_REPLY 6 and
- * PING 3 -> PONG 4 with the same body; any other type -> 0xFFFF, body u16 1 "unknown type".
+ * PING 3 -> PONG 4 with the same body; HELLO 1 -> WELCOME 2 (u32 id, u16 1); BROADCAST 7
+ * (body B) -> every other connection gets BROADCAST_MSG 8 (u32 from_id, B), the sender
+ * BROADCAST_ACK 9 (u32 recipients); any other type -> 0xFFFF, body u16 1 "unknown message
+ * type". Every connection is a client from accept on (ids from 1), as in bunpoll. The
+ * BROADCAST_MSG frames of one read are gathered and written once to each recipient, the
+ * same batching bunpoll's per-turn write queue gives.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -29,9 +34,13 @@
 #define MAX_EVENTS 256
 #define PAUSE_AT (1024 * 1024) /* stop reading when this much output is queued */
 
-typedef struct {
+typedef struct conn {
   int fd;
   int paused;
+  int dead;     /* closed; freed after the current epoll_wait batch */
+  uint32_t id;  /* client id, from 1 */
+  size_t slot;  /* index in conns[] */
+  struct conn *next_dead;
   /* queued output: bytes [out_off, out_len) of out */
   uint8_t *out;
   size_t out_off, out_len, out_cap;
@@ -46,6 +55,14 @@ static uint8_t rbuf[READ_BUF];
 /* replies for one read, gathered so one read costs at most one write */
 static uint8_t *rep;
 static size_t rep_len, rep_cap;
+/* BROADCAST_MSG frames gathered during one read, sent to every other connection */
+static uint8_t *bc;
+static size_t bc_len, bc_cap;
+/* every open connection (the broadcast registry), and closed ones awaiting free() */
+static struct conn **conns;
+static size_t n_conns, conns_cap;
+static struct conn *graveyard;
+static uint32_t next_id = 1;
 
 static void die(const char *what) {
   perror(what);
@@ -69,12 +86,28 @@ static void set_events(conn_t *c) {
   if (epoll_ctl(ep, EPOLL_CTL_MOD, c->fd, &ev) < 0) die("epoll_ctl mod");
 }
 
+/* Close at once, free later: the current epoll_wait batch (or the broadcast loop) may
+ * still hold a pointer to c; dead connections are skipped until reap(). */
 static void close_conn(conn_t *c) {
+  if (c->dead) return;
+  c->dead = 1;
   epoll_ctl(ep, EPOLL_CTL_DEL, c->fd, NULL);
   close(c->fd);
-  free(c->out);
-  free(c->in);
-  free(c);
+  conn_t *last = conns[--n_conns];
+  conns[c->slot] = last;
+  last->slot = c->slot;
+  c->next_dead = graveyard;
+  graveyard = c;
+}
+
+static void reap(void) {
+  while (graveyard) {
+    conn_t *c = graveyard;
+    graveyard = c->next_dead;
+    free(c->out);
+    free(c->in);
+    free(c);
+  }
 }
 
 /* Write what is queued. Returns -1 if the connection died. */
@@ -117,20 +150,37 @@ static int send_bytes(conn_t *c, const uint8_t *p, size_t n) {
   return 0;
 }
 
-static void put_frame(uint16_t type, const uint8_t *body, size_t len) {
-  grow(&rep, &rep_cap, rep_len + 4 + len);
-  uint8_t *h = rep + rep_len;
+/* Append a frame to buf: header, optional u32 (has_u32), then body[0, len). */
+static void put_frame_to(uint8_t **buf, size_t *blen, size_t *bcap, uint16_t type, int has_u32,
+                         uint32_t u32, const uint8_t *body, size_t len) {
+  size_t blen4 = len + (has_u32 ? 4 : 0);
+  grow(buf, bcap, *blen + 4 + blen4);
+  uint8_t *h = *buf + *blen;
   h[0] = type >> 8;
   h[1] = type & 0xff;
-  h[2] = len >> 8;
-  h[3] = len & 0xff;
-  memcpy(h + 4, body, len);
-  rep_len += 4 + len;
+  h[2] = blen4 >> 8;
+  h[3] = blen4 & 0xff;
+  h += 4;
+  if (has_u32) {
+    h[0] = u32 >> 24;
+    h[1] = (u32 >> 16) & 0xff;
+    h[2] = (u32 >> 8) & 0xff;
+    h[3] = u32 & 0xff;
+    h += 4;
+  }
+  if (len) memcpy(h, body, len);
+  *blen += 4 + blen4;
 }
 
-/* Answer every complete frame in p[0, n); return how many bytes were consumed. */
-static size_t parse_frames(const uint8_t *p, size_t n) {
-  static const uint8_t unknown[] = {0, 1, 'u', 'n', 'k', 'n', 'o', 'w', 'n', ' ', 't', 'y', 'p', 'e'};
+static void put_frame(uint16_t type, const uint8_t *body, size_t len) {
+  put_frame_to(&rep, &rep_len, &rep_cap, type, 0, 0, body, len);
+}
+
+/* Answer every complete frame in p[0, n) from c; return how many bytes were consumed. */
+static size_t parse_frames(conn_t *c, const uint8_t *p, size_t n) {
+  static const uint8_t unknown[] = "\0\1unknown message type";
+  static const uint8_t too_large[] = "\0\4frame too large";
+  static const uint8_t version[] = {0, 1};
   size_t off = 0;
   while (n - off >= 4) {
     uint16_t type = (uint16_t)(p[off] << 8 | p[off + 1]);
@@ -139,7 +189,14 @@ static size_t parse_frames(const uint8_t *p, size_t n) {
     const uint8_t *body = p + off + 4;
     if (type == 0x0005) put_frame(0x0006, body, len);
     else if (type == 0x0003) put_frame(0x0004, body, len);
-    else put_frame(0xFFFF, unknown, sizeof unknown);
+    else if (type == 0x0001) put_frame_to(&rep, &rep_len, &rep_cap, 0x0002, 1, c->id, version, 2);
+    else if (type == 0x0007) {
+      if (len > 0xFFFF - 4) put_frame(0xFFFF, too_large, sizeof too_large - 1);
+      else {
+        put_frame_to(&bc, &bc_len, &bc_cap, 0x0008, 1, c->id, body, len);
+        put_frame_to(&rep, &rep_len, &rep_cap, 0x0009, 1, (uint32_t)(n_conns - 1), NULL, 0);
+      }
+    } else put_frame(0xFFFF, unknown, sizeof unknown - 1);
     off += 4 + len;
   }
   return off;
@@ -149,8 +206,9 @@ static size_t parse_frames(const uint8_t *p, size_t n) {
 static int on_read(conn_t *c, size_t n) {
   if (!framed) return send_bytes(c, rbuf, n);
   rep_len = 0;
+  bc_len = 0;
   if (c->in_len == 0) {
-    size_t used = parse_frames(rbuf, n);
+    size_t used = parse_frames(c, rbuf, n);
     if (used < n) {
       grow(&c->in, &c->in_cap, n - used);
       memcpy(c->in, rbuf + used, n - used);
@@ -161,9 +219,16 @@ static int on_read(conn_t *c, size_t n) {
     grow(&c->in, &c->in_cap, c->in_len + n);
     memcpy(c->in + c->in_len, rbuf, n);
     c->in_len += n;
-    size_t used = parse_frames(c->in, c->in_len);
+    size_t used = parse_frames(c, c->in, c->in_len);
     memmove(c->in, c->in + used, c->in_len - used);
     c->in_len -= used;
+  }
+  if (bc_len) {
+    /* Backwards: close_conn() moves the last entry into the freed slot, already visited. */
+    for (size_t i = n_conns; i-- > 0;) {
+      conn_t *r = conns[i];
+      if (r != c && send_bytes(r, bc, bc_len) < 0) close_conn(r);
+    }
   }
   return rep_len ? send_bytes(c, rep, rep_len) : 0;
 }
@@ -183,6 +248,14 @@ static void accept_all(int lfd) {
     conn_t *c = calloc(1, sizeof *c);
     if (!c) die("calloc");
     c->fd = fd;
+    c->id = next_id++;
+    if (n_conns == conns_cap) {
+      conns_cap = conns_cap ? conns_cap * 2 : 1024;
+      conns = realloc(conns, conns_cap * sizeof *conns);
+      if (!conns) die("realloc");
+    }
+    c->slot = n_conns;
+    conns[n_conns++] = c;
     struct epoll_event ev = {0};
     ev.events = EPOLLIN;
     ev.data.ptr = c;
@@ -239,6 +312,7 @@ int main(int argc, char **argv) {
         accept_all(lfd);
         continue;
       }
+      if (c->dead) continue;
       uint32_t e = evs[i].events;
       if (e & EPOLLOUT) {
         if (flush_out(c) < 0) { close_conn(c); continue; }
@@ -261,5 +335,6 @@ int main(int argc, char **argv) {
         }
       }
     }
+    reap();
   }
 }

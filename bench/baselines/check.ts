@@ -1,11 +1,14 @@
 // Correctness smoke check of the baseline servers (not a benchmark): a benchmark of a
 // server that answers wrongly is worthless, so run this after changing a baseline.
 //
-//   bun bench/baselines/check.ts [--servers bun-listen,node-net,c-epoll]
+//   bun bench/baselines/check.ts [--servers bunpoll,bun-listen,bun-listen-naive,node-net,c-epoll]
 //
 // Checks, per server and protocol: echo returns the same bytes (large and many small
 // writes); framed answers ECHO/PING/unknown types, with frames split one byte per write
-// and many frames per write; bun-listen framed also answers BROADCAST.
+// and many frames per write, HELLO with WELCOME, and BROADCAST (one and several per
+// write) to every other connection, HELLO'd or not (HELLO is optional, docs/PROTOCOL.md).
+// bunpoll itself is checked too: the baselines must answer what the benchmarks send the
+// way bunpoll does.
 
 import type { Socket } from "bun";
 import {
@@ -16,7 +19,9 @@ import {
   T_ECHO,
   T_ECHO_REPLY,
   T_ERROR,
+  T_HELLO,
   T_PING,
+  T_WELCOME,
   T_PONG,
   frame,
 } from "../lib/framed.ts";
@@ -109,7 +114,19 @@ async function checkEcho(port: number): Promise<void> {
   c.close();
 }
 
-async function checkFramed(port: number, broadcast: boolean): Promise<void> {
+const u32 = (b: Uint8Array, off = 0): number => new DataView(b.buffer, b.byteOffset, b.byteLength).getUint32(off);
+
+async function hello(c: Client): Promise<number> {
+  await c.write(frame(T_HELLO));
+  const f = await c.readFrame();
+  assert(f.type === T_WELCOME && f.body.length === 6, `HELLO: bad WELCOME (${f.type}, ${f.body.length} B)`);
+  assert(f.body[4] === 0 && f.body[5] === 1, "HELLO: WELCOME version must be 1");
+  const id = u32(f.body);
+  assert(id >= 1, "HELLO: client id must be >= 1");
+  return id;
+}
+
+async function checkFramed(port: number): Promise<void> {
   const c = await Client.connect(port);
   // ECHO and PING.
   const body = randomBytes(100);
@@ -127,7 +144,10 @@ async function checkFramed(port: number, broadcast: boolean): Promise<void> {
   await c.write(frame(0x1234, body.subarray(0, 3)));
   f = await c.readFrame();
   const msg = new TextDecoder().decode(f.body.subarray(2));
-  assert(f.type === T_ERROR && f.body[0] === 0 && f.body[1] === 1 && msg === "unknown type", "framed: bad error reply");
+  assert(
+    f.type === T_ERROR && f.body[0] === 0 && f.body[1] === 1 && msg === "unknown message type",
+    `framed: bad error reply (${f.type}, "${msg}")`,
+  );
   // One byte per write: every possible split point of header and body.
   const split = frame(T_ECHO, randomBytes(10));
   for (let i = 0; i < split.length; i++) {
@@ -150,26 +170,37 @@ async function checkFramed(port: number, broadcast: boolean): Promise<void> {
     f = await c.readFrame();
     assert(f.type === T_ECHO_REPLY && eq(f.body, b), "framed: batched frames answered wrong");
   }
-  if (broadcast) {
-    const others = [await Client.connect(port), await Client.connect(port)];
-    await Bun.sleep(50); // let the server register them
-    const payload = randomBytes(20);
-    await c.write(frame(T_BROADCAST, payload));
+  // HELLO, then broadcasts to one HELLO'd and one silent client.
+  const id = await hello(c);
+  const others = [await Client.connect(port), await Client.connect(port)];
+  const otherId = await hello(others[0]!);
+  assert(otherId !== id, "HELLO: two clients got the same id");
+  await Bun.sleep(50); // let the server register the silent one
+  const payloads = [randomBytes(20), randomBytes(0), randomBytes(64), randomBytes(300)];
+  await c.write(frame(T_BROADCAST, payloads[0]));
+  // Several in one write: the baselines batch them per read.
+  await c.write(Uint8Array.from(payloads.slice(1).flatMap((p) => [...frame(T_BROADCAST, p)])));
+  for (let k = 0; k < payloads.length; k++) {
     f = await c.readFrame();
-    const recipients = new DataView(f.body.buffer).getUint32(0);
-    assert(f.type === T_BROADCAST_ACK && recipients === 2, `broadcast: bad ACK (${f.type}, ${recipients})`);
-    for (const o of others) {
+    assert(f.type === T_BROADCAST_ACK && f.body.length === 4 && u32(f.body) === 2, `broadcast: bad ACK (${f.type}, ${u32(f.body)})`);
+  }
+  for (const o of others) {
+    for (const p of payloads) {
       const m = await o.readFrame();
-      assert(m.type === T_BROADCAST_MSG && eq(m.body.subarray(4), payload), "broadcast: bad BROADCAST_MSG");
-      assert(new DataView(m.body.buffer).getUint32(0) > 0, "broadcast: from_id must be >= 1");
-      o.close();
+      assert(m.type === T_BROADCAST_MSG && eq(m.body.subarray(4), p), "broadcast: bad BROADCAST_MSG");
+      assert(u32(m.body) === id, `broadcast: from_id ${u32(m.body)}, sender is ${id}`);
     }
+    o.close();
   }
   c.close();
 }
 
 const table: Record<string, (port: number, protocol: string) => string[] | null> = {
+  bunpoll: (port, p) => [bun, `${root}src/server.ts`, "--protocol", p, "--host", "127.0.0.1", "--port", `${port}`],
   "bun-listen": (port, p) => [bun, `${root}bench/baselines/bun-listen.ts`, "--port", `${port}`, "--protocol", p],
+  "bun-listen-naive": (port, p) => [
+    bun, `${root}bench/baselines/bun-listen.ts`, "--port", `${port}`, "--protocol", p, "--naive-broadcast",
+  ],
   "node-net": (port, p) => [bun, `${root}bench/baselines/node-net.ts`, "--port", `${port}`, "--protocol", p],
   "c-epoll": (port, p) => {
     const exe = ensureCServer(root);
@@ -195,7 +226,7 @@ for (const name of names) {
     try {
       if (!(await waitForPort(port, 10000, proc))) throw new Error("server did not start");
       if (protocol === "echo") await checkEcho(port);
-      else await checkFramed(port, name === "bun-listen");
+      else await checkFramed(port);
       console.log(`ok   ${name} ${protocol}`);
       passes++;
     } catch (e) {

@@ -6,6 +6,8 @@
 export const HEADER = 4;
 export const MAX_BODY = 0xffff;
 
+export const T_HELLO = 0x0001;
+export const T_WELCOME = 0x0002;
 export const T_PING = 0x0003;
 export const T_PONG = 0x0004;
 export const T_ECHO = 0x0005;
@@ -15,8 +17,14 @@ export const T_BROADCAST_MSG = 0x0008;
 export const T_BROADCAST_ACK = 0x0009;
 export const T_ERROR = 0xffff;
 
+// Error codes and texts as in docs/PROTOCOL.md.
 export const ERR_UNKNOWN_TYPE = 1;
-export const ERR_TOO_LONG = 2;
+export const ERR_FRAME_TOO_LARGE = 4;
+export const ERR_TEXT_UNKNOWN_TYPE = "unknown message type";
+export const ERR_TEXT_FRAME_TOO_LARGE = "frame too large";
+
+/** Largest BROADCAST body: BROADCAST_MSG prepends a u32 sender id and must fit a u16 length. */
+export const MAX_BROADCAST_BODY = MAX_BODY - 4;
 
 /** Write a frame header at `off` in `buf`. */
 export function putHeader(buf: Uint8Array, off: number, type: number, length: number): void {

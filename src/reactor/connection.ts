@@ -18,6 +18,7 @@ import type { Reactor } from "./reactor.ts";
 
 export const KIND_CONNECTION = 1;
 
+
 export interface ConnectionOptions {
   /** Close after this many ms without bytes in either direction (0: never). */
   idleTimeoutMs: number;
@@ -33,8 +34,8 @@ export interface ConnectionOptions {
 
 export const DEFAULT_CONNECTION_OPTIONS: ConnectionOptions = {
   idleTimeoutMs: 0,
-  highWaterMark: 1024 * 1024,
-  maxBuffered: 64 * 1024 * 1024,
+  highWaterMark: 256 * 1024,
+  maxBuffered: 1024 * 1024,
   lingerMs: 2000,
   frameTimeoutMs: 0,
 };
@@ -112,20 +113,26 @@ export class TcpConnection<T = unknown> implements Connection<T>, TimerNode, Dis
     // After end() writes are still taken until our FIN is sent (lingering): a protocol can
     // answer what arrives meanwhile (e.g. SHUTTING_DOWN during a graceful stop).
     if (this.state === ConnState.Closed || this.lingering) return false;
-    if (typeof bytes === "string") this.out.appendString(bytes);
-    else this.out.append(bytes, start, end < 0 ? bytes.length : end);
+    const isString = typeof bytes === "string";
+    if (!isString && end < 0) end = bytes.length;
+    // The hard limit is checked before the bytes are copied: a consumer already behind must
+    // not make the queue grow (and its buffer double) only to be dropped. A single large
+    // write into an empty queue is allowed; write()'s false return is the flow control.
+    const before = this.out.length;
+    if (before > 0 && before + (isString ? bytes.length : end - start) > this.options.maxBuffered) {
+      this.reactor.stats.slowConsumersDropped++;
+      this.reactor.logThrottled("slow-consumer", `connection ${this.id}: closed as slow consumer (${before} bytes queued, the next write would pass maxBuffered ${this.options.maxBuffered})`);
+      this.close("slow-consumer");
+      return false;
+    }
+    if (isString) this.out.appendString(bytes);
+    else this.out.append(bytes, start, end);
     if (!this.dirty && !this.wantWritable) {
       this.dirty = true;
       this.reactor.markDirty(this);
     }
     const queued = this.out.length;
     if (queued < this.options.highWaterMark) return true;
-    if (queued > this.options.maxBuffered) {
-      this.reactor.stats.slowConsumersDropped++;
-      this.reactor.log(`connection ${this.id}: closed as slow consumer (${queued} bytes queued > maxBuffered ${this.options.maxBuffered})`);
-      this.close("slow-consumer");
-      return false;
-    }
     if (!this.needDrain) {
       this.needDrain = true;
       this.reactor.stats.highWaterCrossings++;
@@ -320,7 +327,7 @@ export class TcpConnection<T = unknown> implements Connection<T>, TimerNode, Dis
     }
     const frameTimeout = this.options.frameTimeoutMs;
     if (this.frameStarted > 0 && frameTimeout > 0 && now - this.frameStarted >= frameTimeout) {
-      this.reactor.log(`connection ${this.id}: closed: a frame stayed incomplete for ${frameTimeout} ms`);
+      this.reactor.logThrottled("frame-timeout", `connection ${this.id}: closed: a frame stayed incomplete for ${frameTimeout} ms`);
       this.close("frame-timeout");
       return;
     }

@@ -98,6 +98,7 @@ export class Reactor implements Disposable {
   private nextSeq = 0;
   private readonly idBase: number;
   private readonly idStride: number;
+  private readonly throttle = new Map<string, { last: number; suppressed: number }>();
   private pendingAsync = 0;
   private yieldRequested = false;
   private running: Promise<void> | null = null;
@@ -260,6 +261,26 @@ export class Reactor implements Disposable {
 
   get isRunning(): boolean {
     return this.running !== null;
+  }
+
+  /**
+   * Logs at most one line per second per `key`; the next line says how many were
+   * suppressed. 2,000 slowloris connections timing out together make one line, not 2,000.
+   */
+  logThrottled(key: string, line: string): void {
+    const now = performance.now();
+    let t = this.throttle.get(key);
+    if (t === undefined) {
+      t = { last: -Infinity, suppressed: 0 };
+      this.throttle.set(key, t);
+    }
+    if (now - t.last < 1000) {
+      t.suppressed++;
+      return;
+    }
+    this.log(t.suppressed > 0 ? `${line} (and ${t.suppressed} more like it in the last second)` : line);
+    t.last = now;
+    t.suppressed = 0;
   }
 
   // --- fd reserve (EMFILE) --------------------------------------------------------------

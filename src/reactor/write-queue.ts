@@ -7,30 +7,53 @@
 import { ptr, type Pointer } from "bun:ffi";
 import { libc, rc, MSG_NOSIGNAL } from "../../ffi/index.ts";
 
-/** Size of a pooled output chunk. Large writes get an exact, unpooled buffer. */
+/** Smallest output buffer; buffers are powers of two from here, so they pool by size class. */
 export const CHUNK_SIZE = 16 * 1024;
+/** Larger buffers are not pooled. */
+const MAX_POOLED_SIZE = 1024 * 1024;
 
+/**
+ * Output buffers by size class (16 KiB, 32 KiB, ... 1 MiB). Without it every large write
+ * (a 64 KiB broadcast to 50 recipients) allocated fresh ArrayBuffers that the GC reclaims
+ * late: RSS grew by hundreds of MiB under fan-out. Pooled memory is capped (maxPooledBytes).
+ */
 export class BufferPool {
-  private readonly free: Uint8Array[] = [];
-  constructor(readonly maxPooled = 1024) {}
+  private readonly free: Uint8Array[][] = [];
+  private pooledBytes = 0;
+  constructor(readonly maxPooledBytes = 16 * 1024 * 1024) {}
 
+  /** A buffer of at least minSize bytes: the next power of two from CHUNK_SIZE up. */
   acquire(minSize: number): Uint8Array {
-    if (minSize <= CHUNK_SIZE) {
-      const b = this.free.pop();
-      if (b) return b;
-      minSize = CHUNK_SIZE;
+    let size = CHUNK_SIZE;
+    while (size < minSize) size *= 2;
+    const list = this.free[classOf(size)];
+    const b = list?.pop();
+    if (b) {
+      this.pooledBytes -= b.length;
+      return b;
     }
-    // Own ArrayBuffer: large, never moved by the JIT, so ptr() stays valid while referenced.
-    return new Uint8Array(new ArrayBuffer(minSize));
+    // Own ArrayBuffer: never moved by the JIT, so ptr() stays valid while referenced.
+    return new Uint8Array(new ArrayBuffer(size));
   }
 
   release(buf: Uint8Array): void {
-    if (buf.length === CHUNK_SIZE && this.free.length < this.maxPooled) this.free.push(buf);
+    const size = buf.length;
+    if (size > MAX_POOLED_SIZE || size < CHUNK_SIZE || (size & (size - 1)) !== 0) return;
+    if (this.pooledBytes + size > this.maxPooledBytes) return;
+    (this.free[classOf(size)] ??= []).push(buf);
+    this.pooledBytes += size;
   }
 
+  /** Buffers held in the pool. */
   get pooled(): number {
-    return this.free.length;
+    let n = 0;
+    for (const l of this.free) n += l?.length ?? 0;
+    return n;
   }
+}
+
+function classOf(size: number): number {
+  return Math.log2(size / CHUNK_SIZE) | 0;
 }
 
 const encoder = new TextEncoder();
@@ -66,9 +89,7 @@ export class WriteQueue {
     if (len + n <= buf.length) {
       buf.copyWithin(0, this.start, this.end);
     } else {
-      let size = buf.length * 2;
-      while (size < len + n) size *= 2;
-      const bigger = new Uint8Array(new ArrayBuffer(size));
+      const bigger = this.pool.acquire(len + n);
       bigger.set(buf.subarray(this.start, this.end));
       this.pool.release(buf);
       this.setBuf(bigger);
@@ -88,8 +109,9 @@ export class WriteQueue {
     const n = to - from;
     if (n <= 0) return;
     const buf = this.reserve(n);
-    // subarray() allocates a view; for small writes a byte loop is cheaper than the view.
-    if (n <= 32) {
+    // subarray() allocates a view (~60 ns in Bun 1.4.5); a byte loop is cheaper up to ~128 B,
+    // which covers replies, headers and small fan-out deliveries.
+    if (n <= 128) {
       let e = this.end;
       for (let i = from; i < to; i++) buf[e++] = src[i]!;
     } else {

@@ -5,7 +5,7 @@ import { describe, test, expect, afterAll } from "bun:test";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import {
-  ROOT, startEchoServer, startServer, runServerCli, runClientCli, killAll, LISTENING_RE,
+  ROOT, bunPath, startEchoServer, startServer, runServerCli, runClientCli, killAll, LISTENING_RE,
 } from "../util/process.ts";
 import { connect, expectEcho, patternBytes, readToEnd, sleep, unusedPort, waitFor } from "../util/tcp.ts";
 
@@ -139,22 +139,38 @@ describe("server CLI: listening", () => {
     }
   }, 30_000);
 
-  test("--max-buffered: output queued past the limit closes that connection (slow consumer)", async () => {
-    // A node:net client keeps reading even when paused, so the limit is made smaller than
-    // one read: the echo of a single recv() already passes it, before any flush.
-    const srv = await startEchoServer(["--high-water", "1024", "--max-buffered", "4096"]);
+  test("--max-buffered: a reader that stops while others broadcast is dropped (slow consumer)", async () => {
+    // Echo never needs the limit (a peer that stops reading stops being read: backpressure),
+    // so the output must come from others: line-protocol broadcasts to a frozen reader. The
+    // reader is a child process stopped with SIGSTOP, so it really reads nothing.
+    const srv = await startServer(["--protocol", "line", "--port", "0", "--high-water", "1024", "--max-buffered", "65536"]);
+    const reader = Bun.spawn([bunPath, "-e", `
+      const net = require("node:net");
+      const s = net.connect(${srv.port}, "127.0.0.1", () => { console.log("ready"); });
+      s.on("data", () => {});
+    `], { stdout: "pipe", stderr: "inherit" });
     try {
-      const s = await connect(srv.port);
-      const ended = readToEnd(s, 15_000, "server closes the connection");
-      s.on("error", () => {});
-      s.write(patternBytes(256 * 1024, 1));
-      const r = await ended;
-      expect(r.data.length).toBeLessThan(256 * 1024);
-      await waitFor(() => srv.stderr().includes("slow consumer"), 10_000, "slow-consumer log line");
-      expect(srv.stderr()).toMatch(/closed as slow consumer \(\d+ bytes queued > maxBuffered 4096\)/);
-      // Small messages stay under the limit and are served.
-      await expectEcho(srv.port, Buffer.from("small is fine"));
+      const out = reader.stdout.getReader();
+      const { value } = await out.read();
+      expect(new TextDecoder().decode(value)).toContain("ready");
+      reader.kill("SIGSTOP");
+      const talker = await connect(srv.port);
+      talker.on("error", () => {});
+      const line = "x".repeat(8000) + "\n";
+      // Several MiB in total: more than the frozen reader's socket buffers plus 64 KiB.
+      for (let i = 0; i < 2000 && !srv.stderr().includes("slow consumer"); i++) {
+        talker.write(line);
+        if (i % 50 === 49) await sleep(5);
+      }
+      await waitFor(() => srv.stderr().includes("slow consumer"), 15_000, "slow-consumer log line");
+      expect(srv.stderr()).toMatch(/closed as slow consumer \(\d+ bytes queued, the next write would pass maxBuffered 65536\)/);
+      talker.destroy();
+      // The server keeps serving others.
+      const other = await connect(srv.port);
+      other.destroy();
+      expect(srv.isAlive()).toBe(true);
     } finally {
+      reader.kill("SIGKILL");
       await srv.stop();
     }
   }, 60_000);

@@ -659,9 +659,11 @@ describe("backpressure and drain", () => {
     const cli = rawClient(port, { rcvbuf: 64 * 1024 });
     await waitFor(() => server !== null && falseReturns > 0, 5000, "high water");
     await sleep(300);
-    // Paused reader: the producer is parked at the high-water mark with EPOLLOUT armed.
+    // Paused reader: the producer is parked above the low-water mark (no drain yet) with
+    // EPOLLOUT armed. (Large writes into an empty queue go straight to send(2), so how far
+    // above depends on how much the kernel took; what matters is that drain has not fired.)
     const srv = server!;
-    expect(srv.bufferedAmount).toBeGreaterThanOrEqual(highWaterMark);
+    expect(srv.bufferedAmount).toBeGreaterThan(highWaterMark / 2);
     expect(srv.interest & WRITABLE).toBe(WRITABLE);
     expect(sent).toBeLessThan(total);
     const parkedAt = sent;
@@ -729,17 +731,20 @@ describe("backpressure and drain", () => {
     let results: boolean[] = [];
     const { port, reactor, logs } = listen<undefined>({
       open(c) {
+        // A small send buffer, so the kernel cannot absorb the 4 MiB the way a default
+        // autotuned one can (large writes into an empty queue go straight to send(2)).
+        setIntOption((c as TcpConnection<undefined>).fd, SOL_SOCKET, SO_SNDBUF, 16 * 1024, "SO_SNDBUF");
         const chunk = new Uint8Array(256 * 1024);
         for (let i = 0; i < 16; i++) results.push(c.write(chunk)); // 4 MiB, ignoring false
       },
       close: rec.close,
     }, { highWaterMark: 256 * 1024, maxBuffered: 1024 * 1024 });
-    const s = await client(port);
-    s.pause();
+    rawClient(port, { rcvbuf: 64 * 1024 }); // connects and never reads
     await waitFor(() => rec.closes.length === 1, 5000, "slow-consumer close");
     expect(rec.closes[0]!.reason).toBe("slow-consumer");
     expect(reactor.stats.slowConsumersDropped).toBe(1);
-    expect(results[0]).toBe(false); // at high water from the first write
+    // The first write goes mostly to the kernel; the queue reaches high water within two.
+    expect(results.slice(0, 2)).toContain(false);
     expect(results.at(-1)).toBe(false); // closed: writes are refused
     expect(logs.some((l) => l.includes("slow consumer"))).toBe(true);
   });

@@ -119,16 +119,24 @@ describe("BufferPool", () => {
     expect(pool.pooled).toBe(0);
   });
 
-  test("large requests get an exact, unpooled buffer", () => {
+  test("buffers come in power-of-two size classes and are pooled per class", () => {
     const pool = new BufferPool();
     const big = pool.acquire(CHUNK_SIZE + 1);
-    expect(big.length).toBe(CHUNK_SIZE + 1);
+    expect(big.length).toBe(2 * CHUNK_SIZE);
     pool.release(big);
+    expect(pool.pooled).toBe(1);
+    expect(pool.acquire(CHUNK_SIZE)).not.toBe(big); // another class
+    expect(pool.acquire(2 * CHUNK_SIZE)).toBe(big); // same class: reused
+    expect(pool.pooled).toBe(0);
+    const huge = pool.acquire(4 * 1024 * 1024); // past the largest pooled class
+    pool.release(huge);
+    expect(pool.pooled).toBe(0);
+    pool.release(new Uint8Array(CHUNK_SIZE + 1)); // not a size-class buffer: dropped
     expect(pool.pooled).toBe(0);
   });
 
-  test("the pool is bounded by maxPooled", () => {
-    const pool = new BufferPool(3);
+  test("the pool is bounded by maxPooledBytes", () => {
+    const pool = new BufferPool(3 * CHUNK_SIZE);
     const bufs = Array.from({ length: 5 }, () => pool.acquire(1));
     for (const b of bufs) pool.release(b);
     expect(pool.pooled).toBe(3);
@@ -187,8 +195,8 @@ describe("WriteQueue accounting", () => {
     q.clear();
     expect(q.length).toBe(0);
     expect(q.capacity).toBe(0);
-    // The first CHUNK_SIZE buffer went back to the pool when the queue grew past it.
-    expect(pool.pooled).toBe(1);
+    // 16 KiB, then 32 KiB went back to the pool as the queue grew; clear() returned the last.
+    expect(pool.pooled).toBe(3);
   });
 });
 
