@@ -40,30 +40,48 @@ export const DEFAULT_CONNECTION_OPTIONS: ConnectionOptions = {
   frameTimeoutMs: 0,
 };
 
+const F_WANT_WRITABLE = 1, F_USER_PAUSED = 2, F_BACKPRESSURED = 4, F_NEED_DRAIN = 8;
+const F_LINGERING = 16, F_PEER_ENDED = 32, F_DRAINING = 64, F_DIRTY = 128;
+
 export class TcpConnection<T = unknown> implements Connection<T>, TimerNode, Disposable {
-  readonly kind = KIND_CONNECTION;
+  /** On the prototype, not in each instance (see the end of this file). */
+  declare readonly kind: typeof KIND_CONNECTION;
   data: T = undefined as T;
   state: ConnState = ConnState.Open;
-  readonly out: WriteQueue;
+  /** Output queue, created on the first write: an idle connection holds none (memory). */
+  private outq: WriteQueue | null = null;
   /** Current epoll interest mask, as registered. */
   interest = 0;
-  /** Output is pending and the kernel refused it: EPOLLOUT is wanted. */
-  private wantWritable = false;
-  private userPaused = false;
-  /** Reading paused because our output queue passed the high-water mark. */
-  private backpressured = false;
-  private needDrain = false;
-  /** After end(): our FIN is sent, we read and discard until the peer's FIN. */
-  private lingering = false;
-  private peerEnded = false;
   /** What a close that completes an end() is counted as. */
   private endReason: CloseReason | null = null;
-  /** Graceful stop: keep serving until the peer goes quiet (EAGAIN) and output is flushed, then end(). */
-  private draining = false;
   /** Non-blocking connect() in flight (client side). */
   connecting: ((err: Error | null) => void) | null = null;
+  /**
+   * The boolean state below, packed into one field: an idle connection is a few words
+   * smaller (10,000 idle connections are the memory benchmark). Accessors keep call sites plain.
+   */
+  private flags = 0;
+  /** Output is pending and the kernel refused it: EPOLLOUT is wanted. */
+  private get wantWritable(): boolean { return (this.flags & F_WANT_WRITABLE) !== 0; }
+  private set wantWritable(v: boolean) { this.flags = v ? this.flags | F_WANT_WRITABLE : this.flags & ~F_WANT_WRITABLE; }
+  private get userPaused(): boolean { return (this.flags & F_USER_PAUSED) !== 0; }
+  private set userPaused(v: boolean) { this.flags = v ? this.flags | F_USER_PAUSED : this.flags & ~F_USER_PAUSED; }
+  /** Reading paused because our output queue passed the high-water mark. */
+  private get backpressured(): boolean { return (this.flags & F_BACKPRESSURED) !== 0; }
+  private set backpressured(v: boolean) { this.flags = v ? this.flags | F_BACKPRESSURED : this.flags & ~F_BACKPRESSURED; }
+  private get needDrain(): boolean { return (this.flags & F_NEED_DRAIN) !== 0; }
+  private set needDrain(v: boolean) { this.flags = v ? this.flags | F_NEED_DRAIN : this.flags & ~F_NEED_DRAIN; }
+  /** After end(): our FIN is sent, we read and discard until the peer's FIN. */
+  private get lingering(): boolean { return (this.flags & F_LINGERING) !== 0; }
+  private set lingering(v: boolean) { this.flags = v ? this.flags | F_LINGERING : this.flags & ~F_LINGERING; }
+  private get peerEnded(): boolean { return (this.flags & F_PEER_ENDED) !== 0; }
+  private set peerEnded(v: boolean) { this.flags = v ? this.flags | F_PEER_ENDED : this.flags & ~F_PEER_ENDED; }
+  /** Graceful stop: keep serving until the peer goes quiet (EAGAIN) and output is flushed, then end(). */
+  private get draining(): boolean { return (this.flags & F_DRAINING) !== 0; }
+  private set draining(v: boolean) { this.flags = v ? this.flags | F_DRAINING : this.flags & ~F_DRAINING; }
   /** Listed in the reactor's pending-flush list for this turn. */
-  dirty = false;
+  get dirty(): boolean { return (this.flags & F_DIRTY) !== 0; }
+  set dirty(v: boolean) { this.flags = v ? this.flags | F_DIRTY : this.flags & ~F_DIRTY; }
   lastActive: number;
   /** When the frame now in progress started (0: none). */
   frameStarted = 0;
@@ -79,7 +97,6 @@ export class TcpConnection<T = unknown> implements Connection<T>, TimerNode, Dis
     readonly handler: Handler<T>,
     readonly options: ConnectionOptions,
   ) {
-    this.out = new WriteQueue(reactor.bufferPool);
     this.lastActive = reactor.now;
   }
 
@@ -94,7 +111,7 @@ export class TcpConnection<T = unknown> implements Connection<T>, TimerNode, Dis
   }
 
   get bufferedAmount(): number {
-    return this.out.length;
+    return this.outq === null ? 0 : this.outq.length;
   }
 
   private peerInfo(): SocketAddress {
@@ -118,20 +135,21 @@ export class TcpConnection<T = unknown> implements Connection<T>, TimerNode, Dis
     // The hard limit is checked before the bytes are copied: a consumer already behind must
     // not make the queue grow (and its buffer double) only to be dropped. A single large
     // write into an empty queue is allowed; write()'s false return is the flow control.
-    const before = this.out.length;
+    const before = this.bufferedAmount;
     if (before > 0 && before + (isString ? bytes.length : end - start) > this.options.maxBuffered) {
       this.reactor.stats.slowConsumersDropped++;
       this.reactor.logThrottled("slow-consumer", `connection ${this.id}: closed as slow consumer (${before} bytes queued, the next write would pass maxBuffered ${this.options.maxBuffered})`);
       this.close("slow-consumer");
       return false;
     }
-    if (isString) this.out.appendString(bytes);
-    else this.out.append(bytes, start, end);
+    const out = (this.outq ??= new WriteQueue(this.reactor.bufferPool));
+    if (isString) out.appendString(bytes);
+    else out.append(bytes, start, end);
     if (!this.dirty && !this.wantWritable) {
       this.dirty = true;
       this.reactor.markDirty(this);
     }
-    const queued = this.out.length;
+    const queued = out.length;
     if (queued < this.options.highWaterMark) return true;
     if (!this.needDrain) {
       this.needDrain = true;
@@ -150,7 +168,7 @@ export class TcpConnection<T = unknown> implements Connection<T>, TimerNode, Dis
     if (reason) this.endReason = reason;
     if (this.state === ConnState.HalfClosed) this.peerEnded = true;
     this.state = ConnState.Closing;
-    if (this.out.length === 0 && !this.dirty) this.finishClosing();
+    if (this.bufferedAmount === 0 && !this.dirty) this.finishClosing();
     else this.updateInterest();
   }
 
@@ -159,7 +177,7 @@ export class TcpConnection<T = unknown> implements Connection<T>, TimerNode, Dis
     this.state = ConnState.Closed;
     const r = this.reactor;
     r.timers.cancel(this);
-    this.out.clear();
+    this.outq?.clear();
     // close(2) also removes the fd from the epoll set (we never dup it): no EPOLL_CTL_DEL.
     r.forget(this);
     libc.close(this.fd);
@@ -268,8 +286,8 @@ export class TcpConnection<T = unknown> implements Connection<T>, TimerNode, Dis
   /** Sends what is queued: one send(2). Called at the end of a reactor turn and on EPOLLOUT. */
   flush(): void {
     if (this.state === ConnState.Closed || this.connecting) return;
-    const out = this.out;
-    if (out.length > 0) {
+    const out = this.outq;
+    if (out !== null && out.length > 0) {
       const r = this.reactor;
       const n = out.flushTo(this.fd);
       r.stats.writeCalls++;
@@ -282,7 +300,7 @@ export class TcpConnection<T = unknown> implements Connection<T>, TimerNode, Dis
         return;
       }
     }
-    if (out.length > 0) {
+    if (out !== null && out.length > 0) {
       // The kernel took less than everything: its buffer is full, wait for EPOLLOUT
       // rather than spend a send(2) that would return EAGAIN.
       if (!this.wantWritable) {
@@ -311,7 +329,7 @@ export class TcpConnection<T = unknown> implements Connection<T>, TimerNode, Dis
         }
       }
     }
-    if (out.length === 0) {
+    if (this.bufferedAmount === 0) {
       if (this.draining && this.state === ConnState.Open) this.onReadable(); // quiet yet?
       else if (this.state === ConnState.HalfClosed) this.close("end");
       else if (this.state === ConnState.Closing && !this.lingering) this.finishClosing();
@@ -401,7 +419,7 @@ export class TcpConnection<T = unknown> implements Connection<T>, TimerNode, Dis
   }
 
   private drainStep(): void {
-    if (this.state === ConnState.Open && this.out.length === 0 && !this.dirty) this.end();
+    if (this.state === ConnState.Open && this.bufferedAmount === 0 && !this.dirty) this.end();
   }
 
   /** Accepted past the connection limit: let the protocol say so, then end. */
@@ -461,7 +479,7 @@ export class TcpConnection<T = unknown> implements Connection<T>, TimerNode, Dis
   private onPeerEnd(): void {
     this.peerEnded = true;
     if (this.lingering || this.state === ConnState.Closing) {
-      if (this.out.length === 0 && !this.dirty) this.close(this.endReason ?? (this.lingering ? "end" : "local"));
+      if (this.bufferedAmount === 0 && !this.dirty) this.close(this.endReason ?? (this.lingering ? "end" : "local"));
       else this.updateInterest();
       return;
     }
@@ -476,7 +494,7 @@ export class TcpConnection<T = unknown> implements Connection<T>, TimerNode, Dis
       }
     }
     if (this.state !== ConnState.HalfClosed) return; // the handler closed or ended it
-    if (this.out.length === 0 && !this.dirty) this.close("end");
+    if (this.bufferedAmount === 0 && !this.dirty) this.close("end");
     else this.updateInterest(); // stop reading (EOF is level-triggered), keep writing
   }
 
@@ -515,3 +533,6 @@ export class TcpConnection<T = unknown> implements Connection<T>, TimerNode, Dis
     if (r < 0) this.close("error", errorFromRc("epoll_ctl", r));
   }
 }
+
+// The dispatch tag lives on the prototype: one word less per connection.
+Object.defineProperty(TcpConnection.prototype, "kind", { value: KIND_CONNECTION });

@@ -91,7 +91,8 @@ export class Reactor implements Disposable {
   private entries: (Entry | undefined)[] = [];
   private generations = new Uint32Array(1024);
   private readonly dirty: TcpConnection<any>[] = [];
-  private readonly connections = new Set<TcpConnection<any>>();
+  /** Open connections. They are found through `entries` (no per-connection Set entry: memory). */
+  private connections = 0;
   private readonly listeners = new Set<Listener<any>>();
   /** Registered listeners + connections: the loop runs while this is > 0. */
   private refs = 0;
@@ -147,16 +148,18 @@ export class Reactor implements Disposable {
     if (r < 0) throw errorFromRc("epoll_ctl", r);
     this.entries[fd] = entry;
     this.refs++;
-    if (entry.kind === KIND_CONNECTION) this.connections.add(entry);
+    if (entry.kind === KIND_CONNECTION) this.connections++;
     else this.listeners.add(entry);
     return gen;
   }
 
   /** Removes a closing fd from the dispatch table (its owner closes the fd). */
   forget(entry: TcpConnection<any> | Listener<any>): void {
-    if (this.entries[entry.fd] === entry) this.entries[entry.fd] = undefined;
-    const removed = entry.kind === KIND_CONNECTION ? this.connections.delete(entry) : this.listeners.delete(entry);
-    if (removed) this.refs--;
+    if (this.entries[entry.fd] !== entry) return;
+    this.entries[entry.fd] = undefined;
+    if (entry.kind === KIND_CONNECTION) this.connections--;
+    else this.listeners.delete(entry);
+    this.refs--;
   }
 
   /** Takes ownership of an accepted, non-blocking fd and opens a connection on it. */
@@ -176,7 +179,7 @@ export class Reactor implements Disposable {
     }
     this.stats.connectionsActive++;
     this.stats.connectionsTotal++;
-    if (this.connections.size > this.maxConnections) {
+    if (this.connections > this.maxConnections) {
       this.stats.rejectedFull++;
       conn.rejectFull();
     } else {
@@ -256,7 +259,7 @@ export class Reactor implements Disposable {
   }
 
   get connectionCount(): number {
-    return this.connections.size;
+    return this.connections;
   }
 
   get isRunning(): boolean {
@@ -414,7 +417,7 @@ export class Reactor implements Disposable {
     if (!graceful) {
       this.closeAll("shutdown");
     } else {
-      for (const c of [...this.connections]) {
+      for (const c of this.openConnections()) {
         // Requests that already arrived get their replies: each connection reads on until
         // the peer goes quiet and its output is flushed, then ends (beginDrain).
         if (c.connecting) c.close("shutdown");
@@ -431,8 +434,15 @@ export class Reactor implements Disposable {
     return this.stopping;
   }
 
+  /** A snapshot of the open connections (shutdown paths only: it scans the fd table). */
+  private openConnections(): TcpConnection<any>[] {
+    const out: TcpConnection<any>[] = [];
+    for (const e of this.entries) if (e !== undefined && e.kind === KIND_CONNECTION) out.push(e);
+    return out;
+  }
+
   private closeAll(reason: "shutdown"): void {
-    for (const c of [...this.connections]) c.close(reason);
+    for (const c of this.openConnections()) c.close(reason);
   }
 
   /** Closes every fd this reactor owns. Safe to call twice. */
