@@ -21,7 +21,7 @@ export const slowReaders: Scenario = {
     const durationMs = ctx.short ? 10_000 : 20_000;
     // Defaults spelled out: the limits this scenario is about.
     const highWater = 256 * 1024;
-    const maxBuffered = 4 * MiB;
+    const maxBuffered = 1 * MiB;
     const serverArgs = ["--high-water", String(highWater), "--max-buffered", String(maxBuffered)];
     const server = await startServer({ listen: ["framed", "json"], args: serverArgs });
     try {
