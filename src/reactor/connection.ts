@@ -89,10 +89,12 @@ export class TcpConnection<T = unknown> implements Connection<T>, TimerNode, Dis
   timerIndex = -1;
   private peer: SocketAddress | null = null;
 
+  /** Registration generation (stale-event guard), set by the reactor when it registers us. */
+  generation = 0;
+
   constructor(
     readonly reactor: Reactor,
     readonly fd: number,
-    readonly generation: number,
     readonly id: number,
     readonly handler: Handler<T>,
     readonly options: ConnectionOptions,

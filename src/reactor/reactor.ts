@@ -166,19 +166,12 @@ export class Reactor implements Disposable {
   adopt<T>(fd: number, handler: Handler<T>, options: ConnectionOptions): TcpConnection<T> | null {
     let conn: TcpConnection<T>;
     try {
-      const id = this.idBase + 1 + this.nextSeq++ * this.idStride;
-      // The generation is known only after registration; create, then register.
-      const gen = (this.generationOf(fd) + 1) >>> 0;
-      conn = new TcpConnection<T>(this, fd, gen, id, handler, options);
-      conn.interest = READABLE;
-      this.register(conn, fd, READABLE);
+      conn = this.registerConnection(fd, handler, options, READABLE);
     } catch (e) {
       libc.close(fd);
       this.log(`could not register connection fd ${fd}: ${(e as Error).message}`);
       return null;
     }
-    this.stats.connectionsActive++;
-    this.stats.connectionsTotal++;
     if (this.connections > this.maxConnections) {
       this.stats.rejectedFull++;
       conn.rejectFull();
@@ -188,8 +181,15 @@ export class Reactor implements Disposable {
     return conn;
   }
 
-  private generationOf(fd: number): number {
-    return fd < this.generations.length ? this.generations[fd]! : 0;
+  /** Creates a connection on an owned fd, enters it in the dispatch table and epoll, counts it. */
+  private registerConnection<T>(fd: number, handler: Handler<T>, options: ConnectionOptions, interest: number): TcpConnection<T> {
+    const id = this.idBase + 1 + this.nextSeq++ * this.idStride;
+    const conn = new TcpConnection<T>(this, fd, id, handler, options);
+    conn.interest = interest;
+    conn.generation = this.register(conn, fd, interest);
+    this.stats.connectionsActive++;
+    this.stats.connectionsTotal++;
+    return conn;
   }
 
   /** Opens a listening socket served by this reactor and starts the loop. */
@@ -217,19 +217,14 @@ export class Reactor implements Disposable {
       const opts = { ...DEFAULT_CONNECTION_OPTIONS, ...options };
       let conn: TcpConnection<T>;
       try {
-        const gen = (this.generationOf(fd) + 1) >>> 0;
-        conn = new TcpConnection<T>(this, fd, gen, this.idBase + 1 + this.nextSeq++ * this.idStride, handler, opts);
         // Until connected we only want EPOLLOUT (connect completion).
-        conn.connecting = (err) => (err ? reject(err) : resolve(conn));
-        conn.interest = WRITABLE;
-        this.register(conn, fd, WRITABLE);
+        conn = this.registerConnection(fd, handler, opts, WRITABLE);
       } catch (e) {
         libc.close(fd);
         reject(e);
         return;
       }
-      this.stats.connectionsActive++;
-      this.stats.connectionsTotal++;
+      conn.connecting = (err) => (err ? reject(err) : resolve(conn));
       conn.start();
       if (!inProgress) conn.onWritable();
       this.start();
