@@ -7,9 +7,9 @@
 // allocation per message. Replies are written synchronously while decoding, so replies to
 // one connection come in request order.
 
-import { formatAddress, SEND_OK, type HubEncoder, type HubMember, type HubMessage } from "../hub.ts";
-import type { CloseReason, Connection } from "../types.ts";
-import { ErrorCode, closeReasonFor } from "./codec/errors.ts";
+import { SEND_OK, type HubEncoder, type HubMember, type HubMessage } from "../hub.ts";
+import type { Connection } from "../types.ts";
+import { ErrorCode } from "./codec/errors.ts";
 import {
   encodeError,
   FRAMED_MAX_BODY,
@@ -24,7 +24,8 @@ import { FrameDecoder, HeaderLayout, type FrameSink } from "./codec/frame-decode
 import { inboundFramedKind, Kind } from "./codec/kinds.ts";
 import { statsReplyLength, writeStatsReply } from "./codec/stats-reply.ts";
 import type { ProtocolContext, ProtocolHandler } from "./context.ts";
-import { RateVerdict, TokenBucket, tokenMatches } from "./guards.ts";
+import { type TokenBucket, tokenMatches } from "./guards.ts";
+import { SessionProtocol, sessionHandler } from "./session.ts";
 
 /** ERROR frames are constant per code: encode them once. */
 const ERROR_FRAMES: Uint8Array[] = [];
@@ -81,47 +82,19 @@ export class FramedHubEncoder implements HubEncoder {
   }
 }
 
-class FramedProtocol {
+class FramedProtocol extends SessionProtocol<FramedSession> {
   readonly maxFrame: number;
-  private readonly channel: number;
   /** Reply headers and small fixed replies are built here; write() copies it at once. */
   private readonly scratch = new Uint8Array(16);
   private statsBuf = new Uint8Array(1024);
-  /** Monotonic time of the current `data` batch, for the rate limiter. */
-  batchNow = 0;
 
-  constructor(readonly ctx: ProtocolContext) {
+  constructor(ctx: ProtocolContext) {
+    super(ctx, "framed", new FramedHubEncoder());
     this.maxFrame = Math.min(ctx.options.maxFrame ?? FRAMED_MAX_BODY, FRAMED_MAX_BODY);
-    this.channel = ctx.hub.channel("framed", new FramedHubEncoder());
   }
 
-  open(conn: Connection<FramedSession>): void {
-    const ctx = this.ctx;
-    const authed = ctx.authToken === null;
-    const member = ctx.hub.add(conn, this.channel, formatAddress(conn.remoteAddress, conn.remotePort), authed);
-    const rl = ctx.options.rateLimit;
-    const bucket = rl ? new TokenBucket(rl, ctx.now()) : null;
-    conn.data = new FramedSession(this, conn, member, this.maxFrame, authed, bucket);
-  }
-
-  data(conn: Connection<FramedSession>, bytes: Uint8Array): void {
-    const s = conn.data;
-    const stats = this.ctx.stats;
-    const t = stats.beginBatch();
-    // One clock read per batch serves both the histogram and the rate limiter.
-    if (s.bucket !== null) this.batchNow = t !== 0 ? t : this.ctx.now();
-    try {
-      s.decoder.push(bytes);
-    } finally {
-      stats.endBatch();
-    }
-  }
-
-  close(conn: Connection<FramedSession>, _reason: CloseReason): void {
-    const s = conn.data;
-    if (!(s instanceof FramedSession)) return;
-    s.decoder.stop();
-    this.ctx.hub.remove(s.member);
+  protected newSession(conn: Connection<FramedSession>, member: HubMember, authed: boolean, bucket: TokenBucket | null): FramedSession {
+    return new FramedSession(this, conn, member, this.maxFrame, authed, bucket);
   }
 
   onFrame(s: FramedSession, type: number, buf: Uint8Array, off: number, len: number): void {
@@ -142,18 +115,7 @@ class FramedProtocol {
 
   /** Shutdown, rate limit and auth gates, in that order. False: already answered. */
   private admit(s: FramedSession, type: number): boolean {
-    if (this.ctx.shuttingDown) {
-      this.sendError(s.conn, ErrorCode.SHUTTING_DOWN);
-      return false;
-    }
-    if (s.bucket !== null) {
-      const v = s.bucket.take(this.batchNow);
-      if (v !== RateVerdict.Allow) {
-        if (v === RateVerdict.Close) this.fail(s, ErrorCode.RATE_LIMITED);
-        else this.sendError(s.conn, ErrorCode.RATE_LIMITED);
-        return false;
-      }
-    }
+    if (!this.admitCommon(s)) return false;
     if (!s.authed && type !== MsgType.HELLO) {
       this.fail(s, ErrorCode.UNAUTHORIZED);
       return false;
@@ -280,7 +242,7 @@ class FramedProtocol {
     if (stats.enabled) stats.messagesOut[kind]++;
   }
 
-  sendError(conn: Connection<any>, code: number): void {
+  override sendError(conn: Connection<any>, code: number): void {
     conn.write(ERROR_FRAMES[code]!);
     const stats = this.ctx.stats;
     if (stats.enabled) {
@@ -288,25 +250,9 @@ class FramedProtocol {
       stats.messagesOut[Kind.ERROR]++;
     }
   }
-
-  /** Answer with an error, then flush and close: the client may not go on. */
-  private fail(s: FramedSession, code: number): void {
-    this.sendError(s.conn, code);
-    s.decoder.stop();
-    s.conn.end(closeReasonFor(code));
-  }
 }
 
 /** Build the framed protocol's handler table. */
 export function createFramedProtocol(ctx: ProtocolContext): ProtocolHandler<FramedSession> {
-  const p = new FramedProtocol(ctx);
-  return {
-    protocol: "framed",
-    open: (conn) => p.open(conn),
-    data: (conn, bytes) => p.data(conn, bytes),
-    close: (conn, reason) => p.close(conn, reason),
-    // At the connection limit: say so; the reactor ends the connection right after.
-    full: (conn) => p.sendError(conn, ErrorCode.SERVER_FULL),
-    inFrame: (conn) => conn.data instanceof FramedSession && conn.data.decoder.inFrame,
-  };
+  return sessionHandler("framed", new FramedProtocol(ctx));
 }

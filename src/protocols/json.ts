@@ -3,15 +3,16 @@
 // open (the length prefix keeps the stream in sync), except a length over max-frame,
 // which is answered and then closed, as the spec asks.
 
-import { formatAddress, SEND_OK, type HubEncoder, type HubMember, type HubMessage } from "../hub.ts";
+import { SEND_OK, type HubEncoder, type HubMember, type HubMessage } from "../hub.ts";
 import type { StatsSnapshot } from "../stats/snapshot.ts";
-import type { CloseReason, Connection } from "../types.ts";
-import { ERROR_MESSAGES, ErrorCode, errorName, closeReasonFor } from "./codec/errors.ts";
+import type { Connection } from "../types.ts";
+import { ERROR_MESSAGES, ErrorCode, errorName } from "./codec/errors.ts";
 import { FrameDecoder, HeaderLayout, type FrameSink } from "./codec/frame-decoder.ts";
 import { JSON_DEFAULT_MAX_FRAME, JsonFrameWriter, parseJsonBody, type JsonMessage } from "./codec/json.ts";
 import { Kind } from "./codec/kinds.ts";
 import type { ProtocolContext, ProtocolHandler } from "./context.ts";
-import { RateVerdict, TokenBucket, tokenMatches } from "./guards.ts";
+import { type TokenBucket, tokenMatches } from "./guards.ts";
+import { SessionProtocol, sessionHandler } from "./session.ts";
 
 const utf8 = new TextEncoder();
 
@@ -138,42 +139,17 @@ export function serverStatsMessage(s: StatsSnapshot): Record<string, unknown> {
   };
 }
 
-class JsonProtocol {
+class JsonProtocol extends SessionProtocol<JsonSession> {
   readonly maxFrame: number;
-  private readonly channel: number;
   private readonly writer = new JsonFrameWriter();
-  batchNow = 0;
 
-  constructor(readonly ctx: ProtocolContext) {
+  constructor(ctx: ProtocolContext) {
+    super(ctx, "json", new JsonHubEncoder(ctx));
     this.maxFrame = ctx.options.maxFrame ?? JSON_DEFAULT_MAX_FRAME;
-    this.channel = ctx.hub.channel("json", new JsonHubEncoder(ctx));
   }
 
-  open(conn: Connection<JsonSession>): void {
-    const ctx = this.ctx;
-    const authed = ctx.authToken === null;
-    const member = ctx.hub.add(conn, this.channel, formatAddress(conn.remoteAddress, conn.remotePort), authed);
-    const rl = ctx.options.rateLimit;
-    conn.data = new JsonSession(this, conn, member, this.maxFrame, authed, rl ? new TokenBucket(rl, ctx.now()) : null);
-  }
-
-  data(conn: Connection<JsonSession>, bytes: Uint8Array): void {
-    const s = conn.data;
-    const stats = this.ctx.stats;
-    const t = stats.beginBatch();
-    if (s.bucket !== null) this.batchNow = t !== 0 ? t : this.ctx.now();
-    try {
-      s.decoder.push(bytes);
-    } finally {
-      stats.endBatch();
-    }
-  }
-
-  close(conn: Connection<JsonSession>, _reason: CloseReason): void {
-    const s = conn.data;
-    if (!(s instanceof JsonSession)) return;
-    s.decoder.stop();
-    this.ctx.hub.remove(s.member);
+  protected newSession(conn: Connection<JsonSession>, member: HubMember, authed: boolean, bucket: TokenBucket | null): JsonSession {
+    return new JsonSession(this, conn, member, this.maxFrame, authed, bucket);
   }
 
   onOversize(s: JsonSession, length: number): void {
@@ -196,18 +172,7 @@ class JsonProtocol {
 
   /** Shutdown, rate limit and auth gates. False: already answered. */
   private admit(s: JsonSession, type: string): boolean {
-    if (this.ctx.shuttingDown) {
-      this.sendError(s.conn, ErrorCode.SHUTTING_DOWN);
-      return false;
-    }
-    if (s.bucket !== null) {
-      const v = s.bucket.take(this.batchNow);
-      if (v !== RateVerdict.Allow) {
-        if (v === RateVerdict.Close) this.fail(s, ErrorCode.RATE_LIMITED);
-        else this.sendError(s.conn, ErrorCode.RATE_LIMITED);
-        return false;
-      }
-    }
+    if (!this.admitCommon(s)) return false;
     if (!s.authed && type !== "auth") {
       this.fail(s, ErrorCode.UNAUTHORIZED, "authenticate first: {\"type\":\"auth\",\"token\":...}");
       return false;
@@ -294,28 +259,13 @@ class JsonProtocol {
     this.ctx.stats.countOut(kind);
   }
 
-  sendError(conn: Connection<any>, code: number, message?: string): void {
+  override sendError(conn: Connection<any>, code: number, message?: string): void {
     this.send(conn, Kind.ERROR, { type: "error", error: errorName(code), message: message ?? ERROR_MESSAGES[code] });
     this.ctx.stats.countError(code);
-  }
-
-  private fail(s: JsonSession, code: number, message?: string): void {
-    this.sendError(s.conn, code, message);
-    s.decoder.stop();
-    s.conn.end(closeReasonFor(code));
   }
 }
 
 /** Build the json protocol's handler table. */
 export function createJsonProtocol(ctx: ProtocolContext): ProtocolHandler<JsonSession> {
-  const p = new JsonProtocol(ctx);
-  return {
-    protocol: "json",
-    open: (conn) => p.open(conn),
-    data: (conn, bytes) => p.data(conn, bytes),
-    close: (conn, reason) => p.close(conn, reason),
-    // At the connection limit: say so; the reactor ends the connection right after.
-    full: (conn) => p.sendError(conn, ErrorCode.SERVER_FULL),
-    inFrame: (conn) => conn.data instanceof JsonSession && conn.data.decoder.inFrame,
-  };
+  return sessionHandler("json", new JsonProtocol(ctx));
 }

@@ -3,13 +3,14 @@
 // Server notices are `ERR <text>` lines (never confused with chat: chat lines start with
 // a decimal id). Bytes are relayed as received; UTF-8 is not validated here.
 
-import { formatAddress, type HubEncoder, type HubMember, type HubMessage } from "../hub.ts";
-import type { CloseReason, Connection } from "../types.ts";
-import { ERROR_MESSAGES, ErrorCode, closeReasonFor } from "./codec/errors.ts";
+import type { HubEncoder, HubMember, HubMessage } from "../hub.ts";
+import type { Connection } from "../types.ts";
+import { ERROR_MESSAGES, ErrorCode } from "./codec/errors.ts";
 import { Kind } from "./codec/kinds.ts";
 import { LineDecoder, type LineSink } from "./codec/line-decoder.ts";
 import type { ProtocolContext, ProtocolHandler } from "./context.ts";
-import { RateVerdict, TokenBucket, tokenMatches } from "./guards.ts";
+import { type TokenBucket, tokenMatches } from "./guards.ts";
+import { SessionProtocol, sessionHandler } from "./session.ts";
 
 const utf8 = new TextEncoder();
 const LF = 10;
@@ -82,54 +83,26 @@ export class LineHubEncoder implements HubEncoder {
   }
 }
 
-class LineProtocol {
-  private readonly channel: number;
-  batchNow = 0;
-
-  constructor(readonly ctx: ProtocolContext) {
-    this.channel = ctx.hub.channel("line", new LineHubEncoder());
+class LineProtocol extends SessionProtocol<LineSession> {
+  constructor(ctx: ProtocolContext) {
+    super(ctx, "line", new LineHubEncoder());
   }
 
-  open(conn: Connection<LineSession>): void {
-    const ctx = this.ctx;
-    const authed = ctx.authToken === null;
-    const member = ctx.hub.add(conn, this.channel, formatAddress(conn.remoteAddress, conn.remotePort), authed);
-    const rl = ctx.options.rateLimit;
-    conn.data = new LineSession(this, conn, member, ctx.options.maxLine, authed, rl ? new TokenBucket(rl, ctx.now()) : null);
-  }
-
-  data(conn: Connection<LineSession>, bytes: Uint8Array): void {
-    const s = conn.data;
-    const stats = this.ctx.stats;
-    const t = stats.beginBatch();
-    if (s.bucket !== null) this.batchNow = t !== 0 ? t : this.ctx.now();
-    try {
-      s.decoder.push(bytes);
-    } finally {
-      stats.endBatch();
-    }
+  protected newSession(conn: Connection<LineSession>, member: HubMember, authed: boolean, bucket: TokenBucket | null): LineSession {
+    return new LineSession(this, conn, member, this.ctx.options.maxLine, authed, bucket);
   }
 
   /** Peer half-closed: a last line without "\n" is still a line. */
   end(conn: Connection<LineSession>): void {
     const s = conn.data;
     // A connection refused with full() never ran open(): nothing to finish.
-    if (!(s instanceof LineSession)) return;
-    const stats = this.ctx.stats;
-    const t = stats.beginBatch();
-    if (s.bucket !== null) this.batchNow = t !== 0 ? t : this.ctx.now();
+    if (s === undefined) return;
+    this.beginBatch(s);
     try {
       s.decoder.finish();
     } finally {
-      stats.endBatch();
+      this.ctx.stats.endBatch();
     }
-  }
-
-  close(conn: Connection<LineSession>, _reason: CloseReason): void {
-    const s = conn.data;
-    if (!(s instanceof LineSession)) return;
-    s.decoder.stop();
-    this.ctx.hub.remove(s.member);
   }
 
   onTooLong(s: LineSession): void {
@@ -142,7 +115,7 @@ class LineProtocol {
   onLine(s: LineSession, buf: Uint8Array, off: number, len: number): void {
     const ctx = this.ctx;
     ctx.stats.countIn(Kind.LINE);
-    if (this.admit(s)) {
+    if (this.admitCommon(s)) {
       if (!s.authed) this.auth(s, buf, off, len);
       else {
         const n = ctx.hub.broadcastBytes(s.member, buf, off, len);
@@ -163,48 +136,17 @@ class LineProtocol {
     this.ctx.hub.join(s.member);
   }
 
-  private admit(s: LineSession): boolean {
-    if (this.ctx.shuttingDown) {
-      this.sendError(s.conn, ErrorCode.SHUTTING_DOWN);
-      return false;
-    }
-    if (s.bucket !== null) {
-      const v = s.bucket.take(this.batchNow);
-      if (v !== RateVerdict.Allow) {
-        if (v === RateVerdict.Close) this.fail(s, ErrorCode.RATE_LIMITED);
-        else this.sendError(s.conn, ErrorCode.RATE_LIMITED);
-        return false;
-      }
-    }
-    return true;
-  }
-
-  sendError(conn: Connection<any>, code: number): void {
+  override sendError(conn: Connection<any>, code: number): void {
     const line = ERROR_LINES[code]!;
     conn.write(line, 0, line.length);
     const stats = this.ctx.stats;
     stats.countError(code);
     stats.countOut(Kind.ERROR);
   }
-
-  private fail(s: LineSession, code: number): void {
-    this.sendError(s.conn, code);
-    s.decoder.stop();
-    s.conn.end(closeReasonFor(code));
-  }
 }
 
 /** Build the line protocol's handler table. */
 export function createLineProtocol(ctx: ProtocolContext): ProtocolHandler<LineSession> {
   const p = new LineProtocol(ctx);
-  return {
-    protocol: "line",
-    open: (conn) => p.open(conn),
-    data: (conn, bytes) => p.data(conn, bytes),
-    end: (conn) => p.end(conn),
-    close: (conn, reason) => p.close(conn, reason),
-    // At the connection limit: say so; the reactor ends the connection right after.
-    full: (conn) => p.sendError(conn, ErrorCode.SERVER_FULL),
-    inFrame: (conn) => conn.data instanceof LineSession && conn.data.decoder.inFrame,
-  };
+  return { ...sessionHandler("line", p), end: (conn) => p.end(conn) };
 }
