@@ -169,27 +169,14 @@ export class FramedWire implements Wire {
 }
 
 export function statsFromFramed(s: StatsReply): ServerStats {
+  const { layoutVersion: _layout, kinds, errors, latencyNs, ...counters } = s;
   return {
     protocol: "framed",
     serverName: null,
-    statsEnabled: s.statsEnabled,
-    startedAtMs: s.startedAtMs,
-    nowMs: s.nowMs,
-    uptimeSeconds: s.uptimeSeconds,
-    clients: s.clients,
-    connectionsActive: s.connectionsActive,
-    connectionsTotal: s.connectionsTotal,
-    bytesIn: s.bytesIn,
-    bytesOut: s.bytesOut,
-    messagesIn: s.messagesIn,
-    messagesOut: s.messagesOut,
-    errorsTotal: s.errorsTotal,
-    highWaterCrossings: s.highWaterCrossings,
-    pausedReads: s.pausedReads,
-    slowConsumersDropped: s.slowConsumersDropped,
-    latencyNs: { ...s.latencyNs },
-    kinds: s.kinds.map((k) => ({ name: k.name, in: k.in, out: k.out })),
-    errors: s.errors.map((e) => ({ name: e.name, count: e.count })),
+    ...counters,
+    latencyNs: { ...latencyNs },
+    kinds: kinds.map((k) => ({ name: k.name, in: k.in, out: k.out })),
+    errors: errors.map((e) => ({ name: e.name, count: e.count })),
     closeReasons: null,
   };
 }

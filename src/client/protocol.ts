@@ -2,6 +2,8 @@
 // byte stream from the server into replies (matched FIFO by the Client), incoming
 // messages and notices. One Wire per connection; it holds the stream decoder's state.
 
+import type { StatsReply } from "../protocols/codec/stats-reply.ts";
+
 export type ClientProtocolName = "framed" | "json" | "line" | "echo";
 export const CLIENT_PROTOCOLS: readonly ClientProtocolName[] = ["framed", "json", "line", "echo"];
 
@@ -55,29 +57,14 @@ export interface ServerNotice {
   message: string;
 }
 
-/** Server statistics, one shape whichever protocol fetched them. */
-export interface ServerStats {
+/**
+ * Server statistics, one shape whichever protocol fetched them: the framed STATS_REPLY's
+ * counters (json `server_stats` is mapped onto them), tables by name, and what only one
+ * protocol carries.
+ */
+export interface ServerStats extends Omit<StatsReply, "layoutVersion" | "kinds" | "errors"> {
   protocol: "framed" | "json";
   serverName: string | null;
-  statsEnabled: boolean;
-  /** Unix epoch ms. */
-  startedAtMs: number;
-  nowMs: number;
-  uptimeSeconds: number;
-  /** Clients registered with the hub (can receive broadcasts). */
-  clients: number;
-  connectionsActive: number;
-  connectionsTotal: number;
-  bytesIn: number;
-  bytesOut: number;
-  messagesIn: number;
-  messagesOut: number;
-  errorsTotal: number;
-  highWaterCrossings: number;
-  pausedReads: number;
-  slowConsumersDropped: number;
-  /** Server-side handling latency, ns. */
-  latencyNs: { count: number; p50: number; p90: number; p99: number; p999: number; max: number };
   kinds: { name: string; in: number; out: number }[];
   errors: { name: string; count: number }[];
   /** json only. */
