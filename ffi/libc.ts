@@ -33,6 +33,7 @@ const io = {
   write: { args: [T.i32, T.ptr, T.u64], returns: T.i64_fast },
   writev: { args: [T.i32, T.ptr, T.i32], returns: T.i64_fast },
   send: { args: [T.i32, T.ptr, T.u64, T.i32], returns: T.i64_fast },
+  sendmsg: { args: [T.i32, T.ptr, T.i32], returns: T.i64_fast }, // gather send + MSG_NOSIGNAL
   recv: { args: [T.i32, T.ptr, T.u64, T.i32], returns: T.i64_fast },
   open: { args: [T.ptr, T.i32], returns: T.i32 }, // path: NUL-terminated bytes
   close: { args: [T.i32], returns: T.i32 },

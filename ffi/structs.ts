@@ -27,6 +27,20 @@ export const epollEvent: EpollEventLayout = (() => {
   return layout;
 })();
 
+/**
+ * struct iovec { void *base; size_t len; } and struct msghdr (for sendmsg), in 32-bit
+ * words: the same on x86-64 and aarch64 (LP64, little-endian). A pointer or size goes in
+ * as two words, low first.
+ */
+export const IOVEC_WORDS = 4;
+export const MSGHDR_SIZE = 56;
+export const msghdr = {
+  /** void *msg_iov (msg_name/msg_namelen before it stay 0: connected socket). */
+  iovWord: 4,
+  /** size_t msg_iovlen. msg_control, msg_controllen and msg_flags after it stay 0. */
+  iovLenWord: 6,
+} as const;
+
 export const SOCKADDR_IN_SIZE = 16;
 export const SOCKADDR_IN6_SIZE = 28;
 /** Big enough for any address family we accept. */

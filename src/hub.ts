@@ -19,6 +19,14 @@
 
 import { ConnState, type Connection } from "./types.ts";
 import { ErrorCode } from "./protocols/codec/errors.ts";
+import { SharedBytes } from "./reactor/write-queue.ts";
+
+/**
+ * Broadcasts encoded at least this large are queued by reference (Connection.writeShared):
+ * one copy per channel instead of one per recipient. Below it, copying into each queue is
+ * cheaper than a shared segment (and keeps each recipient's output in one buffer).
+ */
+const SHARE_MIN_BYTES = 4096;
 
 /** "1.2.3.4:5678", or "[::1]:5678" for IPv6. */
 export function formatAddress(address: string, port: number): string {
@@ -305,6 +313,7 @@ export class Hub {
     // Members added during the loop (none expected) are not visited: fix the bound first.
     const count = members.length;
     const from = msg.from;
+    let shared: (SharedBytes | undefined)[] | null = null; // large broadcasts only
     let recipients = 0;
     try {
       for (let i = 0; i < count; i++) {
@@ -318,10 +327,20 @@ export class Hub {
         }
         if (len < 0) continue;
         // Ignore the backpressure signal: never wait on one recipient (see top).
-        m.conn.write(channels[ch]!.encoder.out, 0, len);
+        if (len >= SHARE_MIN_BYTES) {
+          // Large: one immutable copy, referenced by every recipient's queue.
+          shared ??= [];
+          let sb = shared[ch];
+          if (sb === undefined) shared[ch] = sb = SharedBytes.copyOf(channels[ch]!.encoder.out, 0, len);
+          m.conn.writeShared(sb, 0, len);
+        } else {
+          m.conn.write(channels[ch]!.encoder.out, 0, len);
+        }
         recipients++;
       }
     } finally {
+      // The recipients' queues hold their own references now.
+      if (shared !== null) for (const sb of shared) sb?.release();
       this.broadcasting = false;
       if (this.pendingRemovals.length > 0) {
         for (const m of this.pendingRemovals) this.unlist(m);

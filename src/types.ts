@@ -1,6 +1,8 @@
 // Public types of bunpoll's library API. Protocols are handler tables written
 // against these interfaces; they never see a file descriptor.
 
+import type { SharedBytes } from "./reactor/write-queue.ts";
+
 /** Why a connection closed. Counted per reason in the reactor's stats. */
 export type CloseReason =
   | "local" // close() called by the application
@@ -41,6 +43,13 @@ export interface Connection<T = unknown> {
    * until `drain` is called.
    */
   write(bytes: Uint8Array | string, start?: number, end?: number): boolean;
+  /**
+   * Like write(), but queues shared.bytes[start, end) (default: all shared.length bytes) by
+   * reference instead of copying it, holding a reference (SharedBytes.retain) until sent:
+   * for one large payload sent to many connections (a broadcast). Counts towards
+   * bufferedAmount, the high-water mark and maxBuffered like a copy would.
+   */
+  writeShared(shared: SharedBytes, start?: number, end?: number): boolean;
   /**
    * Flush what is queued, send FIN, then close once the peer's FIN arrives (or after a
    * linger timeout). Until our FIN is sent, arriving data is still delivered and writes are

@@ -12,7 +12,7 @@ import { libc, rc, Errno, errorFromRc, SHUT_WR, type SocketAddress } from "../..
 import { ConnState, type CloseReason, type Connection, type Handler } from "../types.ts";
 import { READABLE, WRITABLE, ERROR, HANGUP } from "./backend.ts";
 import type { TimerNode } from "./timers.ts";
-import { WriteQueue } from "./write-queue.ts";
+import { WriteQueue, type SharedBytes } from "./write-queue.ts";
 import { peerAddress, socketError } from "./socket.ts";
 import type { Reactor } from "./reactor.ts";
 
@@ -41,7 +41,7 @@ export const DEFAULT_CONNECTION_OPTIONS: ConnectionOptions = {
 };
 
 const F_WANT_WRITABLE = 1, F_USER_PAUSED = 2, F_BACKPRESSURED = 4, F_NEED_DRAIN = 8;
-const F_LINGERING = 16, F_PEER_ENDED = 32, F_DRAINING = 64, F_DIRTY = 128;
+const F_LINGERING = 16, F_PEER_ENDED = 32, F_DRAINING = 64, F_DIRTY = 128, F_READ_THIS_PASS = 256;
 
 export class TcpConnection<T = unknown> implements Connection<T>, TimerNode, Disposable {
   /** On the prototype, not in each instance (see the end of this file). */
@@ -82,6 +82,12 @@ export class TcpConnection<T = unknown> implements Connection<T>, TimerNode, Dis
   /** Listed in the reactor's pending-flush list for this turn. */
   get dirty(): boolean { return (this.flags & F_DIRTY) !== 0; }
   set dirty(v: boolean) { this.flags = v ? this.flags | F_DIRTY : this.flags & ~F_DIRTY; }
+  /**
+   * Read from since the last flush pass: its output likely holds a reply, so the flush
+   * budget never defers it (a PING answered at once even behind a large broadcast).
+   */
+  get readThisPass(): boolean { return (this.flags & F_READ_THIS_PASS) !== 0; }
+  set readThisPass(v: boolean) { this.flags = v ? this.flags | F_READ_THIS_PASS : this.flags & ~F_READ_THIS_PASS; }
   lastActive: number;
   /** When the frame now in progress started (0: none). */
   frameStarted = 0;
@@ -134,25 +140,46 @@ export class TcpConnection<T = unknown> implements Connection<T>, TimerNode, Dis
     if (this.state === ConnState.Closed || this.lingering) return false;
     const isString = typeof bytes === "string";
     if (!isString && end < 0) end = bytes.length;
-    // The hard limit is checked before the bytes are copied: a consumer already behind must
-    // not make the queue grow (and its buffer double) only to be dropped. A single large
-    // write into an empty queue is allowed; write()'s false return is the flow control.
-    const before = this.bufferedAmount;
-    if (before > 0 && before + (isString ? bytes.length : end - start) > this.options.maxBuffered) {
-      this.reactor.stats.slowConsumersDropped++;
-      this.reactor.logThrottled("slow-consumer", `connection ${this.id}: closed as slow consumer (${before} bytes queued, the next write would pass maxBuffered ${this.options.maxBuffered})`);
-      this.close("slow-consumer");
-      return false;
-    }
+    if (!this.admitBytes(isString ? bytes.length : end - start)) return false;
     const out = (this.outq ??= new WriteQueue(this.reactor.bufferPool));
     if (isString) out.appendString(bytes);
     else out.append(bytes, start, end);
+    return this.queued(out);
+  }
+
+  /**
+   * Queues shared.bytes[start, end) by reference: no copy. For one large payload sent to
+   * many connections (a broadcast); the bytes must never change afterwards.
+   */
+  writeShared(shared: SharedBytes, start = 0, end = shared.length): boolean {
+    if (this.state === ConnState.Closed || this.lingering) return false;
+    if (!this.admitBytes(end - start)) return false;
+    const out = (this.outq ??= new WriteQueue(this.reactor.bufferPool));
+    out.appendShared(shared, start, end);
+    return this.queued(out);
+  }
+
+  /**
+   * The hard limit, checked before the bytes are queued: a consumer already behind must not
+   * make the queue grow (and its buffer double) only to be dropped. A single large write
+   * into an empty queue is allowed; write()'s false return is the flow control.
+   */
+  private admitBytes(n: number): boolean {
+    const before = this.bufferedAmount;
+    if (before === 0 || before + n <= this.options.maxBuffered) return true;
+    this.reactor.stats.slowConsumersDropped++;
+    this.reactor.logThrottled("slow-consumer", `connection ${this.id}: closed as slow consumer (${before} bytes queued, the next write would pass maxBuffered ${this.options.maxBuffered})`);
+    this.close("slow-consumer");
+    return false;
+  }
+
+  /** After an append: schedule the flush; past the high-water mark, pause reading. */
+  private queued(out: WriteQueue): boolean {
     if (!this.dirty && !this.wantWritable) {
       this.dirty = true;
       this.reactor.markDirty(this);
     }
-    const queued = out.length;
-    if (queued < this.options.highWaterMark) return true;
+    if (out.length < this.options.highWaterMark) return true;
     if (!this.needDrain) {
       this.needDrain = true;
       this.reactor.stats.highWaterCrossings++;
@@ -230,6 +257,7 @@ export class TcpConnection<T = unknown> implements Connection<T>, TimerNode, Dis
         r.stats.bytesIn += n;
         r.stats.readCalls++;
         this.lastActive = r.now;
+        this.flags |= F_READ_THIS_PASS;
         if (this.lingering) {
           // Our FIN is sent: discard what the peer still sends until its FIN.
         } else {

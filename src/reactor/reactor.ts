@@ -25,12 +25,15 @@ import { Listener, KIND_LISTENER, type ListenerConfig } from "./listener.ts";
 import { openReserveFd, startConnect } from "./socket.ts";
 import { ReactorStats } from "./stats.ts";
 import { TimerHeap, Timer } from "./timers.ts";
-import { BufferPool } from "./write-queue.ts";
+import { threadPool, type BufferPool } from "./write-queue.ts";
 
 const KIND_WAKE = 3;
 
 /** Yield to Bun's event loop at least this often while busy. */
 const YIELD_EVERY_MS = 1;
+/** Bytes sent per flush pass from queues over LARGE_QUEUE before the loop polls again. */
+const FLUSH_BUDGET = 128 * 1024;
+const LARGE_QUEUE = 64 * 1024;
 /** `await null`s after each dispatch: promise chains this deep resume before the next poll. */
 const MICROTASK_ROUNDS = 3;
 
@@ -77,7 +80,8 @@ export class Reactor implements Disposable {
   readonly backend: PollBackend;
   readonly stats = new ReactorStats();
   readonly timers = new TimerHeap();
-  readonly bufferPool = new BufferPool();
+  /** Output buffers: the thread's pool (shared with decoders and broadcast payloads). */
+  readonly bufferPool: BufferPool = threadPool;
   /** The shared receive buffer. Own ArrayBuffer: its address never moves. */
   readonly recvBuffer: Uint8Array;
   readonly readBudget: number;
@@ -373,16 +377,35 @@ export class Reactor implements Disposable {
     }
   }
 
-  /** Sends each pending connection's coalesced output: one send(2) per connection per turn. */
+  /**
+   * Sends each pending connection's coalesced output: one send(2) per connection per turn.
+   * Small queues and connections read from since the last pass (their queue ends with a
+   * reply) always go at once. Other large ones (bulk, fan-out of big messages) share
+   * FLUSH_BUDGET bytes per pass; the rest stay listed and go after the next poll. So a
+   * client that PINGs while a 64 KiB broadcast is on its way to 50 others gets the
+   * broadcast and its PONG at once, not after the other 50 sends.
+   */
   private flushDirty(): void {
     const list = this.dirty;
-    // Index loop: a flush may close a connection whose close handler writes to another one.
+    let budget = FLUSH_BUDGET;
+    let kept = 0;
+    // Index loop: a flush may close a connection whose close handler writes to another one
+    // (appended to the list, and flushed in this pass).
     for (let i = 0; i < list.length; i++) {
       const c = list[i]!;
+      const queued = c.bufferedAmount;
+      if (queued > LARGE_QUEUE && !c.readThisPass) {
+        if (budget <= 0) {
+          list[kept++] = c; // still dirty: next pass
+          continue;
+        }
+        budget -= queued;
+      }
       c.dirty = false;
+      c.readThisPass = false;
       c.flush();
     }
-    list.length = 0;
+    list.length = kept;
   }
 
   private drainWake(): void {

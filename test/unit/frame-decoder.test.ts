@@ -4,6 +4,7 @@ import { describe, expect, test } from "bun:test";
 import fc from "fast-check";
 import { FrameDecoder, HeaderLayout, type FrameSink } from "../../src/protocols/codec/frame-decoder.ts";
 import { encodeFrame } from "../../src/protocols/codec/framed.ts";
+import { threadPool } from "../../src/reactor/write-queue.ts";
 import { byteByByte, concat, cutPoints, everySplit, everySplit3, pushThroughSharedBuffer, splitAt } from "../util/chunking.ts";
 
 type Event = { frame: [number, number[]] } | { oversize: [number, number] };
@@ -147,6 +148,27 @@ describe("FrameDecoder, u16 type + u16 length", () => {
     d.push(small.subarray(10));
     expect((d as unknown as { body: Uint8Array | null }).body).not.toBeNull();
     expect(r.events.length).toBe(2);
+  });
+
+  test("a big partial frame borrows a pooled buffer: the same one frame after frame, back on stop()", () => {
+    const r = new Recorder();
+    const d = new FrameDecoder(r, 0xffff);
+    const big = encodeFrame(5, Uint8Array.from({ length: 60000 }, (_, i) => i & 0xff));
+    let settled = -1;
+    for (let i = 0; i < 5; i++) {
+      d.push(big.subarray(0, 1000));
+      const borrowed = threadPool.pooled;
+      d.push(big.subarray(1000));
+      expect(threadPool.pooled).toBe(borrowed + 1); // given back after delivery
+      if (i === 0) settled = threadPool.pooled;
+      else expect(threadPool.pooled).toBe(settled); // the same buffer, frame after frame
+    }
+    expect(r.events.length).toBe(5);
+    for (const e of r.events) expect("frame" in e && e.frame[1].length === 60000 && e.frame[1][59999] === 59999 % 256).toBe(true);
+    d.push(big.subarray(0, 1000));
+    expect(threadPool.pooled).toBe(settled - 1);
+    d.stop();
+    expect(threadPool.pooled).toBe(settled);
   });
 
   test("property: any chunking of any frame sequence decodes to the same frames", () => {

@@ -928,3 +928,39 @@ describe("stop", () => {
     await waitFor(() => fdCount() <= before, 5000, "fds released");
   });
 });
+
+describe("flush budget", () => {
+  /** What flushDirty() reads of a connection, and a record of its flushes. */
+  function fakeQueue(name: string, queued: number, readThisPass = false) {
+    return {
+      name, dirty: true, readThisPass, flushed: 0,
+      get bufferedAmount() { return this.flushed > 0 ? 0 : queued; },
+      flush() { this.flushed++; },
+    };
+  }
+  const flushPass = (r: Reactor) => (r as unknown as { flushDirty(): void }).flushDirty();
+
+  test("small queues and connections just read from go at once; large ones share a budget per pass", () => {
+    const { reactor } = newReactor();
+    const big = Array.from({ length: 10 }, (_, i) => fakeQueue(`big${i}`, 64 * 1024 + 8));
+    const small = fakeQueue("small", 100);
+    const pinger = fakeQueue("pinger", 64 * 1024 + 8 + 12, true); // a broadcast, then its PONG
+    for (const q of [...big, small, pinger]) reactor.markDirty(q as unknown as TcpConnection<any>);
+    flushPass(reactor);
+    const firstPass = big.filter((q) => q.flushed === 1).length;
+    expect(firstPass).toBeGreaterThan(0);
+    expect(firstPass).toBeLessThan(big.length); // the budget deferred the rest...
+    expect(small.flushed).toBe(1);
+    expect(pinger.flushed).toBe(1); // ...but not the small one nor the one read from
+    expect(pinger.readThisPass).toBe(false);
+    for (const q of big) expect(q.dirty).toBe(q.flushed === 0); // deferred ones stay dirty
+    let passes = 1;
+    while (big.some((q) => q.flushed === 0)) {
+      flushPass(reactor);
+      passes++;
+      expect(passes).toBeLessThan(20);
+    }
+    expect(passes).toBeGreaterThan(1);
+    for (const q of [...big, small, pinger]) expect(q.flushed).toBe(1); // each exactly once, none lost
+  });
+});

@@ -6,7 +6,7 @@ import fc from "fast-check";
 import {
   libc, rc, Errno, SOL_SOCKET, SO_SNDBUF, SO_RCVBUF, SOCK_NONBLOCK, SOCK_CLOEXEC,
 } from "../../ffi/index.ts";
-import { BufferPool, WriteQueue, CHUNK_SIZE } from "../../src/reactor/write-queue.ts";
+import { BufferPool, WriteQueue, SharedBytes, CHUNK_SIZE } from "../../src/reactor/write-queue.ts";
 import { createListenSocket, localAddress, startConnect, setIntOption, getIntOption } from "../../src/reactor/socket.ts";
 import { EpollBackend } from "../../src/reactor/epoll.ts";
 import { WRITABLE } from "../../src/reactor/backend.ts";
@@ -242,6 +242,22 @@ describe("WriteQueue.flushTo over a real TCP pair", () => {
     expect([-Errno.EPIPE, -Errno.ECONNRESET]).toContain(r);
   });
 
+  test("EPIPE (not SIGPIPE) from the sendmsg path too (shared segments)", async () => {
+    const { a, b } = await tcpPair();
+    libc.close(b);
+    (open.at(-1)! as { b: number }).b = -1;
+    const q = new WriteQueue(new BufferPool());
+    const shared = SharedBytes.copyOf(pattern(64 * 1024));
+    let r = 0;
+    for (let i = 0; i < 50 && r >= 0; i++) {
+      q.append(shared.bytes, 0, 10);
+      q.appendShared(shared, 0, shared.bytes.length);
+      r = q.flushTo(a);
+      if (r >= 0) await Bun.sleep(5);
+    }
+    expect([-Errno.EPIPE, -Errno.ECONNRESET]).toContain(r);
+  });
+
   test("4 MiB through a tiny SO_SNDBUF: partial writes, EAGAIN, EPOLLOUT, all bytes in order", async () => {
     const { a, b } = await tcpPair();
     setIntOption(a, SOL_SOCKET, SO_SNDBUF, 4096, "SO_SNDBUF");
@@ -339,8 +355,16 @@ describe("WriteQueue.flushTo over a real TCP pair", () => {
 
   test("property: random appends and partial flushes deliver exactly the appended stream", async () => {
     const enc = new TextEncoder();
-    type Op = { k: "bytes"; n: number; from: number } | { k: "str"; s: string } | { k: "flush" } | { k: "read"; max: number };
+    type Op =
+      | { k: "bytes"; n: number; from: number }
+      | { k: "shared"; n: number; from: number; cut: number }
+      | { k: "str"; s: string }
+      | { k: "flush" }
+      | { k: "read"; max: number };
     const opArb: fc.Arbitrary<Op> = fc.oneof(
+      // By reference, as a broadcast does: a SharedBytes of source[from, from + n), queued
+      // from `cut` bytes in, and interleaved with copied bytes (sendmsg with several iovecs).
+      { weight: 3, arbitrary: fc.record({ k: fc.constant("shared" as const), n: fc.integer({ min: 1, max: 70_000 }), from: fc.integer({ min: 0, max: 100 }), cut: fc.integer({ min: 0, max: 50 }) }) },
       { weight: 4, arbitrary: fc.record({ k: fc.constant("bytes" as const), n: fc.integer({ min: 0, max: 40_000 }), from: fc.integer({ min: 0, max: 100 }) }) },
       { weight: 2, arbitrary: fc.record({ k: fc.constant("str" as const), s: fc.string({ unit: "binary", maxLength: 200 }) }) },
       { weight: 3, arbitrary: fc.record({ k: fc.constant("flush" as const) }) },
@@ -360,6 +384,14 @@ describe("WriteQueue.flushTo over a real TCP pair", () => {
             const to = Math.min(source.length, from + o.n);
             q.append(source, from, to);
             expected.push(source.slice(from, to));
+          } else if (o.k === "shared") {
+            const from = Math.min(o.from, source.length);
+            const to = Math.min(source.length, from + o.n);
+            const shared = SharedBytes.copyOf(source, from, to);
+            const cut = Math.min(o.cut, to - from);
+            q.appendShared(shared, cut, to - from);
+            shared.release(); // the queue's reference keeps it; the pool reuses it after the send
+            expected.push(source.slice(from + cut, to));
           } else if (o.k === "str") {
             q.appendString(o.s);
             expected.push(enc.encode(o.s)); // lone surrogates become U+FFFD in both
@@ -384,11 +416,96 @@ describe("WriteQueue.flushTo over a real TCP pair", () => {
         expect(data.length).toBe(want.length);
         expect(firstDiff(data, want)).toBe(-1);
         expect(q.length).toBe(0);
+        expect(q.capacity).toBe(0); // every pooled buffer went back
         for (const p of open.splice(0)) p[Symbol.dispose]();
       }),
       { numRuns: 60 },
     );
   }, 60_000);
+});
+
+describe("WriteQueue shared segments", () => {
+  test("shared bytes are referenced, not copied, and go out in append order with copied bytes", async () => {
+    const { a, b } = await tcpPair();
+    const pool = new BufferPool();
+    const q = new WriteQueue(pool);
+    const payload = SharedBytes.copyOf(pattern(100_000, 11), 0, 100_000, pool);
+    q.append(new Uint8Array([1, 2, 3]), 0, 3);
+    q.appendShared(payload, 0, payload.length);
+    payload.release(); // the queue holds the only reference now
+    q.append(new Uint8Array([4, 5]), 0, 2);
+    expect(q.length).toBe(3 + 100_000 + 2);
+    // Only the two small tails hold pooled memory; the 100 KB is the SharedBytes'.
+    expect(q.capacity).toBe(2 * CHUNK_SIZE);
+    const received: Uint8Array[] = [];
+    const deadline = performance.now() + 5000;
+    while (q.length > 0) {
+      if (performance.now() > deadline) throw new Error("stalled");
+      const r = q.flushTo(a);
+      if (r < 0 && r !== -Errno.EAGAIN) throw new Error(`send errno ${-r}`);
+      drain(b, received);
+      if (r === -Errno.EAGAIN) await Bun.sleep(1);
+    }
+    drain(b, received);
+    const want = concat([new Uint8Array([1, 2, 3]), pattern(100_000, 11), new Uint8Array([4, 5])]);
+    expect(firstDiff(concat(received), want)).toBe(-1);
+    expect(q.capacity).toBe(0);
+    // Both tails, and the payload's pooled buffer once its last reference (the queue's) went.
+    expect(payload.released).toBe(true);
+    expect(pool.pooled).toBe(3);
+  });
+
+  test("more segments than one sendmsg takes (64 iovecs) leave over several flushes, in order", async () => {
+    const { a, b } = await tcpPair();
+    const q = new WriteQueue(new BufferPool());
+    const parts: Uint8Array[] = [];
+    for (let i = 0; i < 150; i++) {
+      const bytes = pattern(100 + i, i + 1);
+      q.appendShared(new SharedBytes(bytes.slice()), 0, bytes.length);
+      parts.push(bytes);
+      if (i % 10 === 0) {
+        const tag = new Uint8Array([i & 0xff]);
+        q.append(tag, 0, 1);
+        parts.push(tag);
+      }
+    }
+    const want = concat(parts);
+    expect(q.length).toBe(want.length);
+    let flushes = 0;
+    const received: Uint8Array[] = [];
+    while (q.length > 0) {
+      const r = q.flushTo(a);
+      expect(r).toBeGreaterThan(0); // a 64 KiB+ socket buffer takes each batch whole
+      flushes++;
+      drain(b, received);
+    }
+    drain(b, received);
+    expect(flushes).toBeGreaterThanOrEqual(3);
+    expect(firstDiff(concat(received), want)).toBe(-1);
+  });
+
+  test("clear() drops shared references and returns retired tails to the pool", () => {
+    const pool = new BufferPool();
+    const q = new WriteQueue(pool);
+    const shared = SharedBytes.copyOf(pattern(1000), 0, 1000, pool);
+    for (let i = 0; i < 3; i++) {
+      q.append(new Uint8Array(10), 0, 10);
+      q.appendShared(shared, 0, 1000);
+    }
+    expect(q.length).toBe(3 * 1010);
+    expect(q.capacity).toBe(3 * CHUNK_SIZE);
+    q.clear();
+    expect(q.length).toBe(0);
+    expect(q.capacity).toBe(0);
+    expect(pool.pooled).toBe(3);
+    // The creator's reference keeps the payload alive; releasing it returns the buffer.
+    expect(shared.released).toBe(false);
+    shared.release();
+    expect(shared.released).toBe(true);
+    expect(pool.pooled).toBe(4);
+    expect(() => shared.release()).toThrow();
+    expect(() => shared.retain()).toThrow();
+  });
 });
 
 async function waitUntil(cond: () => boolean, ms = 5000): Promise<void> {

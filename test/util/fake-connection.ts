@@ -3,6 +3,7 @@
 // handler's `close` like the reactor does, so hub membership is exercised for real.
 
 import { ConnState, type CloseReason, type Connection, type Handler } from "../../src/types.ts";
+import type { SharedBytes } from "../../src/reactor/write-queue.ts";
 
 let nextId = 1;
 
@@ -50,6 +51,14 @@ export class FakeConnection<T = any> implements Connection<T> {
     this.bufferedAmount += b.length;
     this.afterWrite?.(this);
     return this.bufferedAmount < this.highWaterMark;
+  }
+
+  /** writeShared() calls (recorded in `writes` like a copy; `sources` gets the SharedBytes' bytes). */
+  sharedWrites = 0;
+
+  writeShared(shared: SharedBytes, start = 0, end = shared.length): boolean {
+    this.sharedWrites++;
+    return this.write(shared.bytes, start, end);
   }
 
   /** The reason passed to the last end() call. */

@@ -15,6 +15,8 @@ export const HeaderLayout = {
 } as const;
 export type HeaderLayout = (typeof HeaderLayout)[keyof typeof HeaderLayout];
 
+import { threadPool } from "../../reactor/write-queue.ts";
+
 export const FRAME_HEADER_SIZE = 4;
 
 export interface FrameSink {
@@ -37,7 +39,10 @@ const enum State {
   Skip = 2,
 }
 
-/** A partial-frame buffer above this size is dropped after use instead of kept per connection. */
+/**
+ * A partial-frame buffer up to this size is kept per connection; larger ones are borrowed
+ * from the thread's buffer pool for one frame.
+ */
 const RETAIN_BYTES = 16 * 1024;
 const MIN_BUFFER = 256;
 
@@ -81,6 +86,7 @@ export class FrameDecoder {
   /** Ignore all further input, including the rest of the chunk being pushed. */
   stop(): void {
     this.stopped = true;
+    if (this.body !== null && this.body.length > RETAIN_BYTES) threadPool.release(this.body);
     this.body = null;
     // Nothing is pending any more: a stopped decoder must not keep a frame timeout armed.
     this.state = State.Header;
@@ -150,9 +156,17 @@ export class FrameDecoder {
           this.state = State.Header;
           this.have = 0;
           this.need = 0;
-          // Drop big buffers so a single large frame does not pin memory per connection.
-          if (body.length > RETAIN_BYTES) this.body = null;
-          this.sink.frame(this.type, body, 0, len);
+          if (body.length > RETAIN_BYTES) {
+            // A big buffer is the pool's, not this connection's: back once the sink is done.
+            this.body = null;
+            try {
+              this.sink.frame(this.type, body, 0, len);
+            } finally {
+              threadPool.release(body);
+            }
+          } else {
+            this.sink.frame(this.type, body, 0, len);
+          }
         }
       } else {
         const take = Math.min(this.skipLeft, n - pos);
@@ -166,6 +180,14 @@ export class FrameDecoder {
   private bodyBuffer(len: number): Uint8Array {
     const cur = this.body;
     if (cur !== null && cur.length >= len) return cur;
+    if (len > RETAIN_BYTES) {
+      // Large frames borrow a pooled buffer for their duration (given back when delivered
+      // or on stop()): a stream of 64 KiB frames allocates nothing, so no GC pauses.
+      if (cur !== null && cur.length > RETAIN_BYTES) threadPool.release(cur);
+      const b = threadPool.acquire(len);
+      this.body = b;
+      return b;
+    }
     let size = cur === null ? MIN_BUFFER : cur.length;
     while (size < len) size *= 2;
     // Never allocate past what maxBody allows (a power of two may overshoot it).
