@@ -7,6 +7,35 @@
 // encoder can keep reusing one buffer and a broadcast allocates nothing for framed
 // recipients.
 //
+// Fan-out batching. A client that pipelines broadcasts (16 per read, say) to 100 others
+// would cost 1600 write() calls per read, each copying one small message: that JS work,
+// not the syscalls (the reactor already sends each connection's output once per turn),
+// is the cost of fan-out. So while a batch scope is open (the protocols open one around
+// each `data` call: beginBatch/endBatch), consecutive broadcasts from the same sender are
+// appended, per channel, to an arena the hub owns, and each recipient gets ONE write of
+// its channel's arena when the batch is flushed. Rules:
+// - The recipient count is computed and returned at once, exactly as without batching.
+//   Counting still visits every member per message (a check, no copy): a connection's
+//   state can change without the hub hearing of it, so a count cached per batch could
+//   be wrong.
+// - A pending batch's recipient set is fixed: it is flushed before anything that could
+//   change it or reorder a recipient's stream: a broadcast from another sender, any
+//   direct message (a target sees BROADCAST_MSG then DIRECT_MSG as they were sent),
+//   join (add joins)/remove, and the end of the scope. Nothing else writes to other
+//   connections during a sender's `data` call, so delaying the writes to the end of the
+//   call reorders nothing. A recipient that is Closing or Closed at flush time is
+//   skipped (it was counted, like a write that drops it).
+// - Each channel has its own arena: a message a channel cannot encode is simply not in
+//   that channel's arena, so channels may hold different numbers of messages.
+// - Arenas are bounded: an append that would pass batchLimit flushes first, and a message
+//   larger than batchDirectMax is not copied twice: the batch is flushed, then the
+//   message is written directly. An arena that grew past ARENA_KEEP is dropped after the
+//   flush so that one burst of large messages does not pin memory.
+// Outside a scope (tests, the line protocol's final unterminated line) a broadcast writes
+// at once. Bytes for several recipients of SHARE_MIN_BYTES or more (a large message, a
+// flushed batch) are not copied into each queue: every queue references one pooled
+// SharedBytes (see write-queue.ts).
+//
 // The hub never waits on a recipient: it writes and moves on, ignoring write()'s
 // backpressure signal. A recipient that does not read is the reactor's business (it
 // pauses reading at the high-water mark and closes past maxBuffered), so one slow
@@ -22,11 +51,12 @@ import { ErrorCode } from "./protocols/codec/errors.ts";
 import { SharedBytes } from "./reactor/write-queue.ts";
 
 /**
- * Broadcasts encoded at least this large are queued by reference (Connection.writeShared):
- * one copy per channel instead of one per recipient. Below it, copying into each queue is
- * cheaper than a shared segment (and keeps each recipient's output in one buffer).
+ * Bytes for many recipients (a large broadcast, or a flushed batch) at least this long
+ * are queued by reference (Connection.writeShared): one pooled copy per channel instead of
+ * one per recipient, and the kernel copies every recipient's bytes from the same cache-hot
+ * buffer. Below it, or for a single recipient, copying into the queue is cheaper.
  */
-const SHARE_MIN_BYTES = 4096;
+export const SHARE_MIN_BYTES = 1024;
 
 /** "1.2.3.4:5678", or "[::1]:5678" for IPv6. */
 export function formatAddress(address: string, port: number): string {
@@ -148,6 +178,23 @@ interface Channel {
 /** A direct message went through (else an ErrorCode). */
 export const SEND_OK = 0;
 
+export interface HubOptions {
+  /** Largest batch per channel, bytes: an append that would pass it flushes first. */
+  batchLimit?: number;
+  /** Larger encoded broadcasts are not batched: flush, then write directly. */
+  batchDirectMax?: number;
+}
+
+export const DEFAULT_BATCH_LIMIT = 64 * 1024;
+export const DEFAULT_BATCH_DIRECT_MAX = 16 * 1024;
+/** First arena size; arenas grow by doubling. */
+const ARENA_INITIAL = 4096;
+/** An arena larger than this after a flush is dropped (back to ARENA_INITIAL on next use). */
+const ARENA_KEEP = 16 * 1024;
+/** Below this, a byte loop copies faster than subarray()+set() (which allocates a view). */
+const SMALL_COPY = 128;
+const EMPTY = new Uint8Array(0);
+
 export class Hub {
   private nextId = 1;
   private readonly channels: Channel[] = [];
@@ -157,9 +204,29 @@ export class Hub {
   private joinedCount = 0;
   /** Per-channel encoded length of the broadcast in progress: -2 = not encoded yet. */
   private encodedLength = new Int32Array(4);
+  /** True while the hub iterates members and writes (a broadcast or a batch flush). */
   private broadcasting = false;
   private readonly pendingRemovals: HubMember[] = [];
   private readonly scratch = new HubMessage();
+  /** Per channel, the SharedBytes of the batch being flushed (reused array). */
+  private readonly batchShared: (SharedBytes | undefined)[] = [];
+
+  /** Open beginBatch() scopes; broadcasts batch while > 0. */
+  private batchDepth = 0;
+  /** Sender of the pending batch; null when nothing is pending. */
+  private batchFrom: HubMember | null = null;
+  /** Per channel: the pending batch's encoded messages, bytes [0, arenaLen[ch]). */
+  private readonly arenas: Uint8Array[] = [];
+  private arenaLen = new Int32Array(4);
+  /** Per channel: recipients of the broadcast being appended. */
+  private channelRecipients = new Int32Array(4);
+  private readonly batchLimit: number;
+  private readonly batchDirectMax: number;
+
+  constructor(options: HubOptions = {}) {
+    this.batchLimit = options.batchLimit ?? DEFAULT_BATCH_LIMIT;
+    this.batchDirectMax = Math.min(options.batchDirectMax ?? DEFAULT_BATCH_DIRECT_MAX, this.batchLimit);
+  }
 
   /**
    * Register a protocol's encoder and get its channel index. Idempotent per name: the
@@ -170,10 +237,16 @@ export class Hub {
     const existing = this.channels.findIndex((c) => c.name === name);
     if (existing >= 0) return existing;
     this.channels.push({ name, encoder });
-    if (this.encodedLength.length < this.channels.length) {
-      this.encodedLength = new Int32Array(this.channels.length * 2);
+    this.arenas.push(EMPTY);
+    const n = this.channels.length;
+    if (this.encodedLength.length < n) {
+      this.encodedLength = new Int32Array(n * 2);
+      this.channelRecipients = new Int32Array(n * 2);
+      const lens = new Int32Array(n * 2);
+      lens.set(this.arenaLen); // a batch may be pending
+      this.arenaLen = lens;
     }
-    return this.channels.length - 1;
+    return n - 1;
   }
 
   /** Register a connection and assign its client id. */
@@ -191,6 +264,10 @@ export class Hub {
   /** Let a registered member receive messages (after authentication). */
   join(m: HubMember): void {
     if (m.joined || m.removed) return;
+    // The pending batch's recipient set is fixed (see top): deliver it first. (add() joins
+    // through here; an unjoined member changes no recipient set.) During a flush, the
+    // flush's own loop is bounded instead.
+    if (!this.broadcasting) this.flushBatch();
     m.joined = true;
     this.joinedCount++;
   }
@@ -198,6 +275,10 @@ export class Hub {
   /** Unregister (the protocol's `close`). Safe during a broadcast. */
   remove(m: HubMember): void {
     if (m.removed) return;
+    // During a flush (a recipient closed as a slow consumer by write()) the flush itself
+    // skips it from here on; otherwise deliver the pending batch to the set it was
+    // counted for first.
+    if (!this.broadcasting) this.flushBatch();
     m.removed = true;
     if (m.joined) {
       m.joined = false;
@@ -263,9 +344,25 @@ export class Hub {
     }
   }
 
+  /**
+   * Opens a batch scope: until the matching endBatch(), broadcasts are batched (see top).
+   * Scopes nest; the outermost endBatch() flushes.
+   */
+  beginBatch(): void {
+    this.batchDepth++;
+  }
+
+  /** Closes a batch scope and, for the outermost one, flushes. Call it in a `finally`. */
+  endBatch(): void {
+    if (this.batchDepth === 0) throw new Error("Hub: endBatch() without beginBatch()");
+    if (--this.batchDepth === 0) this.flushBatch();
+  }
+
   /** Direct message; returns SEND_OK, NO_SUCH_CLIENT or FRAME_TOO_LARGE. */
   sendBytes(from: HubMember, to: HubMember, buf: Uint8Array, offset: number, length: number): number {
     this.refuseNesting();
+    // The target may be a recipient of the pending batch: it must see those first.
+    this.flushBatch();
     const msg = this.scratch.setBytes(from, buf, offset, length);
     try {
       return this.send(to, msg);
@@ -276,6 +373,7 @@ export class Hub {
 
   sendValue(from: HubMember, to: HubMember, value: unknown): number {
     this.refuseNesting();
+    this.flushBatch();
     const msg = this.scratch.setValue(from, value);
     try {
       return this.send(to, msg);
@@ -305,6 +403,11 @@ export class Hub {
   }
 
   private broadcast(msg: HubMessage): number {
+    return this.batchDepth > 0 ? this.appendToBatch(msg) : this.writeNow(msg);
+  }
+
+  /** Outside a batch scope: encode and write to every recipient at once. */
+  private writeNow(msg: HubMessage): number {
     this.broadcasting = true;
     const encoded = this.encodedLength;
     encoded.fill(-2);
@@ -313,8 +416,8 @@ export class Hub {
     // Members added during the loop (none expected) are not visited: fix the bound first.
     const count = members.length;
     const from = msg.from;
-    let shared: (SharedBytes | undefined)[] | null = null; // large broadcasts only
     let recipients = 0;
+    let shared: (SharedBytes | undefined)[] | null = null; // large messages only
     try {
       for (let i = 0; i < count; i++) {
         const m = members[i]!;
@@ -328,7 +431,6 @@ export class Hub {
         if (len < 0) continue;
         // Ignore the backpressure signal: never wait on one recipient (see top).
         if (len >= SHARE_MIN_BYTES) {
-          // Large: one immutable copy, referenced by every recipient's queue.
           shared ??= [];
           let sb = shared[ch];
           if (sb === undefined) shared[ch] = sb = SharedBytes.copyOf(channels[ch]!.encoder.out, 0, len);
@@ -341,13 +443,141 @@ export class Hub {
     } finally {
       // The recipients' queues hold their own references now.
       if (shared !== null) for (const sb of shared) sb?.release();
-      this.broadcasting = false;
-      if (this.pendingRemovals.length > 0) {
-        for (const m of this.pendingRemovals) this.unlist(m);
-        this.pendingRemovals.length = 0;
-      }
+      this.endWriting();
     }
     return recipients;
+  }
+
+  /**
+   * Inside a batch scope: count the recipients as writeNow would, encode once per channel
+   * that has any, and append to that channel's arena. Nothing is written here unless a
+   * bound forces a flush (see top).
+   */
+  private appendToBatch(msg: HubMessage): number {
+    const from = msg.from!;
+    if (this.batchFrom !== null && this.batchFrom !== from) this.flushBatch();
+    const counts = this.channelRecipients;
+    counts.fill(0);
+    const members = this.members;
+    for (let i = 0; i < members.length; i++) {
+      const m = members[i]!;
+      if (m === from || !m.joined || m.conn.state >= ConnState.Closing) continue;
+      counts[m.channel]++;
+    }
+    const channels = this.channels;
+    let recipients = 0;
+    for (let ch = 0; ch < channels.length; ch++) {
+      const n = counts[ch]!;
+      if (n === 0) continue; // lazily: a channel without recipients is never encoded
+      const enc = channels[ch]!.encoder;
+      const len = enc.encodeBroadcast(msg);
+      if (len < 0) continue;
+      recipients += n;
+      // A flush below writes arenas only: enc.out stays valid across it.
+      if (len > this.batchDirectMax) {
+        this.flushBatch();
+        this.writeChannel(ch, from, enc.out, len);
+        continue;
+      }
+      if (this.arenaLen[ch]! + len > this.batchLimit) this.flushBatch();
+      this.append(ch, enc.out, len);
+      this.batchFrom = from;
+    }
+    return recipients;
+  }
+
+  /** Copies out[0, len) to the end of channel ch's arena, growing it by doubling. */
+  private append(ch: number, out: Uint8Array, len: number): void {
+    let a = this.arenas[ch]!;
+    const at = this.arenaLen[ch]!;
+    if (at + len > a.length) {
+      let size = Math.max(a.length, ARENA_INITIAL);
+      while (size < at + len) size *= 2;
+      const bigger = new Uint8Array(size);
+      if (at > 0) bigger.set(a.subarray(0, at));
+      this.arenas[ch] = a = bigger;
+    }
+    if (len <= SMALL_COPY) {
+      let p = at;
+      for (let i = 0; i < len; i++) a[p++] = out[i]!;
+    } else {
+      a.set(len === out.length ? out : out.subarray(0, len), at);
+    }
+    this.arenaLen[ch] = at + len;
+  }
+
+  /** One message, bytes[0, len), to every current recipient of channel ch. */
+  private writeChannel(ch: number, from: HubMember, bytes: Uint8Array, len: number): void {
+    this.broadcasting = true;
+    const members = this.members;
+    const count = members.length;
+    const sb = len >= SHARE_MIN_BYTES ? SharedBytes.copyOf(bytes, 0, len) : null;
+    try {
+      for (let i = 0; i < count; i++) {
+        const m = members[i]!;
+        if (m.channel !== ch || m === from || !m.joined || m.conn.state >= ConnState.Closing) continue;
+        if (sb !== null) m.conn.writeShared(sb, 0, len);
+        else m.conn.write(bytes, 0, len);
+      }
+    } finally {
+      sb?.release();
+      this.endWriting();
+    }
+  }
+
+  /**
+   * Writes the pending batch: each recipient gets its channel's arena in one write. The
+   * batch state is reset even if a write throws, so the hub never replays a batch.
+   */
+  private flushBatch(): void {
+    const from = this.batchFrom;
+    if (from === null) return;
+    this.refuseNesting();
+    this.broadcasting = true;
+    const arenas = this.arenas;
+    const lens = this.arenaLen;
+    const members = this.members;
+    // Members added during the loop (none expected) are not visited: fix the bound first.
+    const count = members.length;
+    const shared = this.batchShared;
+    try {
+      for (let i = 0; i < count; i++) {
+        const m = members[i]!;
+        if (m === from || !m.joined || m.conn.state >= ConnState.Closing) continue;
+        const ch = m.channel;
+        const len = lens[ch]!;
+        if (len === 0) continue;
+        // Ignore the backpressure signal: never wait on one recipient (see top).
+        if (len >= SHARE_MIN_BYTES) {
+          let sb = shared[ch];
+          if (sb === undefined) shared[ch] = sb = SharedBytes.copyOf(arenas[ch]!, 0, len);
+          m.conn.writeShared(sb, 0, len);
+        } else {
+          m.conn.write(arenas[ch]!, 0, len);
+        }
+      }
+    } finally {
+      // The recipients' queues hold their own references now.
+      for (let ch = 0; ch < shared.length; ch++) {
+        shared[ch]?.release();
+        shared[ch] = undefined;
+      }
+      this.batchFrom = null;
+      lens.fill(0);
+      for (let ch = 0; ch < arenas.length; ch++) {
+        if (arenas[ch]!.length > ARENA_KEEP) arenas[ch] = EMPTY;
+      }
+      this.endWriting();
+    }
+  }
+
+  /** After a loop of writes: compact the members removed meanwhile. */
+  private endWriting(): void {
+    this.broadcasting = false;
+    if (this.pendingRemovals.length > 0) {
+      for (const m of this.pendingRemovals) this.unlist(m);
+      this.pendingRemovals.length = 0;
+    }
   }
 
   /** Swap-remove from the dense member list. */

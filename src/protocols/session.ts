@@ -1,7 +1,9 @@
 // What the framed, json and line protocols share: a per-connection session registered in
 // the hub, a decoder fed once per read (timed as one stats batch, whose clock reading also
-// serves the rate limiter), the shutdown and rate-limit gates, and "answer, then close".
-// Each protocol adds its decoder, its message handling and its error encoding.
+// serves the rate limiter, and run as one hub batch, so the read's broadcasts are
+// delivered with one write per recipient), the shutdown and rate-limit gates, and
+// "answer, then close". Each protocol adds its decoder, its message handling and its error
+// encoding.
 
 import { formatAddress, type HubEncoder, type HubMember } from "../hub.ts";
 import type { CloseReason, Connection } from "../types.ts";
@@ -49,11 +51,20 @@ export abstract class SessionProtocol<S extends Session> {
 
   data(conn: Connection<S>, bytes: Uint8Array): void {
     const s = conn.data;
+    const hub = this.ctx.hub;
     this.beginBatch(s);
+    // One hub batch per read: the broadcasts this read carries reach each recipient in one
+    // write (see hub.ts). Flushed even if decoding throws, and inside the stats batch,
+    // whose latency includes the deliveries.
+    hub.beginBatch();
     try {
       s.decoder.push(bytes);
     } finally {
-      this.ctx.stats.endBatch();
+      try {
+        hub.endBatch();
+      } finally {
+        this.ctx.stats.endBatch();
+      }
     }
   }
 
