@@ -44,6 +44,12 @@ export interface Connection<T = unknown> {
    */
   write(bytes: Uint8Array | string, start?: number, end?: number): boolean;
   /**
+   * write() of a 4-byte big-endian `prefix` (a u32, or e.g. `type << 16 | length`) followed
+   * by bytes[start, end): a header and its body in one call, as the framed and json
+   * protocols answer.
+   */
+  writePrefixed(prefix: number, bytes: Uint8Array, start?: number, end?: number): boolean;
+  /**
    * Like write(), but queues shared.bytes[start, end) (default: all shared.length bytes) by
    * reference instead of copying it, holding a reference (SharedBytes.retain) until sent:
    * for one large payload sent to many connections (a broadcast). Counts towards

@@ -222,10 +222,7 @@ class FramedProtocol extends SessionProtocol<FramedSession> {
   }
 
   private reply(conn: Connection<any>, type: number, kind: number, buf: Uint8Array, off: number, len: number): void {
-    const h = this.scratch;
-    writeFrameHeader(h, 0, type, len);
-    conn.write(h, 0, 4);
-    if (len > 0) conn.write(buf, off, off + len);
+    conn.writePrefixed(((type << 16) | len) >>> 0, buf, off, off + len);
     this.countOut(kind);
   }
 

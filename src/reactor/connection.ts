@@ -147,6 +147,15 @@ export class TcpConnection<T = unknown> implements Connection<T>, TimerNode, Dis
     return this.queued(out);
   }
 
+  /** write() of a big-endian u32 `prefix` followed by bytes[start, end), in one call. */
+  writePrefixed(prefix: number, bytes: Uint8Array, start = 0, end = bytes.length): boolean {
+    if (this.state === ConnState.Closed || this.lingering) return false;
+    if (!this.admitBytes(end - start + 4)) return false;
+    const out = (this.outq ??= new WriteQueue(this.reactor.bufferPool));
+    out.appendPrefixed(prefix, bytes, start, end);
+    return this.queued(out);
+  }
+
   /**
    * Queues shared.bytes[start, end) by reference: no copy. For one large payload sent to
    * many connections (a broadcast); the bytes must never change afterwards.
@@ -165,7 +174,9 @@ export class TcpConnection<T = unknown> implements Connection<T>, TimerNode, Dis
    * into an empty queue is allowed; write()'s false return is the flow control.
    */
   private admitBytes(n: number): boolean {
-    const before = this.bufferedAmount;
+    const q = this.outq;
+    if (q === null) return true;
+    const before = q.length;
     if (before === 0 || before + n <= this.options.maxBuffered) return true;
     this.reactor.stats.slowConsumersDropped++;
     this.reactor.logThrottled("slow-consumer", `connection ${this.id}: closed as slow consumer (${before} bytes queued, the next write would pass maxBuffered ${this.options.maxBuffered})`);

@@ -424,6 +424,33 @@ describe("WriteQueue.flushTo over a real TCP pair", () => {
   }, 60_000);
 });
 
+describe("WriteQueue copies", () => {
+  test("appends from views at any byteOffset, small heap arrays and big ones copy the right bytes", () => {
+    const q = new WriteQueue(new BufferPool());
+    const base = pattern(4096, 5);
+    const expected: number[] = [];
+    const sources: Uint8Array[] = [
+      base.subarray(1000, 1100), // a view with a byteOffset
+      base.subarray(3, 3000).subarray(7, 90), // a view of a view
+      Uint8Array.from([1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20]), // small, no own buffer
+      new Uint8Array(new ArrayBuffer(70_000)).fill(9),
+    ];
+    for (let round = 0; round < 200; round++) {
+      for (const src of sources) {
+        for (const [from, to] of [[0, src.length], [1, src.length - 1], [5, 22], [2, 3]] as const) {
+          q.append(src, from, Math.min(to, src.length));
+          q.appendPrefixed(0x01020304, src, from, Math.min(to, src.length));
+          const part = Array.from(src.subarray(from, Math.min(to, src.length)));
+          expected.push(...part, 1, 2, 3, 4, ...part);
+        }
+      }
+      expect(firstDiff(queued(q), Uint8Array.from(expected))).toBe(-1); // every round: also once the JIT is hot
+      q.clear();
+      expected.length = 0;
+    }
+  });
+});
+
 describe("WriteQueue shared segments", () => {
   test("shared bytes are referenced, not copied, and go out in append order with copied bytes", async () => {
     const { a, b } = await tcpPair();

@@ -53,6 +53,19 @@ export class FakeConnection<T = any> implements Connection<T> {
     return this.bufferedAmount < this.highWaterMark;
   }
 
+  /** writePrefixed() calls; recorded in `writes` as one write, `sources` gets `bytes` itself. */
+  prefixedWrites = 0;
+
+  writePrefixed(prefix: number, bytes: Uint8Array, start = 0, end = bytes.length): boolean {
+    this.prefixedWrites++;
+    const b = new Uint8Array(4 + end - start);
+    new DataView(b.buffer).setUint32(0, prefix >>> 0);
+    b.set(bytes.subarray(start, end), 4);
+    const ok = this.write(b);
+    this.sources[this.sources.length - 1] = bytes;
+    return ok;
+  }
+
   /** writeShared() calls (recorded in `writes` like a copy; `sources` gets the SharedBytes' bytes). */
   sharedWrites = 0;
 
