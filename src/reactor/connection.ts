@@ -275,7 +275,7 @@ export class TcpConnection<T = unknown> implements Connection<T>, TimerNode, Dis
           const h = this.handler.data;
           if (h) {
             try {
-              const ret = h.call(this.handler, this, buf.subarray(0, n));
+              const ret = h.call(this.handler, this, r.received(n));
               if (ret !== undefined) r.trackAsync(ret, this);
             } catch (e) {
               this.fail(e);
