@@ -48,7 +48,7 @@ import {
   T_WELCOME,
   putHeader,
 } from "./lib/framed.ts";
-import { type CpuTimes, type MachineCpu, clockTicksPerSecond, cpuTimes, machineCpu } from "./lib/proc.ts";
+import { type CpuTimes, type MachineCpu, clockTicksPerSecond, cpuNs, cpuTimes, machineCpu } from "./lib/proc.ts";
 
 interface Options {
   host: string;
@@ -173,6 +173,8 @@ const log = (s: string): void => {
 interface WindowStart {
   ns: number;
   server: CpuTimes | null;
+  /** Exact CPU time of the server (cpuNs), or null. */
+  serverNs: number | null;
   machine: MachineCpu | null;
   self: NodeJS.CpuUsage;
   perf: { proc: ReturnType<typeof Bun.spawn>; err: Promise<string> } | null;
@@ -190,9 +192,10 @@ function windowStart(serverPid: number, perfEvents = ""): WindowStart {
     perf = { proc, err: new Response(proc.stderr as ReadableStream<Uint8Array>).text() };
   }
   const server = serverPid ? cpuTimes(serverPid) : null;
+  const serverNs = serverPid ? cpuNs(serverPid) : null;
   const machine = machineCpu();
   const self = process.cpuUsage();
-  return { ns: Bun.nanoseconds(), server, machine, self, perf };
+  return { ns: Bun.nanoseconds(), server, serverNs, machine, self, perf };
 }
 
 /** Stop perf (SIGINT makes it print its counts) and parse them: {"total": n, "sendto": n, ...}. */
@@ -229,12 +232,20 @@ function perMessage(c: Record<string, number> | string | null, messages: number)
 function windowEnd(w: WindowStart, serverPid: number, messages: number) {
   const endNs = Bun.nanoseconds();
   const server1 = serverPid ? cpuTimes(serverPid) : null;
+  const serverNs1 = serverPid ? cpuNs(serverPid) : null;
   const selfCpu = process.cpuUsage(w.self);
   const machine1 = machineCpu();
   const windowS = (endNs - w.ns) / 1e9;
-  const serverUserUs = w.server && server1 ? server1.user - w.server.user : null;
-  const serverSysUs = w.server && server1 ? server1.sys - w.server.sys : null;
-  const serverCpuUs = serverUserUs !== null && serverSysUs !== null ? serverUserUs + serverSysUs : null;
+  const tickUserUs = w.server && server1 ? server1.user - w.server.user : null;
+  const tickSysUs = w.server && server1 ? server1.sys - w.server.sys : null;
+  const tickCpuUs = tickUserUs !== null && tickSysUs !== null ? tickUserUs + tickSysUs : null;
+  // Total CPU from the scheduler's exact runtime when /proc has it; the user/sys split is
+  // only known from the tick-sampled utime/stime, so it is applied as a proportion.
+  const exactUs = w.serverNs !== null && serverNs1 !== null ? (serverNs1 - w.serverNs) / 1000 : null;
+  const serverCpuUs = exactUs ?? tickCpuUs;
+  const userShare = tickCpuUs !== null && tickCpuUs > 0 && tickUserUs !== null ? tickUserUs / tickCpuUs : null;
+  const serverUserUs = serverCpuUs !== null && userShare !== null ? serverCpuUs * userShare : tickUserUs;
+  const serverSysUs = serverCpuUs !== null && userShare !== null ? serverCpuUs * (1 - userShare) : tickSysUs;
   const perMsg = (us: number | null): number | null => (us !== null && messages > 0 ? us / messages : null);
   const pctOfCore = (us: number): number => (us / 1e6 / windowS) * 100;
   const loadgenCpuPct = pctOfCore(selfCpu.user + selfCpu.system);
@@ -242,6 +253,9 @@ function windowEnd(w: WindowStart, serverPid: number, messages: number) {
     windowS,
     serverCpuUs,
     serverCpuUsPerMsg: perMsg(serverCpuUs),
+    /** "schedstat": exact scheduler runtime; "ticks": utime+stime at clock-tick resolution. */
+    serverCpuSource: exactUs !== null ? "schedstat" : "ticks",
+    serverCpuTicksUsPerMsg: perMsg(tickCpuUs),
     // The split matters on loopback: sys includes the TCP stack work of the peer's receive
     // path, user is what the server's own code (e.g. a JS reactor) costs.
     serverUserUsPerMsg: perMsg(serverUserUs),

@@ -44,6 +44,34 @@ export function cpuTimes(pid: number): CpuTimes | null {
   return { user: Number(rest[14 - 3]) * tick, sys: Number(rest[15 - 3]) * tick };
 }
 
+/**
+ * CPU time of a whole process in ns, exact: the scheduler's sum_exec_runtime of each thread
+ * (/proc/PID/task/TID/schedstat, first field), summed. utime/stime (cpuTimes) are sampled
+ * at the clock tick (100 Hz): over a 5 s window of a server at 80% that is ~400 samples,
+ * +-5% of noise on CPU per message from sampling alone. Time of threads that exit inside
+ * the window is lost (the servers' threads live as long as they do). Null if unavailable.
+ */
+export function cpuNs(pid: number): number | null {
+  let tids: string[];
+  try {
+    tids = readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return null;
+  }
+  let total = 0;
+  for (const tid of tids) {
+    try {
+      const text = readFileSync(`/proc/${pid}/task/${tid}/schedstat`, "latin1");
+      const ns = Number(text.slice(0, text.indexOf(" ")));
+      if (!Number.isFinite(ns)) return null;
+      total += ns;
+    } catch {
+      // the thread exited between readdir and read: its time is lost either way
+    }
+  }
+  return total;
+}
+
 /** A "VmXXX:  1234 kB" field of /proc/PID/status in KiB, or -1. */
 export function statusKiB(pid: number, field: "VmRSS" | "VmHWM"): number {
   let text: string;
