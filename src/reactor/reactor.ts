@@ -25,7 +25,8 @@ import { Listener, KIND_LISTENER, type ListenerConfig } from "./listener.ts";
 import { openReserveFd, startConnect } from "./socket.ts";
 import { ReactorStats } from "./stats.ts";
 import { TimerHeap, Timer } from "./timers.ts";
-import { threadPool, type BufferPool } from "./write-queue.ts";
+import { ptr } from "bun:ffi";
+import { setReceiveView, threadPool, type BufferPool } from "./write-queue.ts";
 
 const KIND_WAKE = 3;
 
@@ -86,6 +87,8 @@ export class Reactor implements Disposable {
   readonly recvBuffer: Uint8Array;
   /** The last view of recvBuffer[0, n) handed to a data handler, reused while n repeats. */
   private recvView: Uint8Array;
+  /** recvBuffer's address (its own ArrayBuffer: it never moves). */
+  private readonly recvPtr: number;
   readonly readBudget: number;
   readonly maxPollMs: number;
   readonly asyncPollMs: number;
@@ -128,6 +131,7 @@ export class Reactor implements Disposable {
     this.backend = stack.use(options.backend ?? new EpollBackend(options.maxEvents ?? 256));
     this.recvBuffer = new Uint8Array(new ArrayBuffer(options.recvBufferSize ?? 256 * 1024));
     this.recvView = this.recvBuffer.subarray(0, 0);
+    this.recvPtr = ptr(this.recvBuffer);
     this.wakeFd = check("eventfd", libc.eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
     stack.defer(() => libc.close(this.wakeFd));
     const wake: WakeEntry = { kind: KIND_WAKE, onEvent: () => this.drainWake() };
@@ -246,6 +250,7 @@ export class Reactor implements Disposable {
   received(n: number): Uint8Array {
     let v = this.recvView;
     if (v.length !== n) this.recvView = v = this.recvBuffer.subarray(0, n);
+    setReceiveView(v, this.recvPtr); // several reactors may share the thread: set every time
     return v;
   }
 

@@ -134,6 +134,20 @@ export class SharedBytes {
   }
 }
 
+/**
+ * The view of a reactor's receive buffer that the running `data` handler was given, and its
+ * address (set by the reactor before each call). Echo and framed replies copy from it, and
+ * its address is known: no ptr() per copy (~11 ns). The receive buffer owns its ArrayBuffer,
+ * so the address never moves.
+ */
+let recvView: Uint8Array | null = null;
+let recvViewPtr = 0;
+
+export function setReceiveView(view: Uint8Array, address: number): void {
+  recvView = view;
+  recvViewPtr = address;
+}
+
 /** A queued region sent before the queue's own tail buffer. */
 interface Segment {
   bytes: Uint8Array;
@@ -233,7 +247,8 @@ export class WriteQueue {
       const to = from + n;
       for (let i = from; i < to; i++) buf[e++] = src[i]!;
     } else {
-      libc.memcpy((this.bufPtr + this.end) as Pointer, (ptr(src) + from) as Pointer, n);
+      const sp = src === recvView ? recvViewPtr : ptr(src);
+      libc.memcpy((this.bufPtr + this.end) as Pointer, (sp + from) as Pointer, n);
     }
   }
 
