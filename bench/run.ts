@@ -84,6 +84,8 @@ const SERVERS: Record<string, ServerDef> = {
   bunpoll: { command: bunpollCommand([]), broadcast: true },
   // Same server with protocol counters and the latency histogram off: the cost of stats.
   "bunpoll-nostats": { command: bunpollCommand(["--no-stats"]), broadcast: true },
+  // Opt-in latency mode: poll without sleeping for 50 µs after traffic (a spinning core).
+  "bunpoll-busypoll": { command: bunpollCommand(["--busy-poll", "50"]), broadcast: true, only: ["pingpong"] },
   "bun-listen": {
     command: (port, protocol) => [bun, "bench/baselines/bun-listen.ts", "--protocol", protocol, "--port", `${port}`],
     broadcast: true,
@@ -134,6 +136,10 @@ const TARGETS: Target[] = [
     what: "echo pipelined (reference, not a target): C epoll CPU/msg <= 0.9 x Bun.listen" },
   { scenario: "pingpong", protocol: "echo", a: "bunpoll", b: "bun-listen", metric: "p50", op: "<=", limit: 1,
     what: "echo ping-pong: bunpoll RTT p50 <= Bun.listen" },
+  { scenario: "pingpong", protocol: "echo", a: "bunpoll-busypoll", b: "bun-listen", metric: "p50", op: "<=", limit: 1,
+    what: "echo ping-pong (opt-in --busy-poll 50): bunpoll RTT p50 <= Bun.listen" },
+  { scenario: "pingpong", protocol: "echo", a: "c-epoll", b: "bun-listen", metric: "p50", op: "<=", limit: 1,
+    what: "echo ping-pong (reference, not a target): C epoll RTT p50 <= Bun.listen" },
   // Issue 3 (framed)
   { scenario: "pipelined", protocol: "framed", a: "bunpoll", b: "bun-listen", metric: "cpuUsPerMsg", op: "<=", limit: 0.7,
     what: "framed pipelined: bunpoll CPU/msg <= 0.7 x Bun.listen" },

@@ -208,8 +208,8 @@ export class Hub {
   private broadcasting = false;
   private readonly pendingRemovals: HubMember[] = [];
   private readonly scratch = new HubMessage();
-  /** Per channel, the SharedBytes of the batch being flushed (reused array). */
-  private readonly batchShared: (SharedBytes | undefined)[] = [];
+  /** Per channel, the SharedBytes of the loop of writes in progress (see deliver). */
+  private readonly shared: (SharedBytes | undefined)[] = [];
 
   /** Open beginBatch() scopes; broadcasts batch while > 0. */
   private batchDepth = 0;
@@ -417,7 +417,6 @@ export class Hub {
     const count = members.length;
     const from = msg.from;
     let recipients = 0;
-    let shared: (SharedBytes | undefined)[] | null = null; // large messages only
     try {
       for (let i = 0; i < count; i++) {
         const m = members[i]!;
@@ -429,20 +428,10 @@ export class Hub {
           encoded[ch] = len;
         }
         if (len < 0) continue;
-        // Ignore the backpressure signal: never wait on one recipient (see top).
-        if (len >= SHARE_MIN_BYTES) {
-          shared ??= [];
-          let sb = shared[ch];
-          if (sb === undefined) shared[ch] = sb = SharedBytes.copyOf(channels[ch]!.encoder.out, 0, len);
-          m.conn.writeShared(sb, 0, len);
-        } else {
-          m.conn.write(channels[ch]!.encoder.out, 0, len);
-        }
+        this.deliver(m.conn, ch, channels[ch]!.encoder.out, len);
         recipients++;
       }
     } finally {
-      // The recipients' queues hold their own references now.
-      if (shared !== null) for (const sb of shared) sb?.release();
       this.endWriting();
     }
     return recipients;
@@ -511,16 +500,13 @@ export class Hub {
     this.broadcasting = true;
     const members = this.members;
     const count = members.length;
-    const sb = len >= SHARE_MIN_BYTES ? SharedBytes.copyOf(bytes, 0, len) : null;
     try {
       for (let i = 0; i < count; i++) {
         const m = members[i]!;
         if (m.channel !== ch || m === from || !m.joined || m.conn.state >= ConnState.Closing) continue;
-        if (sb !== null) m.conn.writeShared(sb, 0, len);
-        else m.conn.write(bytes, 0, len);
+        this.deliver(m.conn, ch, bytes, len);
       }
     } finally {
-      sb?.release();
       this.endWriting();
     }
   }
@@ -539,29 +525,15 @@ export class Hub {
     const members = this.members;
     // Members added during the loop (none expected) are not visited: fix the bound first.
     const count = members.length;
-    const shared = this.batchShared;
     try {
       for (let i = 0; i < count; i++) {
         const m = members[i]!;
         if (m === from || !m.joined || m.conn.state >= ConnState.Closing) continue;
         const ch = m.channel;
         const len = lens[ch]!;
-        if (len === 0) continue;
-        // Ignore the backpressure signal: never wait on one recipient (see top).
-        if (len >= SHARE_MIN_BYTES) {
-          let sb = shared[ch];
-          if (sb === undefined) shared[ch] = sb = SharedBytes.copyOf(arenas[ch]!, 0, len);
-          m.conn.writeShared(sb, 0, len);
-        } else {
-          m.conn.write(arenas[ch]!, 0, len);
-        }
+        if (len > 0) this.deliver(m.conn, ch, arenas[ch]!, len);
       }
     } finally {
-      // The recipients' queues hold their own references now.
-      for (let ch = 0; ch < shared.length; ch++) {
-        shared[ch]?.release();
-        shared[ch] = undefined;
-      }
       this.batchFrom = null;
       lens.fill(0);
       for (let ch = 0; ch < arenas.length; ch++) {
@@ -571,8 +543,35 @@ export class Hub {
     }
   }
 
-  /** After a loop of writes: compact the members removed meanwhile. */
+  /**
+   * Queues channel ch's bytes[0, len) on one recipient, ignoring the backpressure signal
+   * (never wait on one recipient, see top). From SHARE_MIN_BYTES by reference: one
+   * SharedBytes per channel per loop of writes, created for the first recipient.
+   */
+  private deliver(conn: Connection<any>, ch: number, bytes: Uint8Array, len: number): void {
+    if (len < SHARE_MIN_BYTES) {
+      conn.write(bytes, 0, len);
+      return;
+    }
+    const shared = this.shared;
+    let sb = shared[ch];
+    if (sb === undefined) shared[ch] = sb = SharedBytes.copyOf(bytes, 0, len);
+    conn.writeShared(sb, 0, len);
+  }
+
+  /**
+   * After a loop of writes: drop the hub's references to the shared payloads (the queues
+   * hold their own), and compact the members removed meanwhile.
+   */
   private endWriting(): void {
+    const shared = this.shared;
+    for (let ch = 0; ch < shared.length; ch++) {
+      const sb = shared[ch];
+      if (sb !== undefined) {
+        sb.release();
+        shared[ch] = undefined;
+      }
+    }
     this.broadcasting = false;
     if (this.pendingRemovals.length > 0) {
       for (const m of this.pendingRemovals) this.unlist(m);
