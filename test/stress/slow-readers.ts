@@ -90,7 +90,7 @@ export const slowReaders: Scenario = {
       // The acceptance window: while the slow readers are attached (first broadcast to the
       // first drop). After the drop the load is plain broadcasting, reported apart.
       const dropAt = b.firstDropEpochMs > 0 ? b.firstDropEpochMs : b.lastAckEpochMs;
-      compareLatency(out, latency, idle, "slow readers", { fromEpochMs: b.firstBroadcastEpochMs, toEpochMs: dropAt });
+      compareLatency(out, latency, idle, "slow readers", { fromEpochMs: b.firstBroadcastEpochMs, toEpochMs: dropAt }, 2, !ctx.short);
       if (b.firstDropEpochMs > 0) {
         const l = probeWindow(latency.loaded, b.firstDropEpochMs + 500, b.lastAckEpochMs);
         const c = probeWindow(latency.control, b.firstDropEpochMs + 500, b.lastAckEpochMs);

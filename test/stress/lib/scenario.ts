@@ -164,6 +164,13 @@ export function compareLatency(
   what: string,
   window?: { fromEpochMs: number; toEpochMs: number },
   maxRatio = 2,
+  /**
+   * False in --short runs (CI): the ratio is reported, not asserted. A p99 of a few hundred
+   * pings on a shared 2-core machine swings by 2x between identical runs (the idle twin's own
+   * p99 ranges 0.5-2 ms), and a timing assertion that fails one run in seven is a flaky CI,
+   * not a check. The full run (`npm run test:stress`) asserts it.
+   */
+  enforce = true,
 ): void {
   const loaded = window ? probeWindow(r.loaded, window.fromEpochMs, window.toEpochMs) : r.loaded.rtt;
   const control = window ? probeWindow(r.control, window.fromEpochMs, window.toEpochMs) : r.control.rtt;
@@ -171,12 +178,9 @@ export function compareLatency(
   out.note("ping, idle server before the load", describeProbe(before));
   out.note("ping, idle twin server during the load", describeSummary(control));
   out.note(`ping under ${what}`, describeSummary(loaded));
-  out.measure(
-    `ping p99 under ${what} / idle`,
-    `${ratio.toFixed(2)}x (${fmtMs(loaded.p99)} / ${fmtMs(control.p99)})`,
-    `<= ${maxRatio}x`,
-    ratio <= maxRatio,
-  );
+  const figure = `${ratio.toFixed(2)}x (${fmtMs(loaded.p99)} / ${fmtMs(control.p99)})`;
+  if (enforce) out.measure(`ping p99 under ${what} / idle`, figure, `<= ${maxRatio}x`, ratio <= maxRatio);
+  else out.note(`ping p99 under ${what} / idle`, `${figure} (target <= ${maxRatio}x: asserted by the full run only)`);
   for (const [name, p] of [[`probe under ${what}`, r.loaded], ["control probe", r.control], ["idle probe", before]] as const) {
     out.expect(p.errors === 0 && !p.disconnected, `${name}: ${p.errors} errors${p.disconnected ? ", disconnected" : ""} (${p.firstError})`);
   }
