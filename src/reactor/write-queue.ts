@@ -297,7 +297,7 @@ export class WriteQueue {
    * gives EPIPE instead of killing the process.
    */
   flushTo(fd: number): number {
-    if (this.segs !== null) return this.flushSegments(fd);
+    if (this.segBytes > 0) return this.flushSegments(fd);
     const n = this.end - this.start;
     if (n === 0) return 0;
     const r = rc(libc.send(fd, (this.bufPtr + this.start) as Pointer, n, MSG_NOSIGNAL));
@@ -310,6 +310,13 @@ export class WriteQueue {
 
   private flushSegments(fd: number): number {
     const segs = this.segs!;
+    if (this.end === this.start && this.segHead === segs.length - 1) {
+      // One shared range and nothing else (a fan-out recipient's usual turn): plain send.
+      const only = segs[this.segHead]!;
+      const r = rc(libc.send(fd, (only.ptr + only.start) as Pointer, only.end - only.start, MSG_NOSIGNAL));
+      if (r > 0) this.consume(r);
+      return r;
+    }
     let count = 0;
     for (let i = this.segHead; i < segs.length && count < MAX_IOV; i++, count++) {
       const s = segs[i]!;
@@ -344,7 +351,8 @@ export class WriteQueue {
       segs[this.segHead++] = undefined!;
     }
     if (this.segHead === segs.length) {
-      this.segs = null;
+      // Kept (empty) for the next batch: a fan-out recipient gets a segment per turn.
+      segs.length = 0;
       this.segHead = 0;
     } else if (this.segHead >= 64 && this.segHead * 2 >= segs.length) {
       // A consumer that never quite catches up: keep the array from growing a hole at its head.
