@@ -41,7 +41,7 @@ export const DEFAULT_CONNECTION_OPTIONS: ConnectionOptions = {
 };
 
 const F_WANT_WRITABLE = 1, F_USER_PAUSED = 2, F_BACKPRESSURED = 4, F_NEED_DRAIN = 8;
-const F_LINGERING = 16, F_PEER_ENDED = 32, F_DRAINING = 64, F_DIRTY = 128, F_READ_THIS_PASS = 256;
+const F_LINGERING = 16, F_PEER_ENDED = 32, F_DRAINING = 64, F_DIRTY = 128;
 
 export class TcpConnection<T = unknown> implements Connection<T>, TimerNode, Disposable {
   /** On the prototype, not in each instance (see the end of this file). */
@@ -83,11 +83,12 @@ export class TcpConnection<T = unknown> implements Connection<T>, TimerNode, Dis
   get dirty(): boolean { return (this.flags & F_DIRTY) !== 0; }
   set dirty(v: boolean) { this.flags = v ? this.flags | F_DIRTY : this.flags & ~F_DIRTY; }
   /**
-   * Read from since the last flush pass: its output likely holds a reply, so the flush
-   * budget never defers it (a PING answered at once even behind a large broadcast).
+   * The reactor's flush pass in which this connection last read bytes. Read from in the
+   * current pass: its output likely ends with a reply, so the flush budget never defers it
+   * (a PING answered at once even behind a large broadcast). Expires by itself when the pass
+   * ends, whether or not the connection had output.
    */
-  get readThisPass(): boolean { return (this.flags & F_READ_THIS_PASS) !== 0; }
-  set readThisPass(v: boolean) { this.flags = v ? this.flags | F_READ_THIS_PASS : this.flags & ~F_READ_THIS_PASS; }
+  readPass = -1;
   lastActive: number;
   /** When the frame now in progress started (0: none). */
   frameStarted = 0;
@@ -139,7 +140,10 @@ export class TcpConnection<T = unknown> implements Connection<T>, TimerNode, Dis
     // answer what arrives meanwhile (e.g. SHUTTING_DOWN during a graceful stop).
     if (this.state === ConnState.Closed || this.lingering) return false;
     const isString = typeof bytes === "string";
-    if (!isString && end < 0) end = bytes.length;
+    if (!isString) {
+      if (end < 0) end = bytes.length;
+      checkRange(bytes.length, start, end);
+    }
     if (!this.admitBytes(isString ? bytes.length : end - start)) return false;
     const out = (this.outq ??= new WriteQueue(this.reactor.bufferPool));
     if (isString) out.appendString(bytes);
@@ -150,6 +154,7 @@ export class TcpConnection<T = unknown> implements Connection<T>, TimerNode, Dis
   /** write() of a big-endian u32 `prefix` followed by bytes[start, end), in one call. */
   writePrefixed(prefix: number, bytes: Uint8Array, start = 0, end = bytes.length): boolean {
     if (this.state === ConnState.Closed || this.lingering) return false;
+    checkRange(bytes.length, start, end);
     if (!this.admitBytes(end - start + 4)) return false;
     const out = (this.outq ??= new WriteQueue(this.reactor.bufferPool));
     out.appendPrefixed(prefix, bytes, start, end);
@@ -162,6 +167,7 @@ export class TcpConnection<T = unknown> implements Connection<T>, TimerNode, Dis
    */
   writeShared(shared: SharedBytes, start = 0, end = shared.length): boolean {
     if (this.state === ConnState.Closed || this.lingering) return false;
+    checkRange(shared.length, start, end);
     if (!this.admitBytes(end - start)) return false;
     const out = (this.outq ??= new WriteQueue(this.reactor.bufferPool));
     out.appendShared(shared, start, end);
@@ -268,7 +274,7 @@ export class TcpConnection<T = unknown> implements Connection<T>, TimerNode, Dis
         r.stats.bytesIn += n;
         r.stats.readCalls++;
         this.lastActive = r.now;
-        this.flags |= F_READ_THIS_PASS;
+        this.readPass = r.flushPass;
         if (this.lingering) {
           // Our FIN is sent: discard what the peer still sends until its FIN.
         } else {
@@ -572,6 +578,16 @@ export class TcpConnection<T = unknown> implements Connection<T>, TimerNode, Dis
     this.interest = want;
     const r = this.reactor.backend.modify(this.fd, this.generation, want);
     if (r < 0) this.close("error", errorFromRc("epoll_ctl", r));
+  }
+}
+
+/**
+ * Copies go through memcpy/sendmsg, which would read past the buffer where subarray()
+ * clamps: a bad range must be an error, not bytes of neighbouring memory on the wire.
+ */
+function checkRange(length: number, start: number, end: number): void {
+  if (!(start >= 0 && start <= end && end <= length && start === (start | 0) && end === (end | 0))) {
+    throw new RangeError(`write range [${start}, ${end}) is outside the buffer (length ${length})`);
   }
 }
 

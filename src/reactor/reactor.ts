@@ -102,6 +102,8 @@ export class Reactor implements Disposable {
   readonly asyncPollMs: number;
   readonly busyPollMs: number;
   maxConnections: number;
+  /** Flush passes so far (TcpConnection.readPass: read from in the current pass). */
+  flushPass = 0;
   /** performance.now() at the start of the current turn. */
   now = performance.now();
   readonly log: (line: string) => void;
@@ -428,7 +430,7 @@ export class Reactor implements Disposable {
     for (let i = 0; i < list.length; i++) {
       const c = list[i]!;
       const queued = c.bufferedAmount;
-      if (queued > LARGE_QUEUE && !c.readThisPass) {
+      if (queued > LARGE_QUEUE && c.readPass !== this.flushPass) {
         if (budget <= 0) {
           list[kept++] = c; // still dirty: next pass
           continue;
@@ -436,10 +438,10 @@ export class Reactor implements Disposable {
         budget -= queued;
       }
       c.dirty = false;
-      c.readThisPass = false;
       c.flush();
     }
     list.length = kept;
+    this.flushPass++;
   }
 
   private drainWake(): void {

@@ -96,24 +96,37 @@ export const threadPool = new BufferPool();
  */
 export class SharedBytes {
   private refs = 1;
+  /** The bytes; shared ranges are taken from [0, length). Never modified once shared. */
+  readonly bytes: Uint8Array;
   /** Address of the bytes; valid while a reference is held. */
   readonly ptr: number;
   /**
-   * Takes ownership of `bytes[0, length)`; `bytes` must own its ArrayBuffer (so ptr() stays
-   * valid). With a pool, `bytes` came from pool.acquire() and goes back when the last
-   * reference is released.
+   * Shares `bytes[0, length)`. Without a pool the bytes are copied into a buffer that owns
+   * its ArrayBuffer (so the address taken here stays valid: a cached ptr() of a small array
+   * can go stale, shared/BUN-FFI-NOTES.md), and the caller may reuse its array. With a
+   * pool, `bytes` came from pool.acquire(), is taken over as is, and goes back to the pool
+   * when the last reference is released.
    */
   constructor(
-    readonly bytes: Uint8Array,
+    bytes: Uint8Array,
     readonly length = bytes.length,
     private readonly pool: BufferPool | null = null,
   ) {
+    if (length < 0 || length > bytes.length) throw new RangeError(`SharedBytes: length ${length} outside 0..${bytes.length}`);
+    if (pool === null) bytes = ownedCopy(bytes, 0, length);
+    this.bytes = bytes;
     this.ptr = bytes.length > 0 ? ptr(bytes) : 0;
   }
 
-  /** A pooled copy of src[from, to); the caller holds the one reference. */
+  /**
+   * A shared copy of src[from, to); the caller holds the one reference. From CHUNK_SIZE up
+   * the copy is a pooled buffer (a stream of 64 KiB broadcasts allocates nothing). Smaller
+   * ones get a buffer of exactly their size: a 1 KiB batch in a 16 KiB pool buffer would
+   * make a stalled reader's queue, limited to maxBuffered bytes, hold 16x that in memory.
+   */
   static copyOf(src: Uint8Array, from = 0, to = src.length, pool: BufferPool = threadPool): SharedBytes {
     const n = to - from;
+    if (n < CHUNK_SIZE) return new SharedBytes(from === 0 && to === src.length ? src : src.subarray(from, to)); // copies
     const b = pool.acquire(n);
     b.set(from === 0 && to === src.length ? src : src.subarray(from, to));
     return new SharedBytes(b, n, pool);
@@ -146,6 +159,13 @@ let recvViewPtr = 0;
 export function setReceiveView(view: Uint8Array, address: number): void {
   recvView = view;
   recvViewPtr = address;
+}
+
+/** src[from, to) in a buffer that owns its ArrayBuffer (a stable address for ptr()). */
+function ownedCopy(src: Uint8Array, from: number, to: number): Uint8Array {
+  const b = new Uint8Array(new ArrayBuffer(to - from));
+  b.set(from === 0 && to === src.length ? src : src.subarray(from, to));
+  return b;
 }
 
 /** A queued region sent before the queue's own tail buffer. */
@@ -303,7 +323,7 @@ export class WriteQueue {
     const r = rc(libc.send(fd, (this.bufPtr + this.start) as Pointer, n, MSG_NOSIGNAL));
     if (r > 0) {
       this.start += r;
-      if (this.start === this.end) this.clear();
+      if (this.start === this.end) this.releaseTail(); // (the segment array, if any, stays)
     }
     return r;
   }

@@ -9,6 +9,7 @@ import {
   libc, rc, Errno, MSG_NOSIGNAL, SOCK_NONBLOCK, SOCK_CLOEXEC, SOL_SOCKET, SO_SNDBUF, SO_RCVBUF,
 } from "../../ffi/index.ts";
 import { Reactor } from "../../src/reactor/reactor.ts";
+import { SharedBytes } from "../../src/reactor/write-queue.ts";
 import { TcpConnection, DEFAULT_CONNECTION_OPTIONS, type ConnectionOptions } from "../../src/reactor/connection.ts";
 import { READABLE, WRITABLE, type PollBackend } from "../../src/reactor/backend.ts";
 import { createListenSocket, localAddress, startConnect, setIntOption } from "../../src/reactor/socket.ts";
@@ -931,9 +932,9 @@ describe("stop", () => {
 
 describe("flush budget", () => {
   /** What flushDirty() reads of a connection, and a record of its flushes. */
-  function fakeQueue(name: string, queued: number, readThisPass = false) {
+  function fakeQueue(name: string, queued: number, readPass = -1) {
     return {
-      name, dirty: true, readThisPass, flushed: 0,
+      name, dirty: true, readPass, flushed: 0,
       get bufferedAmount() { return this.flushed > 0 ? 0 : queued; },
       flush() { this.flushed++; },
     };
@@ -944,23 +945,44 @@ describe("flush budget", () => {
     const { reactor } = newReactor();
     const big = Array.from({ length: 10 }, (_, i) => fakeQueue(`big${i}`, 64 * 1024 + 8));
     const small = fakeQueue("small", 100);
-    const pinger = fakeQueue("pinger", 64 * 1024 + 8 + 12, true); // a broadcast, then its PONG
-    for (const q of [...big, small, pinger]) reactor.markDirty(q as unknown as TcpConnection<any>);
+    const pinger = fakeQueue("pinger", 64 * 1024 + 8 + 12, reactor.flushPass); // read this pass: a broadcast, then its PONG
+    const reader = fakeQueue("reader", 64 * 1024 + 8, reactor.flushPass - 1); // read in an earlier pass: no exemption
+    for (const q of [...big, small, pinger, reader]) reactor.markDirty(q as unknown as TcpConnection<any>);
+    const pass = reactor.flushPass;
     flushPass(reactor);
+    expect(reactor.flushPass).toBe(pass + 1); // a read from this pass does not count in the next
     const firstPass = big.filter((q) => q.flushed === 1).length;
     expect(firstPass).toBeGreaterThan(0);
     expect(firstPass).toBeLessThan(big.length); // the budget deferred the rest...
     expect(small.flushed).toBe(1);
     expect(pinger.flushed).toBe(1); // ...but not the small one nor the one read from
-    expect(pinger.readThisPass).toBe(false);
+    expect(reader.flushed).toBe(0); // behind the budget like the others
     for (const q of big) expect(q.dirty).toBe(q.flushed === 0); // deferred ones stay dirty
     let passes = 1;
-    while (big.some((q) => q.flushed === 0)) {
+    while ([...big, reader].some((q) => q.flushed === 0)) {
       flushPass(reactor);
       passes++;
       expect(passes).toBeLessThan(20);
     }
     expect(passes).toBeGreaterThan(1);
-    for (const q of [...big, small, pinger]) expect(q.flushed).toBe(1); // each exactly once, none lost
+    for (const q of [...big, small, pinger, reader]) expect(q.flushed).toBe(1); // each exactly once, none lost
+  });
+});
+
+describe("write ranges", () => {
+  test("write, writePrefixed and writeShared refuse a range outside the buffer (RangeError), queue nothing", () => {
+    const { reactor } = newReactor();
+    const conn = new TcpConnection<undefined>(reactor, -1, 1, {}, DEFAULT_CONNECTION_OPTIONS);
+    const buf = new Uint8Array(32);
+    for (const [s, e] of [[0, 200], [-1, 4], [8, 4], [1.5, 4], [0, 33]] as const) {
+      expect(() => conn.write(buf, s, e)).toThrow(RangeError);
+      expect(() => conn.writePrefixed(1, buf, s, e)).toThrow(RangeError);
+      expect(() => conn.writeShared(new SharedBytes(buf), s, e)).toThrow(RangeError);
+    }
+    expect(conn.bufferedAmount).toBe(0);
+    expect(conn.write(buf, 4, 8)).toBe(true);
+    expect(conn.writePrefixed(0x01020304, buf, 0, 32)).toBe(true);
+    expect(conn.bufferedAmount).toBe(4 + 4 + 32);
+    conn.close("local");
   });
 });

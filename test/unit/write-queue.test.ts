@@ -451,6 +451,29 @@ describe("WriteQueue copies", () => {
   });
 });
 
+describe("SharedBytes", () => {
+  test("without a pool it copies: the caller may reuse its array, and the copy owns its buffer", () => {
+    const src = Uint8Array.from([1, 2, 3, 4, 5]);
+    const sb = new SharedBytes(src, 3);
+    src.fill(9);
+    expect(Array.from(sb.bytes.subarray(0, sb.length))).toEqual([1, 2, 3]);
+    expect(sb.bytes.buffer.byteLength).toBe(3);
+    expect(() => new SharedBytes(src, 6)).toThrow(RangeError);
+  });
+
+  test("copyOf: below CHUNK_SIZE an exact-size buffer (memory = what maxBuffered counts), from it a pooled one", () => {
+    const pool = new BufferPool();
+    const small = SharedBytes.copyOf(pattern(1152), 0, 1152, pool);
+    expect(small.bytes.length).toBe(1152);
+    small.release();
+    expect(pool.pooled).toBe(0); // not a pool buffer
+    const big = SharedBytes.copyOf(pattern(CHUNK_SIZE + 8), 0, CHUNK_SIZE + 8, pool);
+    expect(big.bytes.length).toBe(2 * CHUNK_SIZE);
+    big.release();
+    expect(pool.pooled).toBe(1);
+  });
+});
+
 describe("WriteQueue shared segments", () => {
   test("shared bytes are referenced, not copied, and go out in append order with copied bytes", async () => {
     const { a, b } = await tcpPair();
@@ -514,7 +537,7 @@ describe("WriteQueue shared segments", () => {
   test("clear() drops shared references and returns retired tails to the pool", () => {
     const pool = new BufferPool();
     const q = new WriteQueue(pool);
-    const shared = SharedBytes.copyOf(pattern(1000), 0, 1000, pool);
+    const shared = SharedBytes.copyOf(pattern(20_000), 0, 20_000, pool); // pooled (>= CHUNK_SIZE)
     for (let i = 0; i < 3; i++) {
       q.append(new Uint8Array(10), 0, 10);
       q.appendShared(shared, 0, 1000);
