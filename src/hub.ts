@@ -175,6 +175,15 @@ interface Channel {
   encoder: HubEncoder;
 }
 
+/**
+ * Whether member m gets a message from `from`: joined, not the sender (null for a direct
+ * message, which may go to oneself), and not closing. The one definition behind counting
+ * broadcast recipients (the ACK's number), writing to them, and direct messages.
+ */
+function receives(m: HubMember, from: HubMember | null): boolean {
+  return m !== from && m.joined && m.conn.state < ConnState.Closing;
+}
+
 /** A direct message went through (else an ErrorCode). */
 export const SEND_OK = 0;
 
@@ -383,7 +392,7 @@ export class Hub {
   }
 
   private send(to: HubMember, msg: HubMessage): number {
-    if (!to.joined || to.conn.state >= ConnState.Closing) return ErrorCode.NO_SUCH_CLIENT;
+    if (!receives(to, null)) return ErrorCode.NO_SUCH_CLIENT; // direct: oneself included
     const enc = this.channels[to.channel]!.encoder;
     const len = enc.encodeDirect(msg);
     if (len < 0) return ErrorCode.FRAME_TOO_LARGE;
@@ -420,7 +429,7 @@ export class Hub {
     try {
       for (let i = 0; i < count; i++) {
         const m = members[i]!;
-        if (m === from || !m.joined || m.conn.state >= ConnState.Closing) continue;
+        if (!receives(m, from)) continue;
         const ch = m.channel;
         let len = encoded[ch]!;
         if (len === -2) {
@@ -450,7 +459,7 @@ export class Hub {
     const members = this.members;
     for (let i = 0; i < members.length; i++) {
       const m = members[i]!;
-      if (m === from || !m.joined || m.conn.state >= ConnState.Closing) continue;
+      if (!receives(m, from)) continue;
       counts[m.channel]++;
     }
     const channels = this.channels;
@@ -503,7 +512,7 @@ export class Hub {
     try {
       for (let i = 0; i < count; i++) {
         const m = members[i]!;
-        if (m.channel !== ch || m === from || !m.joined || m.conn.state >= ConnState.Closing) continue;
+        if (m.channel !== ch || !receives(m, from)) continue;
         this.deliver(m.conn, ch, bytes, len);
       }
     } finally {
@@ -528,7 +537,7 @@ export class Hub {
     try {
       for (let i = 0; i < count; i++) {
         const m = members[i]!;
-        if (m === from || !m.joined || m.conn.state >= ConnState.Closing) continue;
+        if (!receives(m, from)) continue;
         const ch = m.channel;
         const len = lens[ch]!;
         if (len > 0) this.deliver(m.conn, ch, arenas[ch]!, len);
