@@ -144,8 +144,8 @@ export class TcpConnection<T = unknown> implements Connection<T>, TimerNode, Dis
       if (end < 0) end = bytes.length;
       checkRange(bytes.length, start, end);
     }
-    if (!this.admitBytes(isString ? bytes.length : end - start)) return false;
-    const out = (this.outq ??= new WriteQueue(this.reactor.bufferPool));
+    const out = this.queueFor(isString ? bytes.length : end - start);
+    if (out === null) return false;
     if (isString) out.appendString(bytes);
     else out.append(bytes, start, end);
     return this.queued(out);
@@ -155,8 +155,8 @@ export class TcpConnection<T = unknown> implements Connection<T>, TimerNode, Dis
   writePrefixed(prefix: number, bytes: Uint8Array, start = 0, end = bytes.length): boolean {
     if (this.state === ConnState.Closed || this.lingering) return false;
     checkRange(bytes.length, start, end);
-    if (!this.admitBytes(end - start + 4)) return false;
-    const out = (this.outq ??= new WriteQueue(this.reactor.bufferPool));
+    const out = this.queueFor(end - start + 4);
+    if (out === null) return false;
     out.appendPrefixed(prefix, bytes, start, end);
     return this.queued(out);
   }
@@ -168,26 +168,28 @@ export class TcpConnection<T = unknown> implements Connection<T>, TimerNode, Dis
   writeShared(shared: SharedBytes, start = 0, end = shared.length): boolean {
     if (this.state === ConnState.Closed || this.lingering) return false;
     checkRange(shared.length, start, end);
-    if (!this.admitBytes(end - start)) return false;
-    const out = (this.outq ??= new WriteQueue(this.reactor.bufferPool));
+    const out = this.queueFor(end - start);
+    if (out === null) return false;
     out.appendShared(shared, start, end);
     return this.queued(out);
   }
 
   /**
-   * The hard limit, checked before the bytes are queued: a consumer already behind must not
-   * make the queue grow (and its buffer double) only to be dropped. A single large write
-   * into an empty queue is allowed; write()'s false return is the flow control.
+   * The queue to append n bytes to (created on the first write), or null when they may not
+   * be queued. The hard limit is checked before the bytes are queued: a consumer already
+   * behind must not make the queue grow (and its buffer double) only to be dropped, so past
+   * maxBuffered it is closed instead. A single large write into an empty queue is allowed;
+   * write()'s false return is the flow control.
    */
-  private admitBytes(n: number): boolean {
+  private queueFor(n: number): WriteQueue | null {
     const q = this.outq;
-    if (q === null) return true;
+    if (q === null) return (this.outq = new WriteQueue(this.reactor.bufferPool));
     const before = q.length;
-    if (before === 0 || before + n <= this.options.maxBuffered) return true;
+    if (before === 0 || before + n <= this.options.maxBuffered) return q;
     this.reactor.stats.slowConsumersDropped++;
     this.reactor.logThrottled("slow-consumer", `connection ${this.id}: closed as slow consumer (${before} bytes queued, the next write would pass maxBuffered ${this.options.maxBuffered})`);
     this.close("slow-consumer");
-    return false;
+    return null;
   }
 
   /** After an append: schedule the flush; past the high-water mark, pause reading. */
