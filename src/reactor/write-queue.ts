@@ -113,7 +113,7 @@ export class SharedBytes {
     private readonly pool: BufferPool | null = null,
   ) {
     if (length < 0 || length > bytes.length) throw new RangeError(`SharedBytes: length ${length} outside 0..${bytes.length}`);
-    if (pool === null) bytes = ownedCopy(bytes, 0, length);
+    if (pool === null) bytes = ownedCopy(bytes, length);
     this.bytes = bytes;
     this.ptr = bytes.length > 0 ? ptr(bytes) : 0;
   }
@@ -126,9 +126,10 @@ export class SharedBytes {
    */
   static copyOf(src: Uint8Array, from = 0, to = src.length, pool: BufferPool = threadPool): SharedBytes {
     const n = to - from;
-    if (n < CHUNK_SIZE) return new SharedBytes(from === 0 && to === src.length ? src : src.subarray(from, to)); // copies
+    const part = from === 0 && to === src.length ? src : src.subarray(from, to);
+    if (n < CHUNK_SIZE) return new SharedBytes(part); // the constructor copies it, exact size
     const b = pool.acquire(n);
-    b.set(from === 0 && to === src.length ? src : src.subarray(from, to));
+    b.set(part);
     return new SharedBytes(b, n, pool);
   }
 
@@ -161,10 +162,10 @@ export function setReceiveView(view: Uint8Array, address: number): void {
   recvViewPtr = address;
 }
 
-/** src[from, to) in a buffer that owns its ArrayBuffer (a stable address for ptr()). */
-function ownedCopy(src: Uint8Array, from: number, to: number): Uint8Array {
-  const b = new Uint8Array(new ArrayBuffer(to - from));
-  b.set(from === 0 && to === src.length ? src : src.subarray(from, to));
+/** src[0, length) in a buffer that owns its ArrayBuffer (a stable address for ptr()). */
+function ownedCopy(src: Uint8Array, length: number): Uint8Array {
+  const b = new Uint8Array(new ArrayBuffer(length));
+  b.set(length === src.length ? src : src.subarray(0, length));
   return b;
 }
 
