@@ -5,9 +5,9 @@
 //       [--servers bunpoll,bunpoll-nostats,bun-listen,node-net,c-epoll] [--protocol echo|framed]
 //       [--rounds N] [--duration SEC] [--warmup SEC] [--idle-conns N] [--fanout-window N] [--syscalls]
 //
-// Servers run interleaved over rounds (A B C D A B C D ...) so that the machine's slow
-// drifts hit every server alike; medians across rounds are reported. A server that is
-// missing or fails to start is reported and skipped; every server and load generator is
+// Servers run interleaved over rounds, the order rotating (A B C, B C A, C A B, ...) so
+// that the machine's slow drifts and the first slot hit every server alike; medians across
+// rounds are reported. A server that is missing or fails to start is reported and skipped; every server and load generator is
 // killed in `finally` and on SIGINT/SIGTERM, and every wait has a deadline. At the end, the
 // issue's targets (TARGETS) are checked on per-round ratios of the servers involved.
 
@@ -887,7 +887,10 @@ for (const scName of opts.scenarios) {
   for (const name of servers) results[name] = { median: null, rounds: [] };
 
   for (let round = 1; round <= opts.rounds; round++) {
-    for (const name of servers) {
+    // The order rotates every round (A B C, B C A, C A B, ...): no server always runs
+    // first (after the harness's own start-up) or always right after the same neighbour.
+    const k = (round - 1) % servers.length;
+    for (const name of [...servers.slice(k), ...servers.slice(0, k)]) {
       process.stderr.write(`[${scName} ${round}/${opts.rounds}] ${name} ... `);
       let r: Round;
       try {

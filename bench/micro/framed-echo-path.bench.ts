@@ -22,9 +22,12 @@ const chunk = (() => {
   return b;
 })();
 // The reactor's receive buffer holds the read, as in the server; received() is the view a
-// data handler gets (and tells the write queue its address).
-reactor.recvBuffer.set(chunk);
-const input = () => reactor.received(chunk.length);
+// data handler gets (and tells the write queue its address). It is refilled every time, as
+// a recv(2) would: the framed protocol retypes PING/ECHO headers in place.
+const input = () => {
+  reactor.recvBuffer.set(chunk);
+  return reactor.received(chunk.length);
+};
 
 function setup(handler: ReturnType<typeof createFramedProtocol> | ReturnType<typeof createEchoProtocol>) {
   const conn = new TcpConnection<any>(reactor, -1, 1, handler as any, DEFAULT_CONNECTION_OPTIONS);

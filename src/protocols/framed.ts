@@ -2,10 +2,14 @@
 // See docs/PROTOCOL.md for the byte-level spec.
 //
 // Hot path (PING/ECHO): the decoder hands each frame out as (buf, offset, length) into
-// the reactor's receive buffer when the frame is whole in the chunk; the reply is a
-// 4-byte header from a preallocated scratch plus a write of the same body slice. No
-// allocation per message. Replies are written synchronously while decoding, so replies to
-// one connection come in request order.
+// the reactor's receive buffer when the frame is whole in the chunk. A PONG or ECHO_REPLY
+// is its request with the type bumped by one (same length, same body), so the session
+// retypes the request's header in place (buf[offset - 4], which the decoder has already
+// parsed) and extends an "echo run": consecutive such frames of one read are queued with
+// ONE copy (conn.write of the whole run) instead of one header write and one body copy
+// per frame. The run is written before anything else is (any other frame, an error, the
+// end of the read), so replies to one connection still come in request order. No
+// allocation per message.
 
 import { SEND_OK, type HubEncoder, type HubMember, type HubMessage } from "../hub.ts";
 import type { Connection } from "../types.ts";
@@ -20,7 +24,7 @@ import {
   writeFrameHeader,
   writeU32,
 } from "./codec/framed.ts";
-import { FrameDecoder, HeaderLayout, type FrameSink } from "./codec/frame-decoder.ts";
+import { FRAME_HEADER_SIZE, FrameDecoder, HeaderLayout, type FrameSink } from "./codec/frame-decoder.ts";
 import { inboundFramedKind, Kind } from "./codec/kinds.ts";
 import { statsReplyLength, writeStatsReply } from "./codec/stats-reply.ts";
 import type { ProtocolContext, ProtocolHandler } from "./context.ts";
@@ -35,6 +39,12 @@ for (const code of Object.values(ErrorCode)) ERROR_FRAMES[code] = encodeError(co
 export class FramedSession implements FrameSink {
   readonly decoder: FrameDecoder;
   authed: boolean;
+  /** The pending echo run: runBuf[runStart, runEnd) are retyped requests (null: none). */
+  runBuf: Uint8Array | null = null;
+  runStart = 0;
+  runEnd = 0;
+  runPongs = 0;
+  runEchoes = 0;
   constructor(
     private readonly proto: FramedProtocol,
     readonly conn: Connection<FramedSession>,
@@ -100,13 +110,52 @@ class FramedProtocol extends SessionProtocol<FramedSession> {
   onFrame(s: FramedSession, type: number, buf: Uint8Array, off: number, len: number): void {
     const stats = this.ctx.stats;
     if (stats.enabled) stats.messagesIn[inboundFramedKind(type)]++;
+    // PING/ECHO whose header sits in buf right before the body (off >= 4: the decoder's
+    // contract), from a session that passes every gate without side effects (authed, not
+    // rate limited, not shutting down): join the echo run. Everything else ends it first.
+    if ((type === MsgType.PING || type === MsgType.ECHO) && off >= FRAME_HEADER_SIZE && s.authed && s.bucket === null && !this.ctx.shuttingDown) {
+      const h = off - FRAME_HEADER_SIZE;
+      if (s.runBuf !== buf || s.runEnd !== h) {
+        this.flushRun(s);
+        s.runBuf = buf;
+        s.runStart = h;
+      }
+      // PONG = PING + 1 and ECHO_REPLY = ECHO + 1; both fit the low byte (the high one is 0).
+      buf[h + 1] = type + 1;
+      s.runEnd = off + len;
+      if (type === MsgType.PING) s.runPongs++;
+      else s.runEchoes++;
+      stats.tick();
+      return;
+    }
+    this.flushRun(s);
     if (this.admit(s, type)) this.dispatch(s, type, buf, off, len);
     stats.tick();
+  }
+
+  /** Queues the pending echo run with one write (see the top of this file). */
+  private flushRun(s: FramedSession): void {
+    const buf = s.runBuf;
+    if (buf === null) return;
+    s.runBuf = null;
+    s.conn.write(buf, s.runStart, s.runEnd);
+    const stats = this.ctx.stats;
+    if (stats.enabled) {
+      stats.messagesOut[Kind.PONG] += s.runPongs;
+      stats.messagesOut[Kind.ECHO_REPLY] += s.runEchoes;
+    }
+    s.runPongs = 0;
+    s.runEchoes = 0;
+  }
+
+  protected override endData(s: FramedSession): void {
+    this.flushRun(s);
   }
 
   onOversize(s: FramedSession, type: number, _len: number): void {
     // The header was read, so the stream is in sync: the decoder skips the body and
     // decoding continues; answer and stay open.
+    this.flushRun(s);
     const stats = this.ctx.stats;
     if (stats.enabled) stats.messagesIn[inboundFramedKind(type)]++;
     if (this.admit(s, type)) this.sendError(s.conn, ErrorCode.FRAME_TOO_LARGE);

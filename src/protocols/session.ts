@@ -58,7 +58,11 @@ export abstract class SessionProtocol<S extends Session> {
     // whose latency includes the deliveries.
     hub.beginBatch();
     try {
-      s.decoder.push(bytes);
+      try {
+        s.decoder.push(bytes);
+      } finally {
+        this.endData(s);
+      }
     } finally {
       try {
         hub.endBatch();
@@ -67,6 +71,9 @@ export abstract class SessionProtocol<S extends Session> {
       }
     }
   }
+
+  /** The read is decoded (or decoding threw): write what the protocol held back. */
+  protected endData(_s: S): void {}
 
   close(conn: Connection<S>, _reason: CloseReason): void {
     const s = conn.data;

@@ -53,14 +53,31 @@ describe("framed: requests and replies", () => {
     expect(fs[3]!.body.every((b) => b === 7)).toBe(true);
   });
 
-  test("a whole frame's reply body is written straight from the receive buffer (no copy)", () => {
+  test("a read of PING/ECHO frames is answered with one write straight from the receive buffer", () => {
+    const { open, handler, ctx } = setup();
+    const c = open();
+    const chunk = concat(encodePing("zero-copy"), encodeEcho("e"), encodePing(""), encodeEcho(new Uint8Array(300).fill(9)));
+    handler.data(c, chunk);
+    expect(c.writeCalls).toBe(1); // one run, one write...
+    expect(c.prefixedWrites).toBe(0);
+    expect(c.sources[0]).toBe(chunk); // ...taken from the receive buffer itself
+    const fs = frames(c);
+    expect(fs.map((f) => f.type)).toEqual([MsgType.PONG, MsgType.ECHO_REPLY, MsgType.PONG, MsgType.ECHO_REPLY]);
+    expect(new TextDecoder().decode(fs[0]!.body)).toBe("zero-copy");
+    expect(fs[3]!.body.length).toBe(300);
+    expect(ctx.stats.messagesOut[Kind.PONG]).toBe(2);
+    expect(ctx.stats.messagesOut[Kind.ECHO_REPLY]).toBe(2);
+  });
+
+  test("the echo run is written before any other reply, so replies stay in request order", () => {
     const { open, handler } = setup();
     const c = open();
-    const chunk = encodePing("zero-copy");
+    const chunk = concat(encodePing("1"), encodeEcho("2"), encodeFrame(0x4242, Uint8Array.of(1)), encodePing("3"), encodeStatsRequest(), encodeEcho("4"));
     handler.data(c, chunk);
-    expect(c.prefixedWrites).toBe(1); // header and body in one call...
-    expect(c.sources.length).toBe(1);
-    expect(c.sources[0]).toBe(chunk); // ...the body taken from the receive buffer itself
+    const fs = frames(c);
+    expect(fs.map((f) => f.type)).toEqual([MsgType.PONG, MsgType.ECHO_REPLY, MsgType.ERROR, MsgType.PONG, MsgType.STATS_REPLY, MsgType.ECHO_REPLY]);
+    expect(fs.filter((f) => f.type !== MsgType.ERROR && f.type !== MsgType.STATS_REPLY).map((f) => new TextDecoder().decode(f.body))).toEqual(["1", "2", "3", "4"]);
+    expect(c.writeCalls).toBe(5); // run, error, run, stats, run
   });
 
   test("every split and byte by byte give the same replies as one chunk", () => {

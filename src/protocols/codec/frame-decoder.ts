@@ -23,6 +23,9 @@ export interface FrameSink {
   /**
    * One whole frame. `buf` is either the pushed chunk or the decoder's own buffer: it is
    * valid only during this call (copy what you keep). May call `decoder.stop()`.
+   * When `offset >= 4`, buf[offset - 4, offset) is this frame's header (the whole frame
+   * was in the chunk), which the decoder never reads again: the sink may overwrite it.
+   * A header that arrived split across chunks always gives `offset < 4`.
    */
   frame(type: number, buf: Uint8Array, offset: number, length: number): void;
   /**
