@@ -190,6 +190,48 @@ describe("FrameDecoder, u16 type + u16 length", () => {
       { numRuns: 300 },
     );
   });
+
+  test("property: offset >= 4 means buf[offset - 4, offset) is the frame's own header (the framed echo run relies on it)", () => {
+    const frameArb = fc.record({
+      type: fc.integer({ min: 0, max: 0xffff }),
+      body: fc.uint8Array({ maxLength: 300 }),
+    });
+    fc.assert(
+      fc.property(
+        fc.array(frameArb, { minLength: 1, maxLength: 12 }).chain((frames) => {
+          const bytes = concat(...frames.map((f) => encodeFrame(f.type, f.body)));
+          return fc.tuple(fc.constant(frames), fc.constant(bytes), cutPoints(bytes.length));
+        }),
+        ([frames, bytes, cuts]) => {
+          const headers: number[][] = [];
+          const sink: FrameSink = {
+            frame(type, buf, offset, length) {
+              // A sink may overwrite the header it was given: do it, to prove nothing re-reads it.
+              if (offset >= 4) {
+                headers.push(Array.from(buf.subarray(offset - 4, offset)));
+                buf.fill(0xee, offset - 4, offset);
+              } else headers.push([]);
+              expect(length).toBe(frames[headers.length - 1]!.body.length);
+              expect(type).toBe(frames[headers.length - 1]!.type);
+            },
+            oversize() {
+              throw new Error("no oversized frames here");
+            },
+          };
+          const d = new FrameDecoder(sink, 0xffff);
+          pushThroughSharedBuffer(splitAt(bytes, cuts), (c) => d.push(c));
+          expect(headers.length).toBe(frames.length);
+          headers.forEach((h, i) => {
+            const f = frames[i]!;
+            if (h.length > 0) expect(h).toEqual([f.type >>> 8, f.type & 0xff, f.body.length >>> 8, f.body.length & 0xff]);
+          });
+          // One chunk: every frame has its header in place.
+          if (cuts.length === 0) expect(headers.every((h) => h.length === 4)).toBe(true);
+        },
+      ),
+      { numRuns: 300 },
+    );
+  });
 });
 
 describe("FrameDecoder, u32 length", () => {
