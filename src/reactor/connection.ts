@@ -96,8 +96,14 @@ export class TcpConnection<T = unknown> implements Connection<T>, TimerNode, Dis
   timerIndex = -1;
   private peer: SocketAddress | null = null;
 
-  /** Registration generation (stale-event guard), set by the reactor when it registers us. */
-  generation = 0;
+
+  /**
+   * Registration generation (stale-event guard). Kept by the reactor (generations[fd]), not
+   * here: an idle connection is the memory benchmark, and each own field counts.
+   */
+  get generation(): number {
+    return this.reactor.generationOf(this.fd);
+  }
 
   constructor(
     readonly reactor: Reactor,

@@ -110,6 +110,11 @@ export class Reactor implements Disposable {
 
   private entries: (Entry | undefined)[] = [];
   private generations = new Uint32Array(1024);
+
+  /** The generation fd was registered with (valid while it is registered). */
+  generationOf(fd: number): number {
+    return this.generations[fd]!;
+  }
   private readonly dirty: TcpConnection<any>[] = [];
   /** Open connections. They are found through `entries` (no per-connection Set entry: memory). */
   private connections = 0;
@@ -209,7 +214,7 @@ export class Reactor implements Disposable {
     const id = this.idBase + 1 + this.nextSeq++ * this.idStride;
     const conn = new TcpConnection<T>(this, fd, id, handler, options);
     conn.interest = interest;
-    conn.generation = this.register(conn, fd, interest);
+    this.register(conn, fd, interest);
     this.stats.connectionsActive++;
     this.stats.connectionsTotal++;
     return conn;
