@@ -88,6 +88,11 @@ function main(argv: string[]): void {
   const host = flags.host as string;
   let specs: ListenSpec[];
   try {
+    // Below the high-water mark a connection would be dropped as a slow consumer before
+    // its reads ever paused: backpressure could never act.
+    if ((flags["max-buffered"] as number) < (flags["high-water"] as number)) {
+      throw new UsageError(`--max-buffered (${flags["max-buffered"]}) must be at least --high-water (${flags["high-water"]})`);
+    }
     const listens = flags.listen as string[];
     specs = listens.length > 0
       ? listens.map((l) => parseListen(l, host))

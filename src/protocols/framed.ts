@@ -109,14 +109,22 @@ class FramedProtocol extends SessionProtocol<FramedSession> {
 
   onFrame(s: FramedSession, type: number, buf: Uint8Array, off: number, len: number): void {
     const stats = this.ctx.stats;
-    if (stats.enabled) stats.messagesIn[inboundFramedKind(type)]++;
     // PING/ECHO whose header sits in buf right before the body (off >= 4: the decoder's
     // contract), from a session that passes every gate without side effects (authed, not
     // rate limited, not shutting down): join the echo run. Everything else ends it first.
-    if ((type === MsgType.PING || type === MsgType.ECHO) && off >= FRAME_HEADER_SIZE && s.authed && s.bucket === null && !this.ctx.shuttingDown) {
+    // Per-message timing needs each reply written when its message is handled: no runs.
+    const joins =
+      (type === MsgType.PING || type === MsgType.ECHO) && off >= FRAME_HEADER_SIZE && s.authed &&
+      s.bucket === null && !this.ctx.shuttingDown && !stats.perMessageTiming;
+    if (!joins || s.runBuf !== buf || s.runEnd !== off - FRAME_HEADER_SIZE) {
+      // Writing the run may close the connection (a slow consumer past --max-buffered):
+      // then the decoder is stopped and this frame is not handled, as if it never came.
+      if (!this.flushRun(s)) return;
+    }
+    if (stats.enabled) stats.messagesIn[inboundFramedKind(type)]++;
+    if (joins) {
       const h = off - FRAME_HEADER_SIZE;
-      if (s.runBuf !== buf || s.runEnd !== h) {
-        this.flushRun(s);
+      if (s.runBuf === null) {
         s.runBuf = buf;
         s.runStart = h;
       }
@@ -125,18 +133,19 @@ class FramedProtocol extends SessionProtocol<FramedSession> {
       s.runEnd = off + len;
       if (type === MsgType.PING) s.runPongs++;
       else s.runEchoes++;
-      stats.tick();
-      return;
+    } else if (this.admit(s, type)) {
+      this.dispatch(s, type, buf, off, len);
     }
-    this.flushRun(s);
-    if (this.admit(s, type)) this.dispatch(s, type, buf, off, len);
     stats.tick();
   }
 
-  /** Queues the pending echo run with one write (see the top of this file). */
-  private flushRun(s: FramedSession): void {
+  /**
+   * Queues the pending echo run with one write (see the top of this file). False when the
+   * session is over (decoder stopped), e.g. that write closed the connection.
+   */
+  private flushRun(s: FramedSession): boolean {
     const buf = s.runBuf;
-    if (buf === null) return;
+    if (buf === null) return !s.decoder.isStopped;
     s.runBuf = null;
     s.conn.write(buf, s.runStart, s.runEnd);
     const stats = this.ctx.stats;
@@ -146,6 +155,7 @@ class FramedProtocol extends SessionProtocol<FramedSession> {
     }
     s.runPongs = 0;
     s.runEchoes = 0;
+    return !s.decoder.isStopped;
   }
 
   protected override endData(s: FramedSession): void {
@@ -155,7 +165,7 @@ class FramedProtocol extends SessionProtocol<FramedSession> {
   onOversize(s: FramedSession, type: number, _len: number): void {
     // The header was read, so the stream is in sync: the decoder skips the body and
     // decoding continues; answer and stay open.
-    this.flushRun(s);
+    if (!this.flushRun(s)) return;
     const stats = this.ctx.stats;
     if (stats.enabled) stats.messagesIn[inboundFramedKind(type)]++;
     if (this.admit(s, type)) this.sendError(s.conn, ErrorCode.FRAME_TOO_LARGE);

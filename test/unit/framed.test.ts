@@ -80,6 +80,27 @@ describe("framed: requests and replies", () => {
     expect(c.writeCalls).toBe(5); // run, error, run, stats, run
   });
 
+  test("the echo run's write closing the connection (slow consumer) ends the read: the next frame is not handled", () => {
+    const { open, handler, ctx } = setup();
+    const [a, b] = [open(), open()];
+    a.afterWrite = (conn) => conn.close("slow-consumer"); // as write() past maxBuffered does
+    handler.data(a, concat(encodePing("x"), encodeBroadcast("after-close"), encodeEcho("y")));
+    expect(a.state).toBe(ConnState.Closed);
+    expect(b.take().length).toBe(0); // the dropped client's BROADCAST never went out
+    expect(ctx.stats.messagesOut[Kind.BROADCAST_MSG]).toBe(0);
+    expect(ctx.stats.messagesOut[Kind.BROADCAST_ACK]).toBe(0);
+    expect(ctx.stats.messagesIn[Kind.BROADCAST]).toBe(0);
+  });
+
+  test("per-message latency mode writes each reply as its message is handled (no runs)", () => {
+    const { open, handler, ctx } = setup({ stats: { latencyMode: "message" } });
+    const c = open();
+    handler.data(c, concat(encodePing("1"), encodeEcho("2"), encodePing("3")));
+    expect(c.prefixedWrites).toBe(3);
+    expect(frames(c).map((f) => f.type)).toEqual([MsgType.PONG, MsgType.ECHO_REPLY, MsgType.PONG]);
+    expect(ctx.stats.latency.count).toBe(3);
+  });
+
   test("every split and byte by byte give the same replies as one chunk", () => {
     const stream = concat(encodeHello(1), encodePing("p1"), encodeEcho("e1"), encodeFrame(0x4242, Uint8Array.of(1)), encodeStatsRequest(), encodePing("p2"));
     const { open, send } = setup();
