@@ -40,6 +40,15 @@ function len32(body: number[]): Uint8Array {
   return Uint8Array.from([n >>> 24, (n >>> 16) & 0xff, (n >>> 8) & 0xff, n & 0xff, ...body]);
 }
 
+/** Up to 12 frames (at least minFrames) with bodies up to maxBody, encoded, and cut points into the bytes. */
+function chunkedFrames(minFrames: number, maxBody: number) {
+  const frameArb = fc.record({ type: fc.integer({ min: 0, max: 0xffff }), body: fc.uint8Array({ maxLength: maxBody }) });
+  return fc.array(frameArb, { minLength: minFrames, maxLength: 12 }).chain((frames) => {
+    const bytes = concat(...frames.map((f) => encodeFrame(f.type, f.body)));
+    return fc.tuple(fc.constant(frames), fc.constant(bytes), cutPoints(bytes.length));
+  });
+}
+
 const stream = concat(
   encodeFrame(0x0003, Uint8Array.from([1, 2, 3])),
   encodeFrame(0x0001), // empty body
@@ -172,16 +181,9 @@ describe("FrameDecoder, u16 type + u16 length", () => {
   });
 
   test("property: any chunking of any frame sequence decodes to the same frames", () => {
-    const frameArb = fc.record({
-      type: fc.integer({ min: 0, max: 0xffff }),
-      body: fc.uint8Array({ maxLength: 600 }),
-    });
     fc.assert(
       fc.property(
-        fc.array(frameArb, { maxLength: 12 }).chain((frames) => {
-          const bytes = concat(...frames.map((f) => encodeFrame(f.type, f.body)));
-          return fc.tuple(fc.constant(frames), fc.constant(bytes), cutPoints(bytes.length));
-        }),
+        chunkedFrames(0, 600),
         ([frames, bytes, cuts]) => {
           const r = run(splitAt(bytes, cuts));
           expect(r.events).toEqual(frames.map((f) => ({ frame: [f.type, Array.from(f.body)] })));
@@ -192,16 +194,9 @@ describe("FrameDecoder, u16 type + u16 length", () => {
   });
 
   test("property: offset >= 4 means buf[offset - 4, offset) is the frame's own header (the framed echo run relies on it)", () => {
-    const frameArb = fc.record({
-      type: fc.integer({ min: 0, max: 0xffff }),
-      body: fc.uint8Array({ maxLength: 300 }),
-    });
     fc.assert(
       fc.property(
-        fc.array(frameArb, { minLength: 1, maxLength: 12 }).chain((frames) => {
-          const bytes = concat(...frames.map((f) => encodeFrame(f.type, f.body)));
-          return fc.tuple(fc.constant(frames), fc.constant(bytes), cutPoints(bytes.length));
-        }),
+        chunkedFrames(1, 300),
         ([frames, bytes, cuts]) => {
           const headers: number[][] = [];
           const sink: FrameSink = {
