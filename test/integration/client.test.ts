@@ -4,78 +4,11 @@
 // server absent. Every wait has a deadline and every process is killed in afterAll.
 
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import type { Subprocess } from "bun";
 import { connect } from "../../src/client/index.ts";
-import { bunPath, killAll, ROOT, runClientCli, startServer, type ServerProcess } from "../util/process.ts";
+import { ClientProcess, killAll, runClientCli, startServer, type ServerProcess } from "../util/process.ts";
 import { unusedPort, waitFor } from "../util/tcp.ts";
 
-// --- client processes that keep running (listen, interactive) ---------------------------
-
-const spawned = new Set<Subprocess>();
-
-class ClientProcess {
-  readonly proc: Subprocess<"pipe", "pipe", "pipe">;
-  stdout = "";
-  stderr = "";
-  /** Complete stdout lines so far (cheaper to poll than matching a long stdout). */
-  stdoutLines = 0;
-  readonly exited: Promise<number>;
-
-  constructor(args: string[], env: Record<string, string> = {}) {
-    this.proc = Bun.spawn([bunPath, "src/client.ts", ...args], {
-      cwd: ROOT,
-      stdin: "pipe",
-      stdout: "pipe",
-      stderr: "pipe",
-      env: { ...process.env, ...env },
-    });
-    spawned.add(this.proc);
-    this.exited = this.proc.exited.finally(() => spawned.delete(this.proc));
-    void this.collect(this.proc.stdout, (t) => {
-      this.stdout += t;
-      for (let i = t.indexOf("\n"); i >= 0; i = t.indexOf("\n", i + 1)) this.stdoutLines++;
-    });
-    void this.collect(this.proc.stderr, (t) => (this.stderr += t));
-  }
-
-  private async collect(stream: ReadableStream<Uint8Array>, add: (t: string) => void): Promise<void> {
-    const dec = new TextDecoder();
-    for await (const chunk of stream) add(dec.decode(chunk, { stream: true }));
-  }
-
-  /** Resolves with the match once stdout (or stderr) matches; fails the test after ms. */
-  async waitOut(re: RegExp, ms = 10_000, stream: "stdout" | "stderr" = "stdout"): Promise<RegExpMatchArray> {
-    let m: RegExpMatchArray | null = null;
-    await waitFor(() => (m = this[stream].match(re)) !== null, ms, `${re} on ${stream}; stdout: ${JSON.stringify(this.stdout.slice(-2000))}; stderr: ${JSON.stringify(this.stderr.slice(-2000))}`);
-    return m!;
-  }
-
-  waitErr(re: RegExp, ms = 10_000): Promise<RegExpMatchArray> {
-    return this.waitOut(re, ms, "stderr");
-  }
-
-  write(text: string): void {
-    this.proc.stdin.write(text);
-    this.proc.stdin.flush();
-  }
-
-  endInput(): void {
-    this.proc.stdin.end();
-  }
-
-  /** Exit code, failing the test if it takes longer than ms. */
-  async exitCode(ms = 10_000): Promise<number> {
-    let code: number | null = null;
-    this.exited.then((c) => (code = c));
-    await waitFor(() => code !== null, ms, `client ${this.proc.pid} to exit; stderr: ${JSON.stringify(this.stderr)}`);
-    return code!;
-  }
-}
-
-afterAll(async () => {
-  for (const p of spawned) p.kill("SIGKILL");
-  await killAll();
-});
+afterAll(killAll);
 
 /** All listening lines of a multi-listener server: protocol -> port. */
 async function listenerPorts(srv: ServerProcess, n: number): Promise<Record<string, number>> {

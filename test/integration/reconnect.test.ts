@@ -3,56 +3,11 @@
 // ReconnectingClient. Bounded: every wait has a deadline, every process is killed.
 
 import { afterAll, describe, expect, test } from "bun:test";
-import type { Subprocess } from "bun";
 import { connect, connectWithReconnect, type CloseInfo } from "../../src/client/index.ts";
-import { bunPath, killAll, ROOT, runClientCli, startServer, type ServerProcess } from "../util/process.ts";
+import { ClientProcess, killAll, runClientCli, startServer, type ServerProcess } from "../util/process.ts";
 import { waitFor } from "../util/tcp.ts";
 
-const spawned = new Set<Subprocess>();
-
-/** A long-running client CLI process whose output is collected as it arrives. */
-class ClientProcess {
-  readonly proc: Subprocess<"pipe", "pipe", "pipe">;
-  stdout = "";
-  stderr = "";
-  readonly exited: Promise<number>;
-
-  constructor(args: string[]) {
-    this.proc = Bun.spawn([bunPath, "src/client.ts", ...args], { cwd: ROOT, stdin: "pipe", stdout: "pipe", stderr: "pipe" });
-    spawned.add(this.proc);
-    this.exited = this.proc.exited.finally(() => spawned.delete(this.proc));
-    void this.collect(this.proc.stdout, (t) => (this.stdout += t));
-    void this.collect(this.proc.stderr, (t) => (this.stderr += t));
-  }
-
-  private async collect(stream: ReadableStream<Uint8Array>, add: (t: string) => void): Promise<void> {
-    const dec = new TextDecoder();
-    for await (const chunk of stream) add(dec.decode(chunk, { stream: true }));
-  }
-
-  async wait(stream: "stdout" | "stderr", re: RegExp, ms = 10_000): Promise<RegExpMatchArray> {
-    let m: RegExpMatchArray | null = null;
-    await waitFor(() => (m = this[stream].match(re)) !== null, ms, `${re} on ${stream}; stdout: ${JSON.stringify(this.stdout)}; stderr: ${JSON.stringify(this.stderr)}`);
-    return m!;
-  }
-
-  write(text: string): void {
-    this.proc.stdin.write(text);
-    this.proc.stdin.flush();
-  }
-
-  async exitCode(ms = 10_000): Promise<number> {
-    let code: number | null = null;
-    this.exited.then((c) => (code = c));
-    await waitFor(() => code !== null, ms, `client ${this.proc.pid} to exit; stderr: ${JSON.stringify(this.stderr)}`);
-    return code!;
-  }
-}
-
-afterAll(async () => {
-  for (const p of spawned) p.kill("SIGKILL");
-  await killAll();
-});
+afterAll(killAll);
 
 const framedServer = (port: number, extra: string[] = []) => startServer(["--protocol", "framed", "--port", String(port), ...extra]);
 
@@ -62,15 +17,15 @@ describe("listen reconnects across a server restart", () => {
     const port = srv.port;
     try {
       const l = new ClientProcess(["--port", String(port), "listen", "--backoff-max", "1"]);
-      await l.wait("stderr", /listening on 127\.0\.0\.1:\d+ \(framed\) as client \d+/);
+      await l.waitErr(/listening on 127\.0\.0\.1:\d+ \(framed\) as client \d+/);
       const before = await runClientCli(["--port", String(port), "broadcast", "before"]);
       expect(before.code).toBe(0);
-      await l.wait("stdout", /^broadcast from \d+: before$/m);
+      await l.waitOut(/^broadcast from \d+: before$/m);
 
       expect(await srv.stop("SIGTERM")).toBe(0);
-      await l.wait("stderr", /connection lost: the server closed the connection; reconnecting/);
+      await l.waitErr(/connection lost: the server closed the connection; reconnecting/);
       // Down for a while: several refused attempts, each announced with its delay.
-      await l.wait("stderr", /reconnecting in [\d.]+ s \(attempt 3; last: cannot connect to 127\.0\.0\.1:\d+: connection refused/, 15_000);
+      await l.waitErr(/reconnecting in [\d.]+ s \(attempt 3; last: cannot connect to 127\.0\.0\.1:\d+: connection refused/, 15_000);
       const delays = [...l.stderr.matchAll(/reconnecting in ([\d.]+) s \(attempt (\d+)/g)].map((m) => Number(m[1]));
       // Exponential (100, 200, 400 ms...) with up to 50% jitter taken off, capped at 1 s.
       delays.forEach((d, i) => {
@@ -80,11 +35,11 @@ describe("listen reconnects across a server restart", () => {
       });
 
       srv = await framedServer(port);
-      await l.wait("stderr", /reconnected to 127\.0\.0\.1:\d+ \(framed\) as client \d+/, 15_000);
+      await l.waitErr(/reconnected to 127\.0\.0\.1:\d+ \(framed\) as client \d+/, 15_000);
       const after = await runClientCli(["--port", String(port), "broadcast", "after"]);
       expect(after.code).toBe(0);
       expect(after.stdout).toContain("broadcast delivered to 1 client");
-      await l.wait("stdout", /^broadcast from \d+: after$/m);
+      await l.waitOut(/^broadcast from \d+: after$/m);
 
       l.proc.kill("SIGINT");
       expect(await l.exitCode()).toBe(0);
@@ -97,7 +52,7 @@ describe("listen reconnects across a server restart", () => {
   test("--max-retries: gives up after N failed attempts in a row and exits 1", async () => {
     const srv = await framedServer(0);
     const l = new ClientProcess(["--port", String(srv.port), "listen", "--max-retries", "2", "--backoff-max", "0.05"]);
-    await l.wait("stderr", /listening on/);
+    await l.waitErr(/listening on/);
     await srv.stop();
     expect(await l.exitCode()).toBe(1);
     expect(l.stderr).toMatch(/reconnecting in [\d.]+ s \(attempt 2; /);
@@ -109,7 +64,7 @@ describe("listen reconnects across a server restart", () => {
     const port = srv.port;
     try {
       const l = new ClientProcess(["--port", String(port), "--auth-token", "one", "listen", "--backoff-max", "0.1"]);
-      await l.wait("stderr", /listening on/);
+      await l.waitErr(/listening on/);
       await srv.stop();
       srv = await framedServer(port, ["--auth-token", "two"]);
       expect(await l.exitCode(15_000)).toBe(1);
@@ -126,17 +81,17 @@ describe("interactive reconnects across a server restart", () => {
     const port = srv.port;
     try {
       const p = new ClientProcess(["--port", String(port), "--protocol", "json", "interactive", "--backoff-max", "0.2"]);
-      await p.wait("stdout", /^connected to 127\.0\.0\.1:\d+ \(json\) as client \d+\./m);
+      await p.waitOut(/^connected to 127\.0\.0\.1:\d+ \(json\) as client \d+\./m);
       p.write("/ping\n");
-      await p.wait("stdout", /^pong in /m);
+      await p.waitOut(/^pong in /m);
       await srv.stop();
-      await p.wait("stdout", /^\*\*\* connection lost: the server closed the connection; reconnecting$/m);
+      await p.waitOut(/^\*\*\* connection lost: the server closed the connection; reconnecting$/m);
       p.write("/ping\n");
-      await p.wait("stdout", /^error: connection closed: not connected \(reconnecting\)$/m);
+      await p.waitOut(/^error: connection closed: not connected \(reconnecting\)$/m);
       srv = await startServer(["--protocol", "json", "--port", String(port)]);
-      await p.wait("stdout", /^\*\*\* reconnected to 127\.0\.0\.1:\d+ \(json\) as client \d+$/m, 15_000);
+      await p.waitOut(/^\*\*\* reconnected to 127\.0\.0\.1:\d+ \(json\) as client \d+$/m, 15_000);
       p.write("/echo back again\n");
-      await p.wait("stdout", /^echo: back again \(/m);
+      await p.waitOut(/^echo: back again \(/m);
       p.write("/exit\n");
       expect(await p.exitCode()).toBe(0);
     } finally {

@@ -5,6 +5,7 @@
 import { readdirSync, readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import type { Subprocess } from "bun";
+import { waitFor } from "./tcp.ts";
 
 /** The repository root (this file is test/util/process.ts). */
 export const ROOT = resolve(import.meta.dir, "../..");
@@ -193,6 +194,69 @@ export function runServerCli(args: string[], timeoutMs?: number): Promise<RunRes
 /** Runs `bun src/client.ts ARGS` to completion. */
 export function runClientCli(args: string[], timeoutMs?: number): Promise<RunResult> {
   return run([bunPath, "src/client.ts", ...args], timeoutMs);
+}
+
+/**
+ * A long-running client CLI process (listen, interactive) whose output is collected as it
+ * arrives; killed by killAll() like every other child started here.
+ */
+export class ClientProcess {
+  readonly proc: Subprocess<"pipe", "pipe", "pipe">;
+  stdout = "";
+  stderr = "";
+  /** Complete stdout lines so far (cheaper to poll than matching a long stdout). */
+  stdoutLines = 0;
+  readonly exited: Promise<number>;
+
+  constructor(args: string[], env: Record<string, string> = {}) {
+    this.proc = Bun.spawn([bunPath, "src/client.ts", ...args], {
+      cwd: ROOT,
+      stdin: "pipe",
+      stdout: "pipe",
+      stderr: "pipe",
+      env: { ...process.env, ...env },
+    });
+    live.add(this.proc);
+    this.exited = this.proc.exited.finally(() => live.delete(this.proc));
+    void this.collect(this.proc.stdout, (t) => {
+      this.stdout += t;
+      for (let i = t.indexOf("\n"); i >= 0; i = t.indexOf("\n", i + 1)) this.stdoutLines++;
+    });
+    void this.collect(this.proc.stderr, (t) => (this.stderr += t));
+  }
+
+  private async collect(stream: ReadableStream<Uint8Array>, add: (t: string) => void): Promise<void> {
+    const dec = new TextDecoder();
+    for await (const chunk of stream) add(dec.decode(chunk, { stream: true }));
+  }
+
+  /** Resolves with the match once stdout (or stderr) matches; fails the test after ms. */
+  async waitOut(re: RegExp, ms = 10_000, stream: "stdout" | "stderr" = "stdout"): Promise<RegExpMatchArray> {
+    let m: RegExpMatchArray | null = null;
+    await waitFor(() => (m = this[stream].match(re)) !== null, ms, `${re} on ${stream}; stdout: ${JSON.stringify(this.stdout.slice(-2000))}; stderr: ${JSON.stringify(this.stderr.slice(-2000))}`);
+    return m!;
+  }
+
+  waitErr(re: RegExp, ms = 10_000): Promise<RegExpMatchArray> {
+    return this.waitOut(re, ms, "stderr");
+  }
+
+  write(text: string): void {
+    this.proc.stdin.write(text);
+    this.proc.stdin.flush();
+  }
+
+  endInput(): void {
+    this.proc.stdin.end();
+  }
+
+  /** Exit code, failing the test if it takes longer than ms. */
+  async exitCode(ms = 10_000): Promise<number> {
+    let code: number | null = null;
+    this.exited.then((c) => (code = c));
+    await waitFor(() => code !== null, ms, `client ${this.proc.pid} to exit; stderr: ${JSON.stringify(this.stderr)}`);
+    return code!;
+  }
 }
 
 /** Kills every child still running (afterAll). */
