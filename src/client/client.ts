@@ -21,6 +21,7 @@ import {
   RequestTimeoutError,
   ServerError,
 } from "./errors.ts";
+import { Listeners } from "./events.ts";
 import { FramedWire } from "./framed-wire.ts";
 import { JsonWire } from "./json-wire.ts";
 import { LineWire } from "./line-wire.ts";
@@ -126,7 +127,7 @@ export class Client {
   private conn: Connection<unknown> | null = null;
   private readonly pending: Pending[] = [];
   private head = 0;
-  private readonly listeners: { [K in keyof ClientEvents]: ClientEvents[K][] } = { message: [], notice: [], close: [] };
+  private readonly listeners = new Listeners<ClientEvents>();
   private closeInfo: CloseInfo | null = null;
   private closingByClient = false;
   private failure: Error | null = null;
@@ -156,19 +157,14 @@ export class Client {
 
   /** Adds a listener; returns a function that removes it. */
   on<K extends keyof ClientEvents>(event: K, listener: ClientEvents[K]): () => void {
-    const list = this.listeners[event] as ClientEvents[K][];
-    list.push(listener);
-    return () => {
-      const i = list.indexOf(listener);
-      if (i >= 0) list.splice(i, 1);
-    };
+    return this.listeners.on(event, listener);
   }
 
   private emit<K extends keyof ClientEvents>(event: K, ...args: Parameters<ClientEvents[K]>): void {
     // A throwing listener propagates into the reactor's data handler, which closes this
     // connection with reason "error" (CloseInfo.error says why): loud, and the decoder is
     // never left half-way through a frame on a connection that goes on.
-    for (const l of [...this.listeners[event]]) (l as (...a: Parameters<ClientEvents[K]>) => void)(...args);
+    this.listeners.emit(event, ...args);
   }
 
   // --- state ----------------------------------------------------------------------------

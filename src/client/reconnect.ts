@@ -5,6 +5,7 @@
 // attempt limit is reached, or close() is called.
 
 import { Client, connect, type ClientOptions, type CloseInfo } from "./client.ts";
+import { Listeners } from "./events.ts";
 import { ClientError, ConnectError, ConnectionClosedError } from "./errors.ts";
 import { SUPPORTED_OPS, type IncomingMessage, type Op, type ServerNotice, type ServerStats } from "./protocol.ts";
 
@@ -90,9 +91,7 @@ export class ReconnectingClient {
   private stopped = false;
   private wakeSleep: (() => void) | null = null;
   private readonly backoff: Backoff;
-  private readonly listeners: { [K in keyof ReconnectingClientEvents]: ReconnectingClientEvents[K][] } = {
-    message: [], notice: [], disconnect: [], reconnecting: [], reconnect: [], giveUp: [],
-  };
+  private readonly listeners = new Listeners<ReconnectingClientEvents>();
   private resolveDone!: (reason: Error | null) => void;
   /** Settles when the client stops for good: null after close(), else the reason it gave up. */
   readonly done: Promise<Error | null>;
@@ -112,16 +111,11 @@ export class ReconnectingClient {
   }
 
   on<K extends keyof ReconnectingClientEvents>(event: K, listener: ReconnectingClientEvents[K]): () => void {
-    const list = this.listeners[event] as ReconnectingClientEvents[K][];
-    list.push(listener);
-    return () => {
-      const i = list.indexOf(listener);
-      if (i >= 0) list.splice(i, 1);
-    };
+    return this.listeners.on(event, listener);
   }
 
   private emit<K extends keyof ReconnectingClientEvents>(event: K, ...args: Parameters<ReconnectingClientEvents[K]>): void {
-    for (const l of [...this.listeners[event]]) (l as (...a: Parameters<ReconnectingClientEvents[K]>) => void)(...args);
+    this.listeners.emit(event, ...args);
   }
 
   /** The first connection; rejects (ConnectError) when it fails. */
