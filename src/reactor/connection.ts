@@ -96,7 +96,6 @@ export class TcpConnection<T = unknown> implements Connection<T>, TimerNode, Dis
   timerIndex = -1;
   private peer: SocketAddress | null = null;
 
-
   /**
    * Registration generation (stale-event guard). Kept by the reactor (generations[fd]), not
    * here: an idle connection is the memory benchmark, and each own field counts.

@@ -110,11 +110,6 @@ export class Reactor implements Disposable {
 
   private entries: (Entry | undefined)[] = [];
   private generations = new Uint32Array(1024);
-
-  /** The generation fd was registered with (valid while it is registered). */
-  generationOf(fd: number): number {
-    return this.generations[fd]!;
-  }
   private readonly dirty: TcpConnection<any>[] = [];
   /** Open connections. They are found through `entries` (no per-connection Set entry: memory). */
   private connections = 0;
@@ -160,6 +155,11 @@ export class Reactor implements Disposable {
   }
 
   // --- registration ---------------------------------------------------------------------
+
+  /** The generation fd was registered with (valid while it is registered). */
+  generationOf(fd: number): number {
+    return this.generations[fd]!;
+  }
 
   /** Enters fd into the dispatch table and the epoll set. Returns its new generation. */
   register(entry: TcpConnection<any> | Listener<any>, fd: number, interest: number): number {
