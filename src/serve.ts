@@ -47,11 +47,13 @@ export function serve<T = undefined>(options: ServeOptions<T>): Server {
       backlog: options.backlog,
       reusePort: options.reusePort,
       ipv6Only: options.ipv6Only,
+      // Undefined fields keep their defaults; reactor.listen() checks the values.
       connection: {
-        ...(options.idleTimeoutMs !== undefined && { idleTimeoutMs: options.idleTimeoutMs }),
-        ...(options.highWaterMark !== undefined && { highWaterMark: options.highWaterMark }),
-        ...(options.maxBuffered !== undefined && { maxBuffered: options.maxBuffered }),
-        ...(options.lingerMs !== undefined && { lingerMs: options.lingerMs }),
+        idleTimeoutMs: options.idleTimeoutMs,
+        highWaterMark: options.highWaterMark,
+        maxBuffered: options.maxBuffered,
+        lingerMs: options.lingerMs,
+        frameTimeoutMs: options.frameTimeoutMs,
       },
     });
   } catch (e) {

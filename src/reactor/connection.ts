@@ -40,6 +40,27 @@ export const DEFAULT_CONNECTION_OPTIONS: ConnectionOptions = {
   frameTimeoutMs: 0,
 };
 
+/**
+ * The defaults with `partial` on top (undefined fields keep their default), checked: every
+ * field a finite number >= 0, highWaterMark >= 1, and maxBuffered >= highWaterMark (below
+ * it a connection would be dropped as a slow consumer before its reads ever paused).
+ * Throws a RangeError naming the field. Called once per listener or outgoing connection.
+ */
+export function connectionOptions(partial: Partial<ConnectionOptions> = {}): ConnectionOptions {
+  const o = { ...DEFAULT_CONNECTION_OPTIONS };
+  for (const key of Object.keys(o) as (keyof ConnectionOptions)[]) {
+    const v = partial[key];
+    if (v === undefined) continue;
+    if (typeof v !== "number" || !Number.isFinite(v) || v < 0) throw new RangeError(`${key} must be a finite number >= 0, got ${String(v)}`);
+    o[key] = v;
+  }
+  if (o.highWaterMark < 1) throw new RangeError(`highWaterMark must be at least 1, got ${o.highWaterMark}`);
+  if (o.maxBuffered < o.highWaterMark) {
+    throw new RangeError(`maxBuffered (${o.maxBuffered}) must be at least highWaterMark (${o.highWaterMark}): a connection would be closed as a slow consumer before its reads paused`);
+  }
+  return o;
+}
+
 const F_WANT_WRITABLE = 1, F_USER_PAUSED = 2, F_BACKPRESSURED = 4, F_NEED_DRAIN = 8;
 const F_LINGERING = 16, F_PEER_ENDED = 32, F_DRAINING = 64, F_DIRTY = 128;
 

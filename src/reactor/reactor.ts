@@ -20,7 +20,7 @@ import { libc, rc, check, Errno, errorFromRc, EFD_NONBLOCK, EFD_CLOEXEC } from "
 import { ConnState, type Connection, type Handler } from "../types.ts";
 import { READABLE, WRITABLE, type PollBackend } from "./backend.ts";
 import { EpollBackend } from "./epoll.ts";
-import { TcpConnection, KIND_CONNECTION, DEFAULT_CONNECTION_OPTIONS, type ConnectionOptions } from "./connection.ts";
+import { TcpConnection, KIND_CONNECTION, connectionOptions, type ConnectionOptions } from "./connection.ts";
 import { Listener, KIND_LISTENER, type ListenerConfig } from "./listener.ts";
 import { openReserveFd, startConnect } from "./socket.ts";
 import { ReactorStats } from "./stats.ts";
@@ -231,7 +231,7 @@ export class Reactor implements Disposable {
       reusePort: config.reusePort,
       ipv6Only: config.ipv6Only,
       handler: config.handler,
-      connection: { ...DEFAULT_CONNECTION_OPTIONS, ...config.connection },
+      connection: connectionOptions(config.connection),
     });
     this.start();
     return listener;
@@ -239,10 +239,10 @@ export class Reactor implements Disposable {
 
   /** Connects to host:port (IP literal or "localhost"); resolves once connected. */
   connect<T>(host: string, port: number, handler: Handler<T>, options: Partial<ConnectionOptions> = {}): Promise<Connection<T>> {
+    const opts = connectionOptions(options); // before the socket exists: a bad option leaks nothing
     const { fd: owned, inProgress } = startConnect(host, port);
     const fd = owned.release();
     return new Promise<Connection<T>>((resolve, reject) => {
-      const opts = { ...DEFAULT_CONNECTION_OPTIONS, ...options };
       let conn: TcpConnection<T>;
       try {
         // Until connected we only want EPOLLOUT (connect completion).

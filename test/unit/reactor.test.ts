@@ -890,7 +890,7 @@ describe("stop", () => {
         server = c;
         c.write(big);
       },
-    }, { highWaterMark: 64 * 1024 * 1024 });
+    }, { highWaterMark: 64 * 1024 * 1024, maxBuffered: 64 * 1024 * 1024 });
     const s = await client(port);
     s.pause();
     await waitFor(() => server !== null, 5000, "open");
@@ -908,7 +908,7 @@ describe("stop", () => {
   test("a drain timeout force-closes a consumer that never reads", async () => {
     const { port, reactor, loop } = listen<undefined>({
       open: (c) => void c.write(new Uint8Array(8 * 1024 * 1024)),
-    }, { highWaterMark: 64 * 1024 * 1024 });
+    }, { highWaterMark: 64 * 1024 * 1024, maxBuffered: 64 * 1024 * 1024 });
     rawClient(port, { rcvbuf: 64 * 1024 }); // never reads
     await waitFor(() => reactor.connectionCount === 1, 5000, "open");
     const t0 = performance.now();
@@ -927,6 +927,53 @@ describe("stop", () => {
     expect(text(back)).toBe("served");
     await withTimeout(server.stop(), 5000, "stop");
     await waitFor(() => fdCount() <= before, 5000, "fds released");
+  });
+});
+
+describe("connection options are checked where they enter", () => {
+  test("maxBuffered below highWaterMark: serve() and connect() throw a RangeError naming both, and open no fd", async () => {
+    const before = fdCount();
+    expect(() => serve({ port: 0, handler: createEchoProtocol(), highWaterMark: 2048, maxBuffered: 1024, reactorOptions: { log: () => {} } }))
+      .toThrow("maxBuffered (1024) must be at least highWaterMark (2048)");
+    const { reactor } = newReactor();
+    const fds = fdCount();
+    expect(() => reactor.connect("127.0.0.1", 9, {}, { maxBuffered: 10 })).toThrow(RangeError);
+    expect(fdCount()).toBe(fds);
+    reactor[Symbol.dispose]();
+    await waitFor(() => fdCount() <= before, 5000, "fds released");
+  });
+
+  test("negative, NaN or non-number values are refused with the field's name; undefined keeps the default", () => {
+    const { reactor } = newReactor();
+    expect(() => reactor.listen({ port: 0, handler: {}, connection: { idleTimeoutMs: -1 } })).toThrow("idleTimeoutMs must be a finite number >= 0, got -1");
+    expect(() => reactor.listen({ port: 0, handler: {}, connection: { lingerMs: NaN } })).toThrow("lingerMs");
+    expect(() => reactor.listen({ port: 0, handler: {}, connection: { highWaterMark: "1" as any } })).toThrow("highWaterMark");
+    expect(() => reactor.listen({ port: 0, handler: {}, connection: { highWaterMark: 0 } })).toThrow("highWaterMark must be at least 1");
+    const l = reactor.listen({ port: 0, handler: {}, connection: { highWaterMark: undefined, maxBuffered: 4 * 1024 * 1024 } });
+    expect(l.config.connection.highWaterMark).toBe(256 * 1024);
+    expect(l.config.connection.maxBuffered).toBe(4 * 1024 * 1024);
+  });
+
+  test("serve() passes frameTimeoutMs on: a frame left incomplete closes the connection", async () => {
+    let inFrame = false;
+    const closed: CloseReason[] = [];
+    const server = serve({
+      port: 0,
+      frameTimeoutMs: 100,
+      reactorOptions: { log: () => {} },
+      handler: {
+        data() { inFrame = true; },
+        inFrame: () => inFrame,
+        close(_c, reason) { closed.push(reason); },
+      },
+    });
+    cleanups.push(() => void server.stop({ graceful: false }));
+    const sock = await connect(server.port);
+    sock.write("half a frame");
+    await waitFor(() => closed.length > 0, 5000, "closed by the frame timeout");
+    expect(closed[0]).toBe("frame-timeout");
+    sock.destroy();
+    await withTimeout(server.stop(), 5000, "stop");
   });
 });
 
