@@ -91,8 +91,12 @@ export function formatBenchResult(r: BenchResult): string {
   if (r.stoppedEarly) lines.push(`  STOPPED EARLY: ${r.stoppedEarly}`);
   if (r.interrupted) lines.push(`  interrupted after ${r.elapsedSec.toFixed(2)} s: the figures cover that time`);
   const unit = r.protocol === "line" ? "lines" : "requests";
+  // Replies that arrive during the drain after the window are answered but not "completed"
+  // (they are in the latency histogram): say so, or the counts look like they do not add up.
+  const late = r.sent - r.completed - r.errors - r.unanswered;
   lines.push(
-    `  ${unit.padEnd(12)}${groupDigits(r.sent)} sent, ${groupDigits(r.completed)} completed in ${r.elapsedSec.toFixed(2)} s, ${groupDigits(r.errors)} errors, ${groupDigits(r.unanswered)} unanswered`,
+    `  ${unit.padEnd(12)}${groupDigits(r.sent)} sent, ${groupDigits(r.completed)} completed in ${r.elapsedSec.toFixed(2)} s` +
+      `${late > 0 ? ` (${groupDigits(late)} more after it)` : ""}, ${groupDigits(r.errors)} errors, ${groupDigits(r.unanswered)} unanswered`,
   );
   if (r.deliveries !== null) {
     lines.push(`  ${"deliveries".padEnd(12)}${groupDigits(r.deliveries)} (${formatCount(r.deliveriesPerSec!)}/s: each line reaches the ${r.conns - 1} other connections)`);

@@ -94,5 +94,8 @@ describe("format", () => {
     expect(out).toMatch(/max +1\.00ms/);
     expect(summarize(h).p75).toBeGreaterThanOrEqual(750_000);
     expect(formatBenchResult({ ...r, stoppedEarly: "every connection was lost" })).toContain("STOPPED EARLY: every connection was lost");
+    // Replies after the window: answered (not unanswered), not completed, and said so.
+    expect(formatBenchResult({ ...r, completed: 960, errors: 10, unanswered: 5 }))
+      .toContain("1,000 sent, 960 completed in 1.00 s (25 more after it), 10 errors, 5 unanswered");
   });
 });
