@@ -20,6 +20,7 @@ import { libc, rc, check, Errno, errorFromRc, EFD_NONBLOCK, EFD_CLOEXEC } from "
 import { ConnState, type Connection, type Handler } from "../types.ts";
 import { READABLE, WRITABLE, type PollBackend } from "./backend.ts";
 import { EpollBackend } from "./epoll.ts";
+import { SpinWindow } from "./spin.ts";
 import { TcpConnection, KIND_CONNECTION, connectionOptions, type ConnectionOptions } from "./connection.ts";
 import { Listener, KIND_LISTENER, type ListenerConfig } from "./listener.ts";
 import { openReserveFd, startConnect } from "./socket.ts";
@@ -59,11 +60,13 @@ export interface ReactorOptions {
   /** Connections past this are accepted, told so (Handler.full) and closed. */
   maxConnections?: number;
   /**
-   * Busy polling (µs, default 0: off). After events, keep polling with a zero timeout for
-   * this long before sleeping in epoll_wait: a request that arrives meanwhile is served
-   * without the sleep and wake-up (several µs of latency on this VM), at the price of a core
-   * that spins while traffic is sparse. For latency-bound request/response (a trading
-   * gateway); Bun's loop still gets its turn every YIELD_EVERY_MS.
+   * Busy polling (µs, default 0: off): the longest the loop keeps polling with a zero
+   * timeout after events before sleeping in epoll_wait. A request that arrives meanwhile is
+   * served without the sleep and wake-up (several µs of latency on this VM), at the price of
+   * a core that spins through the gaps. The window adapts (spin.ts): it grows while events
+   * keep coming within this bound and drops to 0 when they come later, so sparse traffic
+   * costs no spinning. For latency-bound request/response (a trading gateway); Bun's loop
+   * still gets its turn every YIELD_EVERY_MS.
    */
   busyPollUs?: number;
   /** Where diagnostics go. */
@@ -100,7 +103,8 @@ export class Reactor implements Disposable {
   readonly readBudget: number;
   readonly maxPollMs: number;
   readonly asyncPollMs: number;
-  readonly busyPollMs: number;
+  /** Adaptive busy polling (ReactorOptions.busyPollUs); null when off. */
+  readonly spin: SpinWindow | null;
   maxConnections: number;
   /** Flush passes so far (TcpConnection.readPass: read from in the current pass). */
   flushPass = 0;
@@ -136,7 +140,9 @@ export class Reactor implements Disposable {
     this.maxPollMs = options.maxPollMs ?? 10;
     this.asyncPollMs = options.asyncPollMs ?? 0;
     this.maxConnections = options.maxConnections ?? Infinity;
-    this.busyPollMs = (options.busyPollUs ?? 0) / 1000;
+    const busyPollUs = options.busyPollUs ?? 0;
+    if (!(busyPollUs >= 0) || !Number.isFinite(busyPollUs)) throw new RangeError(`busyPollUs must be a finite number >= 0, got ${busyPollUs}`);
+    this.spin = busyPollUs > 0 ? new SpinWindow(busyPollUs / 1000) : null;
     this.idBase = options.idBase ?? 0;
     this.idStride = options.idStride ?? 1;
     using stack = new DisposableStack();
@@ -357,14 +363,17 @@ export class Reactor implements Disposable {
     let lastYield = performance.now();
     let lastEvents = -Infinity; // when a poll last returned events (busy polling)
     let dispatched = false; // dispatched since the last yield
+    const spin = this.spin;
     while (this.refs > 0 && !this.disposed) {
       this.flushDirty();
       // After a dispatch, keep serving without yielding for up to YIELD_EVERY_MS: sleeping in
       // epoll_wait right away saves a yield (and Bun's own epoll_pwait) per message.
-      const spinning = this.busyPollMs > 0 && this.now - lastEvents < this.busyPollMs;
+      const spinning = spin !== null && this.now - lastEvents < spin.ms;
       const n = this.backend.poll(spinning ? 0 : dispatched ? this.busyPollTimeout(lastYield) : this.pollTimeout());
       this.now = performance.now();
       if (n > 0) {
+        // Events after a sleep: adapt the spin window to the gap (spin.ts).
+        if (spin !== null && !spinning) spin.afterSleep(this.now - lastEvents);
         lastEvents = this.now;
         this.dispatch(n);
         if (this.timers.nextDeadline() <= this.now) this.timers.runExpired(this.now);

@@ -29,3 +29,38 @@ test("--busy-poll 2000: echoes while spinning, sleeps again once traffic stops, 
   sock.destroy();
   expect(await server.stop("SIGTERM")).toBe(0);
 }, 30_000);
+
+/** Server CPU as a share of wall time while `client` runs. */
+async function cpuShare(server: { cpuMs(): number }, client: () => Promise<void>): Promise<number> {
+  const cpu0 = server.cpuMs();
+  const t0 = performance.now();
+  await client();
+  return (server.cpuMs() - cpu0) / (performance.now() - t0);
+}
+
+test("--busy-poll adapts: it spins through gaps shorter than its bound, and stops spinning for sparser traffic", async () => {
+  const server = await startEchoServer(["--busy-poll", "5000"]);
+  const sock = await connect(server.port);
+  let seq = 0;
+  const paced = (gapMs: number, forMs: number) => async () => {
+    const end = performance.now() + forMs;
+    while (performance.now() < end) {
+      const msg = Buffer.from(`ping ${seq++}`);
+      await writeAll(sock, msg);
+      expect((await readExactly(sock, msg.length, 5000)).toString()).toBe(`ping ${seq - 1}`);
+      await sleep(gapMs);
+    }
+  };
+  // Requests ~1-2 ms apart, inside the 5 ms bound: the window grows and the loop spins
+  // through the gaps (without busy polling the server sleeps and uses a few % of a core).
+  const dense = await cpuShare(server, paced(1, 800));
+  // Requests 20 ms apart: a fixed 5 ms window would spin 5 ms of every 20 (25% of a core);
+  // the adaptive one shrinks to 0 after a few sleeps.
+  await paced(20, 200)(); // let it adapt
+  const sparse = await cpuShare(server, paced(20, 1000));
+  console.log(`busy-poll CPU share: dense ${(dense * 100).toFixed(1)}%, sparse ${(sparse * 100).toFixed(1)}%`);
+  expect(dense).toBeGreaterThan(0.4);
+  expect(sparse).toBeLessThan(0.1);
+  sock.destroy();
+  expect(await server.stop("SIGTERM")).toBe(0);
+}, 30_000);
