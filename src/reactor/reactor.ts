@@ -368,21 +368,24 @@ export class Reactor implements Disposable {
       this.flushDirty();
       let n = 0;
       // Busy polling: inside the spin window after the last events, poll without sleeping.
-      // It stops at the window's end, when Bun is owed its turn, or when a timer is due; not
-      // while a handler's promise waits on Bun I/O (that needs yields, not spinning).
-      let spun = false;
-      if (spin !== null && this.pendingAsync === 0) {
-        const next = this.timers.nextDeadline();
-        let until = lastEvents + spin.ms;
+      // A spin stops at the window's end, when Bun is owed its turn, or when a timer is due;
+      // in the last two cases the window is still open, so the loop yields or runs the timer
+      // and spins on instead of sleeping. No spinning while output waits for the next pass
+      // (the flush budget), a yield was requested, or a handler's promise waits on Bun I/O.
+      let spinning = false;
+      if (spin !== null && this.pendingAsync === 0 && this.dirty.length === 0 && !this.yieldRequested) {
+        const windowEnd = lastEvents + spin.ms;
+        let until = windowEnd;
         if (lastYield + YIELD_EVERY_MS < until) until = lastYield + YIELD_EVERY_MS;
+        const next = this.timers.nextDeadline();
         if (next < until) until = next;
-        if (this.now < until) {
-          spun = true;
+        if (performance.now() < until) {
           n = this.spinPoll(until);
           this.now = performance.now();
+          spinning = n !== 0 || this.now < windowEnd;
         }
       }
-      if (n === 0) {
+      if (!spinning) {
         // After a dispatch, keep serving without yielding for up to YIELD_EVERY_MS: sleeping in
         // epoll_wait right away saves a yield (and Bun's own epoll_pwait) per message.
         n = this.backend.poll(dispatched ? this.busyPollTimeout(lastYield) : this.pollTimeout());
@@ -404,8 +407,9 @@ export class Reactor implements Disposable {
         if (n < 0 && n !== -Errno.EINTR) throw errorFromRc("epoll_wait", n);
         if (this.timers.nextDeadline() <= this.now) this.timers.runExpired(this.now);
         this.flushDirty();
-        // Busy polling: spin on (a timer was due), yielding to Bun no more often than when busy.
-        if (spun && this.now - lastYield < YIELD_EVERY_MS && !this.yieldRequested) continue;
+        // Busy polling, window still open: spin on (a timer was due), yielding to Bun no more
+        // often than when busy. After EINTR (n < 0) the loop yields: a signal handler waits.
+        if (n === 0 && spinning && this.now - lastYield < YIELD_EVERY_MS && !this.yieldRequested) continue;
       }
       await yieldToBun();
       lastYield = this.now = performance.now();
