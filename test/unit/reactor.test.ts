@@ -954,6 +954,13 @@ describe("connection options are checked where they enter", () => {
     expect(l.config.connection.maxBuffered).toBe(4 * 1024 * 1024);
   });
 
+  test("busyPollUs: a negative or non-finite value throws before any fd is opened", () => {
+    const fds = fdCount();
+    expect(() => new Reactor({ busyPollUs: -1 })).toThrow("busyPollUs must be a finite number >= 0, got -1");
+    expect(() => new Reactor({ busyPollUs: Infinity })).toThrow(RangeError);
+    expect(fdCount()).toBe(fds);
+  });
+
   test("serve() passes frameTimeoutMs on: a frame left incomplete closes the connection", async () => {
     let inFrame = false;
     const closed: CloseReason[] = [];
