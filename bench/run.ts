@@ -86,7 +86,7 @@ const SERVERS: Record<string, ServerDef> = {
   "bunpoll-nostats": { command: bunpollCommand(["--no-stats"]), broadcast: true },
   // Same server that always sleeps in epoll_wait (no adaptive busy polling): what the
   // default --busy-poll 50 buys and costs.
-  "bunpoll-nospin": { command: bunpollCommand(["--busy-poll", "0"]), broadcast: true, only: ["pingpong", "pipelined", "idle", "fanout"] },
+  "bunpoll-nospin": { command: bunpollCommand(["--busy-poll", "0"]), broadcast: true, only: ["pingpong", "pipelined", "idle", "fanout", "many"] },
   "bun-listen": {
     command: (port, protocol) => [bun, "bench/baselines/bun-listen.ts", "--protocol", protocol, "--port", `${port}`],
     broadcast: true,
