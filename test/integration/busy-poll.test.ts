@@ -1,6 +1,7 @@
-// --busy-poll: the server spins (polls without sleeping) only for the given time after
-// traffic, serves correctly meanwhile, still answers signals, and goes back to sleeping when
-// traffic stops. Black-box: a real server process over real TCP.
+// --busy-poll: the server spins (polls without sleeping) for at most the given time after
+// traffic, and only while requests come that close together; it serves correctly meanwhile,
+// still answers signals, and goes back to sleeping when traffic stops or thins out.
+// Black-box: a real server process over real TCP.
 
 import { afterAll, expect, test } from "bun:test";
 import { killAll, startEchoServer } from "../util/process.ts";
