@@ -46,9 +46,9 @@
 // the hub (one per process) across all listeners, independent of how the reactor numbers
 // connections, and fit the framed protocol's u32 for the first 2^32 - 1 clients.
 
-import { ConnState, type Connection } from "./types.ts";
+import { isActive, type Stream as Connection } from "./stream/stream.ts";
 import { ErrorCode } from "./protocols/codec/errors.ts";
-import { SharedBytes } from "./reactor/write-queue.ts";
+import { SharedBytes } from "./buffers/shared-bytes.ts";
 
 /**
  * Bytes for many recipients (a large broadcast, or a flushed batch) at least this long
@@ -181,7 +181,7 @@ interface Channel {
  * broadcast recipients (the ACK's number), writing to them, and direct messages.
  */
 function receives(m: HubMember, from: HubMember | null): boolean {
-  return m !== from && m.joined && m.conn.state < ConnState.Closing;
+  return m !== from && m.joined && isActive(m.conn.state);
 }
 
 /** A direct message went through (else an ErrorCode). */

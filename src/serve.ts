@@ -1,10 +1,10 @@
 // serve(): the one-call API. A server is a Reactor with one listener; several listeners or
 // client connections can share a reactor by passing it in.
 
-import type { Handler } from "./types.ts";
+import type { Handler } from "./stream/stream.ts";
 import { Reactor, type ReactorOptions, type StopOptions } from "./reactor/reactor.ts";
 import type { Listener } from "./reactor/listener.ts";
-import type { ConnectionOptions } from "./reactor/connection.ts";
+import type { ConnectionOptions } from "./stream/tcp-stream.ts";
 import type { SocketAddress } from "../ffi/index.ts";
 
 export interface ServeOptions<T> extends Partial<ConnectionOptions> {

@@ -7,11 +7,11 @@ import pkg from "../package.json" with { type: "json" };
 import { parseArgs, formatFlags, UsageError, type FlagSpecs } from "./cli/args.ts";
 import { Reactor } from "./reactor/reactor.ts";
 import { SyscallError } from "../ffi/errno.ts";
-import type { Handler } from "./types.ts";
+import type { Handler } from "./stream/stream.ts";
 import { PROTOCOLS, PROTOCOL_NAMES, type ProtocolName } from "./protocols/registry.ts";
 import { createProtocolContext } from "./protocols/context.ts";
 import { StatsIntervalReporter } from "./stats/summary.ts";
-import { fdLimit } from "./reactor/socket.ts";
+import { fdLimit } from "./driver/sockets.ts";
 
 const FLAGS = {
   protocol: { type: "string", arg: "NAME", description: `protocol: ${PROTOCOL_NAMES.join("|")}`, default: "framed", choices: PROTOCOL_NAMES },

@@ -1,5 +1,5 @@
 // The JS cost of the framed protocol's hot path, without syscalls: one read of 16 ECHO
-// frames (64 B bodies) through the real handler table, into a real TcpConnection's write
+// frames (64 B bodies) through the real handler table, into a real TcpStream's write
 // queue (its fd is never used: the queue is cleared instead of flushed). ns per read / 16
 // = JS cost per message, to set against the server CPU per message in bench/run.ts.
 //
@@ -7,7 +7,7 @@
 
 import { bench, run, summary } from "mitata";
 import { Reactor } from "../../src/reactor/reactor.ts";
-import { TcpConnection, DEFAULT_CONNECTION_OPTIONS } from "../../src/reactor/connection.ts";
+import { TcpStream, DEFAULT_CONNECTION_OPTIONS } from "../../src/stream/tcp-stream.ts";
 import { createProtocolContext } from "../../src/protocols/context.ts";
 import { createFramedProtocol } from "../../src/protocols/framed.ts";
 import { createEchoProtocol } from "../../src/protocols/echo.ts";
@@ -25,12 +25,12 @@ const chunk = (() => {
 // data handler gets (and tells the write queue its address). It is refilled every time, as
 // a recv(2) would: the framed protocol retypes PING/ECHO headers in place.
 const input = () => {
-  reactor.recvBuffer.set(chunk);
-  return reactor.received(chunk.length);
+  reactor.driver.recvBuffer.set(chunk);
+  return reactor.driver.received(chunk.length);
 };
 
 function setup(handler: ReturnType<typeof createFramedProtocol> | ReturnType<typeof createEchoProtocol>) {
-  const conn = new TcpConnection<any>(reactor, -1, 1, handler as any, DEFAULT_CONNECTION_OPTIONS);
+  const conn = new TcpStream<any>(reactor, -1, 1, handler as any, DEFAULT_CONNECTION_OPTIONS);
   handler.open?.(conn as any);
   const reset = () => {
     (conn as unknown as { outq: { clear(): void } | null }).outq?.clear();

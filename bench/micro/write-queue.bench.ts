@@ -10,8 +10,10 @@
 
 import { bench, do_not_optimize, group, run, summary } from "mitata";
 import { libc, rc, Errno, SOCK_NONBLOCK, SOCK_CLOEXEC, MSG_NOSIGNAL } from "../../ffi/index.ts";
-import { BufferPool, WriteQueue, CHUNK_SIZE } from "../../src/reactor/write-queue.ts";
-import { createListenSocket, localAddress, startConnect } from "../../src/reactor/socket.ts";
+import { BufferPool, CHUNK_SIZE } from "../../src/buffers/pool.ts";
+import { WriteQueue } from "../../src/buffers/write-queue.ts";
+import { sendQueue } from "../../src/driver/epoll.ts";
+import { createListenSocket, localAddress, startConnect } from "../../src/driver/sockets.ts";
 
 const pool = new BufferPool();
 const q = new WriteQueue(pool);
@@ -151,7 +153,7 @@ group("flushTo over a loopback TCP pair (send + the peer's recv)", () => {
       warmPair();
       yield () => {
         appendReplies(16);
-        const n = q.flushTo(pair.a);
+        const n = sendQueue(pair.a, q);
         if (n !== 1088) throw new Error(`flushTo: ${n}`);
         drainPeer(1088);
       };

@@ -8,9 +8,9 @@
 import { isIP } from "node:net";
 import { lookup } from "node:dns/promises";
 import { SyscallError } from "../../ffi/errno.ts";
-import type { ConnectionOptions } from "../reactor/connection.ts";
+import type { ConnectionOptions } from "../stream/tcp-stream.ts";
 import { Reactor } from "../reactor/reactor.ts";
-import type { CloseReason, Connection, Handler } from "../types.ts";
+import type { CloseReason, Connection, Handler } from "../stream/stream.ts";
 import { EchoWire } from "./echo-wire.ts";
 import {
   ClientError,

@@ -6,7 +6,7 @@ import { Hub } from "../hub.ts";
 import type { ReactorStats } from "../reactor/stats.ts";
 import { buildStatsSnapshot, type ReactorCounters, type StatsSnapshot } from "../stats/snapshot.ts";
 import { ProtocolStats, type ProtocolStatsOptions } from "../stats/protocol-stats.ts";
-import type { CloseReason, Connection, Handler } from "../types.ts";
+import type { CloseReason, Connection, Handler } from "../stream/stream.ts";
 import type { RateLimitOptions } from "./guards.ts";
 
 export type ProtocolName = "framed" | "json" | "line";

@@ -2,7 +2,7 @@
 // the one the benchmarks compare with other servers. write() copies the bytes out of the
 // shared receive buffer, and a full output queue pauses reading (backpressure) by itself.
 
-import type { Handler } from "../types.ts";
+import type { Handler } from "../stream/stream.ts";
 
 export function createEchoProtocol(): Handler<undefined> {
   return {

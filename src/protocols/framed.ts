@@ -12,7 +12,7 @@
 // allocation per message.
 
 import { SEND_OK, type HubEncoder, type HubMember, type HubMessage } from "../hub.ts";
-import type { Connection } from "../types.ts";
+import type { Connection } from "../stream/stream.ts";
 import { ErrorCode } from "./codec/errors.ts";
 import {
   encodeError,

@@ -5,7 +5,7 @@
 
 import { SEND_OK, type HubEncoder, type HubMember, type HubMessage } from "../hub.ts";
 import type { StatsSnapshot } from "../stats/snapshot.ts";
-import type { Connection } from "../types.ts";
+import type { Connection } from "../stream/stream.ts";
 import { ERROR_MESSAGES, ErrorCode, errorName } from "./codec/errors.ts";
 import { FrameDecoder, HeaderLayout, type FrameSink } from "./codec/frame-decoder.ts";
 import { JSON_DEFAULT_MAX_FRAME, JsonFrameWriter, parseJsonBody, type JsonMessage } from "./codec/json.ts";

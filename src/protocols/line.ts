@@ -4,7 +4,7 @@
 // a decimal id). Bytes are relayed as received; UTF-8 is not validated here.
 
 import type { HubEncoder, HubMember, HubMessage } from "../hub.ts";
-import type { Connection } from "../types.ts";
+import type { Connection } from "../stream/stream.ts";
 import { ERROR_MESSAGES, ErrorCode } from "./codec/errors.ts";
 import { Kind } from "./codec/kinds.ts";
 import { LineDecoder, type LineSink } from "./codec/line-decoder.ts";

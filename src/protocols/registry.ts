@@ -2,7 +2,7 @@
 // process's one ProtocolContext, so listeners of different protocols share the hub
 // (a broadcast reaches every client) and the stats.
 
-import type { Handler } from "../types.ts";
+import type { Handler } from "../stream/stream.ts";
 import type { ProtocolContext } from "./context.ts";
 import { createEchoProtocol } from "./echo.ts";
 import { createFramedProtocol } from "./framed.ts";

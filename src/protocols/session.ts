@@ -6,7 +6,7 @@
 // encoding.
 
 import { formatAddress, type HubEncoder, type HubMember } from "../hub.ts";
-import type { CloseReason, Connection } from "../types.ts";
+import type { CloseReason, Connection } from "../stream/stream.ts";
 import { ErrorCode, closeReasonFor } from "./codec/errors.ts";
 import type { ProtocolContext, ProtocolHandler, ProtocolName } from "./context.ts";
 import { RateVerdict, TokenBucket } from "./guards.ts";

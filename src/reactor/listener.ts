@@ -1,29 +1,26 @@
-// A listening socket inside the reactor: accepts in the epoll flow, a bounded number per
-// wake-up so a connection storm cannot starve established connections.
+// A listening socket served by a reactor. The driver accepts (a bounded number per wake-up)
+// and hands each accepted fd here; this side decides what becomes of it and what to do when
+// the process runs out of fds.
 
-import { libc, rc, Errno, SOCK_NONBLOCK, SOCK_CLOEXEC, errorFromRc, type SocketAddress } from "../../ffi/index.ts";
-import type { Handler } from "../types.ts";
-import { READABLE } from "./backend.ts";
-import type { ConnectionOptions } from "./connection.ts";
-import { createListenSocket, localAddress, openReserveFd, setNoDelay, type Fd, type ListenOptions } from "./socket.ts";
+import { errorFromRc, Errno, type SocketAddress } from "../../ffi/index.ts";
+import { KIND_LISTENER, READABLE, type IoListener } from "../driver/driver.ts";
+import { ACCEPTS_PER_WAKEUP } from "../driver/epoll.ts";
+import { createListenSocket, formatHostPort, localAddress, type Fd, type ListenOptions } from "../driver/sockets.ts";
+import type { Handler } from "../stream/stream.ts";
+import type { ConnectionOptions } from "../stream/tcp-stream.ts";
 import type { Reactor } from "./reactor.ts";
 import { Timer } from "./timers.ts";
-
-export const KIND_LISTENER = 2;
-
-/** Accepts per wake-up (Redis: MAX_ACCEPTS_PER_CALL = 1000; we keep turns short). */
-export const ACCEPTS_PER_WAKEUP = 64;
 
 export interface ListenerConfig<T> extends ListenOptions {
   handler: Handler<T>;
   connection: ConnectionOptions;
 }
 
-export class Listener<T = unknown> implements Disposable {
-  readonly kind = KIND_LISTENER;
+export class Listener<T = unknown> implements IoListener, Disposable {
+  declare readonly kind: typeof KIND_LISTENER;
   readonly fd: number;
-  readonly generation: number;
   readonly address: SocketAddress;
+  interest = 0;
   private closed = false;
   /** Accepting is paused (fd exhaustion with no reserve fd left); a timer re-arms it. */
   private paused = false;
@@ -31,45 +28,30 @@ export class Listener<T = unknown> implements Disposable {
   private lastExhaustionLog = -Infinity; // performance.now() starts near 0
 
   constructor(readonly reactor: Reactor, readonly config: ListenerConfig<T>) {
-    using stack = new DisposableStack();
-    const fd: Fd = stack.use(createListenSocket(config));
+    using fd: Fd = createListenSocket(config);
     this.address = localAddress(fd.value);
-    this.generation = reactor.register(this, fd.value, READABLE);
-    stack.move(); // registered: the reactor owns the fd now and closes it in close()
-    this.fd = fd.release();
+    this.fd = fd.value;
+    reactor.register(this, READABLE);
+    fd.release(); // registered: the reactor owns the fd now and closes it in close()
   }
 
   get port(): number {
     return this.address.port;
   }
 
-  onEvent(_mask: number): void {
-    const r = this.reactor;
-    for (let i = 0; i < ACCEPTS_PER_WAKEUP && !this.closed; i++) {
-      // No address out-parameters: the peer address is fetched lazily if a handler asks.
-      const fd = rc(libc.accept4(this.fd, null, null, SOCK_NONBLOCK | SOCK_CLOEXEC));
-      if (fd >= 0) {
-        setNoDelay(fd); // replies are already coalesced per turn; Nagle would only add delay
-        r.adopt(fd, this.config.handler, this.config.connection);
-        continue;
-      }
-      if (fd === -Errno.EAGAIN) return;
-      if (fd === -Errno.EINTR || fd === -Errno.ECONNABORTED) continue;
-      r.stats.acceptErrors++;
-      if (fd === -Errno.EMFILE || fd === -Errno.ENFILE) {
-        this.onFdExhaustion(fd);
-        return;
-      }
-      r.log(`accept4 on ${this.describe()}: ${errorFromRc("accept4", fd).message}`);
-      return;
-    }
+  onAccept(fd: number): void {
+    this.reactor.adopt(fd, this.config.handler, this.config.connection);
+  }
+
+  onAcceptError(err: number): void {
+    if (err === -Errno.EMFILE || err === -Errno.ENFILE) this.onFdExhaustion(err);
+    else this.reactor.log(`accept4 on ${this.describe()}: ${errorFromRc("accept4", err).message}`);
   }
 
   /**
-   * Out of fds (after libuv's uv__emfile_trick): give back the reserve fd, accept the
-   * waiting connection and close it at once, take the reserve again. The backlog does not
-   * stall and the level-triggered listener does not spin. If the reserve is gone too,
-   * stop accepting for 100 ms.
+   * Out of fds: the driver sheds the waiting connections with its reserve fd (accept, close),
+   * so the backlog does not stall and the level-triggered listener does not spin. If the
+   * reserve is gone too, stop accepting for 100 ms.
    */
   private onFdExhaustion(err: number): void {
     const r = this.reactor;
@@ -78,19 +60,11 @@ export class Listener<T = unknown> implements Disposable {
       this.lastExhaustionLog = now;
       r.log(`accept4 on ${this.describe()}: ${errorFromRc("accept4", err).message}: out of file descriptors, refusing new connections`);
     }
-    for (let i = 0; i < ACCEPTS_PER_WAKEUP; i++) {
-      if (!r.releaseReserveFd()) break;
-      const fd = rc(libc.accept4(this.fd, null, null, SOCK_NONBLOCK | SOCK_CLOEXEC));
-      if (fd >= 0) {
-        libc.close(fd);
-        r.stats.closeReasons["server-full"]++;
-      }
-      r.takeReserveFd();
-      if (fd < 0) return; // EAGAIN: backlog empty
-    }
-    if (!r.hasReserveFd()) {
+    const shed = r.driver.shedPending(this.fd, ACCEPTS_PER_WAKEUP);
+    if (shed > 0) r.stats.countClose("server-full", shed);
+    if (shed < 0) {
       this.paused = true;
-      r.backend.modify(this.fd, this.generation, 0);
+      r.driver.setInterest(this, 0);
       r.timers.schedule(this.rearm, now + 100);
     }
   }
@@ -98,13 +72,11 @@ export class Listener<T = unknown> implements Disposable {
   private resumeAccepting(): void {
     if (this.closed || !this.paused) return;
     this.paused = false;
-    this.reactor.takeReserveFd();
-    this.reactor.backend.modify(this.fd, this.generation, READABLE);
+    this.reactor.driver.setInterest(this, READABLE);
   }
 
   describe(): string {
-    const a = this.address;
-    return a.family === 6 ? `[${a.address}]:${a.port}` : `${a.address}:${a.port}`;
+    return formatHostPort(this.address.address, this.address.port);
   }
 
   /** Stops accepting and closes the listening socket. */
@@ -113,7 +85,6 @@ export class Listener<T = unknown> implements Disposable {
     this.closed = true;
     this.reactor.timers.cancel(this.rearm);
     this.reactor.forget(this);
-    libc.close(this.fd);
   }
 
   [Symbol.dispose](): void {
@@ -121,4 +92,4 @@ export class Listener<T = unknown> implements Disposable {
   }
 }
 
-export { openReserveFd };
+Object.defineProperty(Listener.prototype, "kind", { value: KIND_LISTENER });

@@ -1,35 +1,33 @@
-// The reactor: one epoll set, one thread, one loop.
+// The reactor: one driver, one thread, one loop, and the policy around it: timers, busy
+// polling, yielding to Bun, flushing coalesced output, connection limits, ids, shutdown.
 //
 // Each turn: flush pending output -> poll -> dispatch ready fds -> run due timers -> flush.
-// Dispatch goes through a table indexed by fd (no Map lookups), and every registration
-// carries a generation so that an event for an fd closed and reused inside the same batch
-// is dropped (see backend.ts).
+// The driver (src/driver/) does every syscall of the data path; the reactor knows streams
+// and listeners only as entries it registers with the driver.
 //
-// Event-loop integration (docs/ARCHITECTURE.md has the measurements): a JS loop that blocks
-// in epoll_wait starves Bun's own event loop (timers, promises resolved by Bun I/O, signal
-// handlers). So the loop is async and yields to Bun with setImmediate at least every
-// YIELD_EVERY_MS while busy, and before every sleep longer than that. The epoll_wait timeout
-// is capped (maxPollMs) because Bun's timers are not fd-driven, and is 0 (asyncPollMs) while
-// a handler's promise is pending, so Bun I/O it awaits is not held up by our sleeps. A
-// signal interrupts epoll_wait with EINTR, so SIGTERM is seen at once.
+// Event-loop integration (docs/ARCHITECTURE.md): a JS loop that blocks in epoll_wait
+// starves Bun's own event loop (timers, promises resolved by Bun I/O, signal handlers). So
+// the loop is async and yields to Bun with setImmediate at least every YIELD_EVERY_MS while
+// busy, and before every sleep longer than that. The poll timeout is capped (maxPollMs)
+// because Bun's timers are not fd-driven, and is 0 (asyncPollMs) while a handler's promise
+// is pending, so Bun I/O it awaits is not held up by our sleeps. A signal interrupts
+// epoll_wait with EINTR, so SIGTERM is seen at once.
 //
-// One reactor per thread. Nothing here is process-global: several reactors run in several
-// Workers, each with its own SO_REUSEPORT listener, connection-id lane and wake eventfd.
+// Ids. Stream ids are index * ID_LANE + n, n = 1, 2, ...: the reactor's index (unique among
+// the thread's live reactors, or given) is derivable from any id, and ids are unique in the
+// process for every open stream. A lane that wraps skips ids still in use.
 
-import { libc, rc, check, Errno, errorFromRc, EFD_NONBLOCK, EFD_CLOEXEC } from "../../ffi/index.ts";
-import { ConnState, type Connection, type Handler } from "../types.ts";
-import { READABLE, WRITABLE, type PollBackend } from "./backend.ts";
-import { EpollBackend } from "./epoll.ts";
+import { Errno, errorFromRc } from "../../ffi/index.ts";
+import { threadPool, type BufferPool } from "../buffers/pool.ts";
+import { KIND_STREAM, READABLE, WRITABLE } from "../driver/driver.ts";
+import { EpollDriver, wakeEventFd, type EpollDriverOptions } from "../driver/epoll.ts";
+import { Fd, startConnect } from "../driver/sockets.ts";
+import { StreamState, type Handler, type Stream } from "../stream/stream.ts";
+import { TcpStream, connectionOptions, type ConnectionOptions } from "../stream/tcp-stream.ts";
+import { Listener, type ListenerConfig } from "./listener.ts";
 import { SpinWindow } from "./spin.ts";
-import { TcpConnection, KIND_CONNECTION, connectionOptions, type ConnectionOptions } from "./connection.ts";
-import { Listener, KIND_LISTENER, type ListenerConfig } from "./listener.ts";
-import { openReserveFd, startConnect } from "./socket.ts";
 import { ReactorStats } from "./stats.ts";
 import { TimerHeap, Timer } from "./timers.ts";
-import { ptr } from "bun:ffi";
-import { setReceiveView, threadPool, type BufferPool } from "./write-queue.ts";
-
-const KIND_WAKE = 3;
 
 /** Yield to Bun's event loop at least this often while busy. */
 const YIELD_EVERY_MS = 1;
@@ -39,47 +37,66 @@ const LARGE_QUEUE = 64 * 1024;
 /** `await null`s after each dispatch: promise chains this deep resume before the next poll. */
 const MICROTASK_ROUNDS = 3;
 
-export interface ReactorOptions {
-  /** Size of the one receive buffer shared by all connections of this reactor. */
-  recvBufferSize?: number;
-  /** Max bytes read from one connection per readiness event (fairness). */
-  readBudget?: number;
-  /** Max events per epoll_wait. */
-  maxEvents?: number;
-  /** Upper bound of one epoll_wait, so Bun's timers run on time (ms). Default 10. */
+/** Ids per reactor lane (2^26): ids fit a u32 for 64 reactors. */
+export const ID_LANE = 1 << 26;
+/** Reactors whose ids a u32 can carry: indexes 0..63. */
+export const MAX_REACTORS = 64;
+
+/** The index of the reactor that owns stream `id`. */
+export function reactorIndexOf(id: number): number {
+  return Math.floor(id / ID_LANE);
+}
+
+/** Indexes of this thread's live reactors (module state is per Worker). */
+const indexesInUse = new Set<number>();
+
+function claimIndex(wanted: number | undefined): number {
+  if (wanted !== undefined) {
+    if (!Number.isInteger(wanted) || wanted < 0 || wanted >= MAX_REACTORS) throw new RangeError(`reactor index must be an integer 0..${MAX_REACTORS - 1}, got ${wanted}`);
+    if (indexesInUse.has(wanted)) throw new RangeError(`reactor index ${wanted} is in use by another reactor of this thread`);
+    indexesInUse.add(wanted);
+    return wanted;
+  }
+  for (let i = 0; i < MAX_REACTORS; i++) {
+    if (!indexesInUse.has(i)) {
+      indexesInUse.add(i);
+      return i;
+    }
+  }
+  throw new RangeError(`more than ${MAX_REACTORS} reactors in one thread`);
+}
+
+export interface ReactorOptions extends Omit<EpollDriverOptions, "poller"> {
+  /** Upper bound of one poll, so Bun's timers run on time (ms). Default 10. */
   maxPollMs?: number;
   /**
-   * Upper bound of one epoll_wait while a handler's promise is pending (ms). Default 0: the
-   * loop alternates poll(0) and a yield, so Bun I/O a handler awaits completes at Bun's own
+   * Upper bound of one poll while a handler's promise is pending (ms). Default 0: the loop
+   * alternates poll(0) and a yield, so Bun I/O a handler awaits completes at Bun's own
    * speed, at the price of a busy core while the promise is pending.
    */
   asyncPollMs?: number;
-  /** Connection ids are idBase + 1 + n * idStride: disjoint lanes for several reactors. */
-  idBase?: number;
-  idStride?: number;
+  /**
+   * This reactor's index, the high part of its stream ids (0..63). Default: the lowest one
+   * free in this thread. Reactors in several Workers pass theirs, so ids stay unique in the
+   * process.
+   */
+  index?: number;
   /** Connections past this are accepted, told so (Handler.full) and closed. */
   maxConnections?: number;
   /**
    * Busy polling (µs, default 0: off): the longest the loop keeps polling with a zero
-   * timeout after events before sleeping in epoll_wait. A request that arrives meanwhile is
-   * served without the sleep and wake-up (several µs of latency on this VM), at the price of
-   * a core that spins through the gaps. The window adapts (spin.ts): it grows while events
-   * keep coming within this bound and drops to 0 when they come later, so sparse traffic
-   * costs no spinning. For latency-bound request/response (a trading gateway); Bun's loop
-   * still gets its turn every YIELD_EVERY_MS.
+   * timeout after events before sleeping. A request that arrives meanwhile is served without
+   * the sleep and wake-up, at the price of a core that spins through the gaps. The window
+   * adapts (spin.ts): it grows while events keep coming within this bound and drops to 0
+   * when they come later, so sparse traffic costs no spinning. Bun's loop still gets its
+   * turn every YIELD_EVERY_MS.
    */
   busyPollUs?: number;
   /** Where diagnostics go. */
   log?: (line: string) => void;
-  backend?: PollBackend;
+  /** A scripted poller for tests (EpollDriverOptions.poller). */
+  poller?: EpollDriverOptions["poller"];
 }
-
-interface WakeEntry {
-  readonly kind: typeof KIND_WAKE;
-  onEvent(mask: number): void;
-}
-
-type Entry = TcpConnection<any> | Listener<any> | WakeEntry;
 
 export interface StopOptions {
   /** Flush queued output and reply to requests already received (default true). */
@@ -89,141 +106,107 @@ export interface StopOptions {
 }
 
 export class Reactor implements Disposable {
-  readonly backend: PollBackend;
+  readonly driver: EpollDriver;
   readonly stats = new ReactorStats();
   readonly timers = new TimerHeap();
+  readonly index: number;
   /** Output buffers: the thread's pool (shared with decoders and broadcast payloads). */
   readonly bufferPool: BufferPool = threadPool;
-  /** The shared receive buffer. Own ArrayBuffer: its address never moves. */
-  readonly recvBuffer: Uint8Array;
-  /** The last view of recvBuffer[0, n) handed to a data handler, reused while n repeats. */
-  private recvView: Uint8Array;
-  /** recvBuffer's address (its own ArrayBuffer: it never moves). */
-  private readonly recvPtr: number;
-  readonly readBudget: number;
   readonly maxPollMs: number;
   readonly asyncPollMs: number;
   /** Adaptive busy polling (ReactorOptions.busyPollUs); null when off. */
   readonly spin: SpinWindow | null;
   maxConnections: number;
-  /** Flush passes so far (TcpConnection.readPass: read from in the current pass). */
+  /** Flush passes so far (TcpStream.readPass: read from in the current pass). */
   flushPass = 0;
   /** performance.now() at the start of the current turn. */
   now = performance.now();
   readonly log: (line: string) => void;
 
-  private entries: (Entry | undefined)[] = [];
-  private generations = new Uint32Array(1024);
-  private readonly dirty: TcpConnection<any>[] = [];
-  /** Open connections. They are found through `entries` (no per-connection Set entry: memory). */
+  private readonly dirty: TcpStream<any>[] = [];
+  /** Open connections. Found through the driver's table (no per-connection Set entry: memory). */
   private connections = 0;
   private readonly listeners = new Set<Listener<any>>();
   /** Registered listeners + connections: the loop runs while this is > 0. */
   private refs = 0;
-  private nextSeq = 0;
-  private readonly idBase: number;
-  private readonly idStride: number;
+  /** The next id's position in this reactor's lane (see the top). */
+  private seq = 1;
+  /** After a lane wrap: ids that were open then, skipped until the next wrap. */
+  private liveAtWrap: Set<number> | null = null;
+  private readonly pendingConnects = new Map<TcpStream<any>, (err: Error | null) => void>();
   private readonly throttle = new Map<string, { last: number; suppressed: number }>();
   private pendingAsync = 0;
   private yieldRequested = false;
   private running: Promise<void> | null = null;
   private stopping: Promise<void> | null = null;
-  private readonly wakeFd: number;
-  private readonly wakeBuf = new BigUint64Array(new ArrayBuffer(8));
-  private reserveFd = -1;
   private disposed = false;
   private readonly forceClose = new Timer(() => this.closeAll("shutdown"));
 
   constructor(options: ReactorOptions = {}) {
     this.log = options.log ?? ((line) => console.error(`[bunpoll] ${line}`));
-    this.readBudget = options.readBudget ?? 1024 * 1024;
     this.maxPollMs = options.maxPollMs ?? 10;
     this.asyncPollMs = options.asyncPollMs ?? 0;
     this.maxConnections = options.maxConnections ?? Infinity;
     const busyPollUs = options.busyPollUs ?? 0;
     if (!(busyPollUs >= 0) || !Number.isFinite(busyPollUs)) throw new RangeError(`busyPollUs must be a finite number >= 0, got ${busyPollUs}`);
     this.spin = busyPollUs > 0 ? new SpinWindow(busyPollUs / 1000) : null;
-    this.idBase = options.idBase ?? 0;
-    this.idStride = options.idStride ?? 1;
+    this.index = claimIndex(options.index);
     using stack = new DisposableStack();
-    this.backend = stack.use(options.backend ?? new EpollBackend(options.maxEvents ?? 256));
-    this.recvBuffer = new Uint8Array(new ArrayBuffer(options.recvBufferSize ?? 256 * 1024));
-    this.recvView = this.recvBuffer.subarray(0, 0);
-    this.recvPtr = ptr(this.recvBuffer);
-    this.wakeFd = check("eventfd", libc.eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
-    stack.defer(() => libc.close(this.wakeFd));
-    const wake: WakeEntry = { kind: KIND_WAKE, onEvent: () => this.drainWake() };
-    this.generations[this.wakeFd] = 1;
-    this.entries[this.wakeFd] = wake;
-    check("epoll_ctl(eventfd)", this.backend.add(this.wakeFd, 1, READABLE));
-    this.reserveFd = openReserveFd();
-    stack.move(); // constructed: [Symbol.dispose] owns backend and wake fd from here
+    stack.defer(() => indexesInUse.delete(this.index));
+    this.driver = stack.use(new EpollDriver(this.stats, options));
+    stack.move(); // constructed: [Symbol.dispose] owns the driver and the index from here
   }
 
   // --- registration ---------------------------------------------------------------------
 
-  /** The generation fd was registered with (valid while it is registered). */
-  generationOf(fd: number): number {
-    return this.generations[fd]!;
-  }
-
-  /** Enters fd into the dispatch table and the epoll set. Returns its new generation. */
-  register(entry: TcpConnection<any> | Listener<any>, fd: number, interest: number): number {
-    if (fd >= this.generations.length) {
-      let size = this.generations.length * 2;
-      while (size <= fd) size *= 2;
-      const g = new Uint32Array(size);
-      g.set(this.generations);
-      this.generations = g;
-    }
-    const gen = (this.generations[fd]! + 1) >>> 0;
-    this.generations[fd] = gen;
-    const r = this.backend.add(fd, gen, interest);
-    if (r < 0) throw errorFromRc("epoll_ctl", r);
-    this.entries[fd] = entry;
+  /** Enters a listener or stream into the driver and counts it. Throws a SyscallError. */
+  register(entry: TcpStream<any> | Listener<any>, interest: number): void {
+    this.driver.attach(entry, interest);
     this.refs++;
-    if (entry.kind === KIND_CONNECTION) this.connections++;
+    if (entry.kind === KIND_STREAM) this.connections++;
     else this.listeners.add(entry);
-    return gen;
   }
 
-  /** Removes a closing fd from the dispatch table (its owner closes the fd). */
-  forget(entry: TcpConnection<any> | Listener<any>): void {
-    if (this.entries[entry.fd] !== entry) return;
-    this.entries[entry.fd] = undefined;
-    if (entry.kind === KIND_CONNECTION) this.connections--;
+  /** Removes a closing entry; the driver closes its fd. */
+  forget(entry: TcpStream<any> | Listener<any>): void {
+    this.driver.close(entry);
+    if (entry.kind === KIND_STREAM) this.connections--;
     else this.listeners.delete(entry);
     this.refs--;
   }
 
-  /** Takes ownership of an accepted, non-blocking fd and opens a connection on it. */
-  adopt<T>(fd: number, handler: Handler<T>, options: ConnectionOptions): TcpConnection<T> | null {
-    let conn: TcpConnection<T>;
+  /** The next stream id (see the top). */
+  private nextId(): number {
+    for (;;) {
+      if (this.seq >= ID_LANE) {
+        this.seq = 1;
+        this.liveAtWrap = new Set(this.openStreams().map((s) => s.id));
+      }
+      const id = this.index * ID_LANE + this.seq++;
+      if (this.liveAtWrap === null || !this.liveAtWrap.has(id)) return id;
+    }
+  }
+
+  /** Takes ownership of an accepted, non-blocking fd and opens a stream on it. */
+  adopt<T>(fd: number, handler: Handler<T>, options: ConnectionOptions): TcpStream<T> | null {
+    using owned = new Fd(fd); // closed on every path until the stream is registered
+    const stream = new TcpStream<T>(this, fd, this.nextId(), handler, options);
     try {
-      conn = this.registerConnection(fd, handler, options, READABLE);
+      this.register(stream, READABLE);
     } catch (e) {
-      libc.close(fd);
       this.log(`could not register connection fd ${fd}: ${(e as Error).message}`);
       return null;
     }
-    if (this.connections > this.maxConnections) {
-      this.stats.rejectedFull++;
-      conn.rejectFull();
-    } else {
-      conn.start();
-    }
-    return conn;
-  }
-
-  /** Creates a connection on an owned fd, enters it in the dispatch table and epoll, counts it. */
-  private registerConnection<T>(fd: number, handler: Handler<T>, options: ConnectionOptions, interest: number): TcpConnection<T> {
-    const id = this.idBase + 1 + this.nextSeq++ * this.idStride;
-    const conn = new TcpConnection<T>(this, fd, id, handler, options);
-    conn.interest = interest;
-    this.register(conn, fd, interest);
+    owned.release();
     this.stats.connectionsActive++;
     this.stats.connectionsTotal++;
-    return conn;
+    if (this.connections > this.maxConnections) {
+      this.stats.rejectedFull++;
+      stream.rejectFull();
+    } else {
+      stream.start();
+    }
+    return stream;
   }
 
   /** Opens a listening socket served by this reactor and starts the loop. */
@@ -244,49 +227,52 @@ export class Reactor implements Disposable {
   }
 
   /** Connects to host:port (IP literal or "localhost"); resolves once connected. */
-  connect<T>(host: string, port: number, handler: Handler<T>, options: Partial<ConnectionOptions> = {}): Promise<Connection<T>> {
+  connect<T>(host: string, port: number, handler: Handler<T>, options: Partial<ConnectionOptions> = {}): Promise<Stream<T>> {
     const opts = connectionOptions(options); // before the socket exists: a bad option leaks nothing
-    const { fd: owned, inProgress } = startConnect(host, port);
-    const fd = owned.release();
-    return new Promise<Connection<T>>((resolve, reject) => {
-      let conn: TcpConnection<T>;
-      try {
-        // Until connected we only want EPOLLOUT (connect completion).
-        conn = this.registerConnection(fd, handler, opts, WRITABLE);
-      } catch (e) {
-        libc.close(fd);
-        reject(e);
-        return;
-      }
-      conn.connecting = (err) => (err ? reject(err) : resolve(conn));
-      conn.start();
-      if (!inProgress) conn.onWritable();
+    const started = startConnect(host, port);
+    using fd = started.fd;
+    // Until connected only WRITABLE (connect completion) is wanted.
+    const stream = new TcpStream<T>(this, fd.value, this.nextId(), handler, opts, true);
+    this.register(stream, WRITABLE);
+    fd.release();
+    this.stats.connectionsActive++;
+    this.stats.connectionsTotal++;
+    return new Promise<Stream<T>>((resolve, reject) => {
+      this.pendingConnects.set(stream, (err) => (err ? reject(err) : resolve(stream)));
+      stream.start();
+      if (!started.inProgress) stream.onWritable();
       this.start();
     });
   }
 
+  /** A connect() finished: resolves or rejects its promise. */
+  connectSettled(stream: TcpStream<any>, err: Error | null): void {
+    const cb = this.pendingConnects.get(stream);
+    if (cb === undefined) return;
+    this.pendingConnects.delete(stream);
+    cb(err);
+  }
+
+  markDirty(stream: TcpStream<any>): void {
+    this.dirty.push(stream);
+  }
+
   /**
-   * recvBuffer[0, n) as a view for a data handler. A subarray() costs ~100 ns; reads of one
-   * size repeat (a ping-pong client, a pipelining client's batches), so the last view is
-   * reused when the length matches. Handlers may only use the view during the call.
+   * Counts a promise returned by a handler: while any is pending, polls are kept short. A
+   * rejection closes the stream; with `pause`, the stream reads again once it settles.
    */
-  received(n: number): Uint8Array {
-    let v = this.recvView;
-    if (v.length !== n) this.recvView = v = this.recvBuffer.subarray(0, n);
-    setReceiveView(v, this.recvPtr); // several reactors may share the thread: set every time
-    return v;
-  }
-
-  markDirty(conn: TcpConnection<any>): void {
-    this.dirty.push(conn);
-  }
-
-  /** Counts a promise returned by a handler: while any is pending, polls are kept short. */
-  trackAsync(p: PromiseLike<unknown>, conn: TcpConnection<any>): void {
+  trackAsync(p: PromiseLike<unknown>, stream: TcpStream<any>, pause: boolean): void {
     this.pendingAsync++;
     p.then(
-      () => { this.pendingAsync--; },
-      (e) => { this.pendingAsync--; conn.fail(e); },
+      () => {
+        this.pendingAsync--;
+        if (pause) stream.asyncSettled();
+      },
+      (e) => {
+        this.pendingAsync--;
+        if (pause) stream.asyncSettled();
+        stream.fail(e);
+      },
     );
   }
 
@@ -325,23 +311,6 @@ export class Reactor implements Disposable {
     this.log(t.suppressed > 0 ? `${line} (and ${t.suppressed} more like it in the last second)` : line);
     t.last = now;
     t.suppressed = 0;
-  }
-
-  // --- fd reserve (EMFILE) --------------------------------------------------------------
-
-  hasReserveFd(): boolean {
-    return this.reserveFd >= 0;
-  }
-
-  releaseReserveFd(): boolean {
-    if (this.reserveFd < 0) return false;
-    libc.close(this.reserveFd);
-    this.reserveFd = -1;
-    return true;
-  }
-
-  takeReserveFd(): void {
-    if (this.reserveFd < 0) this.reserveFd = openReserveFd();
   }
 
   // --- the loop -------------------------------------------------------------------------
@@ -388,14 +357,14 @@ export class Reactor implements Disposable {
       if (!spinning) {
         // After a dispatch, keep serving without yielding for up to YIELD_EVERY_MS: sleeping in
         // epoll_wait right away saves a yield (and Bun's own epoll_pwait) per message.
-        n = this.backend.poll(dispatched ? this.busyPollTimeout(lastYield) : this.pollTimeout());
+        n = this.driver.poll(dispatched ? this.busyPollTimeout(lastYield) : this.pollTimeout());
         this.now = performance.now();
         // Events after a sleep: adapt the spin window to the gap (spin.ts).
         if (n > 0 && spin !== null) spin.afterSleep(this.now - lastEvents);
       }
       if (n > 0) {
         lastEvents = this.now;
-        this.dispatch(n);
+        this.driver.dispatch(n);
         if (this.timers.nextDeadline() <= this.now) this.timers.runExpired(this.now);
         this.flushDirty();
         dispatched = true;
@@ -425,9 +394,9 @@ export class Reactor implements Disposable {
    * tier compiles it and not the whole loop (that cost ~1 MiB of RSS, the idle benchmark).
    */
   private spinPoll(until: number): number {
-    const b = this.backend;
+    const d = this.driver;
     for (;;) {
-      const n = b.poll(0);
+      const n = d.poll(0);
       if (n !== 0 || performance.now() >= until) return n;
     }
   }
@@ -448,18 +417,6 @@ export class Reactor implements Disposable {
     if (next === Infinity) return cap;
     const ms = Math.ceil(next - performance.now());
     return ms <= 0 ? 0 : ms < cap ? ms : cap;
-  }
-
-  private dispatch(n: number): void {
-    const b = this.backend;
-    const gens = this.generations;
-    for (let i = 0; i < n; i++) {
-      const fd = b.eventFd(i);
-      const entry = this.entries[fd];
-      // Stale-event guard: fd closed in this batch (undefined) or closed and reused (generation).
-      if (entry === undefined || gens[fd] !== b.eventGeneration(i)) continue;
-      entry.onEvent(b.eventMask(i));
-    }
   }
 
   /**
@@ -493,20 +450,13 @@ export class Reactor implements Disposable {
     this.flushPass++;
   }
 
-  private drainWake(): void {
-    rc(libc.read(this.wakeFd, this.wakeBuf, 8));
-  }
-
-  /**
-   * Interrupts epoll_wait from any thread. Other threads pass the fd (wakeFdNumber) and call
-   * `wakeReactor(fd)`; a stop command travels beside it (e.g. a SharedArrayBuffer flag).
-   */
+  /** Interrupts the poll from this thread; other threads call wakeReactor(wakeFdNumber). */
   wake(): void {
-    wakeReactor(this.wakeFd);
+    this.driver.wake();
   }
 
   get wakeFdNumber(): number {
-    return this.wakeFd;
+    return this.driver.wakeFd;
   }
 
   // --- shutdown -------------------------------------------------------------------------
@@ -520,11 +470,11 @@ export class Reactor implements Disposable {
     if (!graceful) {
       this.closeAll("shutdown");
     } else {
-      for (const c of this.openConnections()) {
-        // Requests that already arrived get their replies: each connection reads on until
-        // the peer goes quiet and its output is flushed, then ends (beginDrain).
-        if (c.connecting) c.close("shutdown");
-        else c.beginDrain();
+      for (const s of this.openStreams()) {
+        // Requests that already arrived get their replies: each stream reads on until the
+        // peer goes quiet and its output is flushed, then ends (beginDrain).
+        if (s.state === StreamState.Connecting) s.close("shutdown");
+        else s.beginDrain();
       }
       this.timers.schedule(this.forceClose, this.now + (options.drainTimeoutMs ?? 5000));
     }
@@ -537,36 +487,29 @@ export class Reactor implements Disposable {
     return this.stopping;
   }
 
-  /** A snapshot of the open connections (shutdown paths only: it scans the fd table). */
-  private openConnections(): TcpConnection<any>[] {
-    const out: TcpConnection<any>[] = [];
-    for (const e of this.entries) if (e !== undefined && e.kind === KIND_CONNECTION) out.push(e);
-    return out;
+  /** A snapshot of the open streams (shutdown paths and id wraps only: it scans the fd table). */
+  private openStreams(): TcpStream<any>[] {
+    return this.driver.entriesOfKind(KIND_STREAM) as TcpStream<any>[];
   }
 
   private closeAll(reason: "shutdown"): void {
-    for (const c of this.openConnections()) c.close(reason);
+    for (const s of this.openStreams()) s.close(reason);
   }
 
-  /** Closes every fd this reactor owns. Safe to call twice. */
+  /** Closes every fd this reactor owns and frees its index. Safe to call twice. */
   [Symbol.dispose](): void {
     if (this.disposed) return;
     for (const l of [...this.listeners]) l.close();
     this.closeAll("shutdown");
     this.disposed = true;
-    if (this.reserveFd >= 0) libc.close(this.reserveFd);
-    this.reserveFd = -1;
-    libc.close(this.wakeFd);
-    this.backend[Symbol.dispose]();
+    this.driver[Symbol.dispose]();
+    indexesInUse.delete(this.index);
   }
 }
 
-const wakeValue = new BigUint64Array(new ArrayBuffer(8));
-wakeValue[0] = 1n;
-
-/** Writes the eventfd of a reactor (possibly one running in another thread). */
+/** Interrupts a reactor's poll from any thread, given its wakeFdNumber. */
 export function wakeReactor(eventFd: number): void {
-  libc.write(eventFd, wakeValue, 8);
+  wakeEventFd(eventFd);
 }
 
 /** Lets Bun's event loop run one tick (timers, I/O callbacks, signal handlers). ~2 us. */

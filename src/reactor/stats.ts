@@ -1,9 +1,9 @@
-import type { CloseReason } from "../types.ts";
+import { TRANSPORT_CLOSE_REASONS } from "../stream/stream.ts";
 
 /**
- * Counters kept by one reactor. Plain number fields: incrementing them costs a store,
- * so they stay on in production. Protocol-level counters (messages per type, errors per
- * code, latency histogram) live in src/stats/.
+ * Counters kept by one reactor (its driver counts the I/O fields). Plain number fields:
+ * incrementing them costs a store, so they stay on in production. Protocol-level counters
+ * (messages per kind, errors, latency) live in src/stats/.
  */
 export class ReactorStats {
   connectionsActive = 0;
@@ -12,23 +12,23 @@ export class ReactorStats {
   bytesOut = 0;
   readCalls = 0;
   writeCalls = 0;
-  /** write() pushed a connection's queue to or past its high-water mark. */
+  /** write() pushed a stream's queue to or past its high-water mark. */
   highWaterCrossings = 0;
-  /** Reading from a connection was paused because of its output queue. */
+  /** Reading from a stream was paused because of its output queue. */
   pausedReads = 0;
-  /** Connections closed because queued output passed maxBuffered. */
+  /** Streams closed because queued output passed maxBuffered. */
   slowConsumersDropped = 0;
   acceptErrors = 0;
   /** Connections accepted past maxConnections, told "server full" and closed. */
   rejectedFull = 0;
-  readonly closeReasons: Record<CloseReason, number> = emptyCloseReasons();
+  /**
+   * Closes per reason: the transport's reasons from the start (at 0), and any reason a
+   * protocol passes (an open set: this layer knows no protocol) from its first use.
+   */
+  readonly closeReasons: Record<string, number> = Object.fromEntries(TRANSPORT_CLOSE_REASONS.map((r) => [r, 0]));
   readonly startedAt = Date.now();
-}
 
-/** A zeroed counter per close reason. */
-export function emptyCloseReasons(): Record<CloseReason, number> {
-  return {
-    local: 0, end: 0, reset: 0, error: 0, "idle-timeout": 0, "frame-timeout": 0,
-    "slow-consumer": 0, "server-full": 0, shutdown: 0, protocol: 0, unauthorized: 0, "rate-limited": 0,
-  };
+  countClose(reason: string, n = 1): void {
+    this.closeReasons[reason] = (this.closeReasons[reason] ?? 0) + n;
+  }
 }

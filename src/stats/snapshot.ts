@@ -2,8 +2,8 @@
 // when there are several) plus the protocol counters. STATS_REPLY, the json
 // `server_stats` reply and the `--stats-interval` line are all built from it.
 
-import { emptyCloseReasons, type ReactorStats } from "../reactor/stats.ts";
-import type { CloseReason } from "../types.ts";
+import type { ReactorStats } from "../reactor/stats.ts";
+import type { CloseReason } from "../stream/stream.ts";
 import { ERROR_NAMES } from "../protocols/codec/errors.ts";
 import { KIND_NAMES, KIND_WIRE_CODES } from "../protocols/codec/kinds.ts";
 import type { LatencySummary } from "./histogram.ts";
@@ -75,7 +75,7 @@ export interface StatsSnapshot {
     pausedReads: number;
     slowConsumersDropped: number;
   };
-  closeReasons: Record<CloseReason, number>;
+  closeReasons: Record<string, number>;
   /** Syscall and accept counters: readCalls / messages.in is reads per message. */
   io: { readCalls: number; writeCalls: number; acceptErrors: number; rejectedFull: number };
   /** Per-message processing time, nanoseconds. */
@@ -105,7 +105,7 @@ export function buildStatsSnapshot(input: SnapshotInput): StatsSnapshot {
   let writeCalls = 0;
   let acceptErrors = 0;
   let rejectedFull = 0;
-  const closeReasons = emptyCloseReasons();
+  const closeReasons: Record<string, number> = {};
   for (const r of input.reactors) {
     active += r.connectionsActive;
     total += r.connectionsTotal;

@@ -6,7 +6,7 @@ import {
   libc, rc, check, errno, errnoName, errorFromRc, SyscallError, Errno,
   EFD_NONBLOCK, EFD_CLOEXEC, MSG_NOSIGNAL, SOL_SOCKET, SO_ERROR,
 } from "../../ffi/index.ts";
-import { createListenSocket, localAddress, Fd } from "../../src/reactor/socket.ts";
+import { createListenSocket, localAddress, Fd } from "../../src/driver/sockets.ts";
 
 const scratch = new Uint8Array(new ArrayBuffer(64));
 

@@ -4,7 +4,7 @@ import { describe, expect, test } from "bun:test";
 import fc from "fast-check";
 import { FrameDecoder, HeaderLayout, type FrameSink } from "../../src/protocols/codec/frame-decoder.ts";
 import { encodeFrame } from "../../src/protocols/codec/framed.ts";
-import { threadPool } from "../../src/reactor/write-queue.ts";
+import { threadPool } from "../../src/buffers/pool.ts";
 import { byteByByte, concat, cutPoints, everySplit, everySplit3, pushThroughSharedBuffer, splitAt } from "../util/chunking.ts";
 
 type Event = { frame: [number, number[]] } | { oversize: [number, number] };

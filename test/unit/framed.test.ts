@@ -24,7 +24,7 @@ import { Kind } from "../../src/protocols/codec/kinds.ts";
 import { decodeStatsReply } from "../../src/protocols/codec/stats-reply.ts";
 import { createProtocolContext, type ProtocolContextInit } from "../../src/protocols/context.ts";
 import { createFramedProtocol, type FramedSession } from "../../src/protocols/framed.ts";
-import { ConnState } from "../../src/types.ts";
+import { StreamState } from "../../src/stream/stream.ts";
 import { byteByByte, concat, cutPoints, everySplit } from "../util/chunking.ts";
 import { deliver, FakeConnection, openConnection } from "../util/fake-connection.ts";
 import { ManualClock } from "../util/manual-clock.ts";
@@ -85,7 +85,7 @@ describe("framed: requests and replies", () => {
     const [a, b] = [open(), open()];
     a.afterWrite = (conn) => conn.close("slow-consumer"); // as write() past maxBuffered does
     handler.data(a, concat(encodePing("x"), encodeBroadcast("after-close"), encodeEcho("y")));
-    expect(a.state).toBe(ConnState.Closed);
+    expect(a.state).toBe(StreamState.Closed);
     expect(b.take().length).toBe(0); // the dropped client's BROADCAST never went out
     expect(ctx.stats.messagesOut[Kind.BROADCAST_MSG]).toBe(0);
     expect(ctx.stats.messagesOut[Kind.BROADCAST_ACK]).toBe(0);
@@ -198,7 +198,7 @@ describe("framed: errors keep the stream in sync", () => {
       const fs = frames(c);
       expect(fs.map((f) => f.type)).toEqual([MsgType.ERROR, MsgType.PONG]);
       expect(decodeErrorBody(fs[0]!.body)!.code).toBe(code);
-      expect(c.state).toBe(ConnState.Open);
+      expect(c.state).toBe(StreamState.Open);
       expect(ctx.stats.errors[code]).toBe(1);
     });
   }
@@ -213,7 +213,7 @@ describe("framed: errors keep the stream in sync", () => {
       expect(fs.map((f) => f.type)).toEqual([MsgType.ERROR, MsgType.PONG]);
       expect(decodeErrorBody(fs[0]!.body)!.code).toBe(ErrorCode.FRAME_TOO_LARGE);
       expect(new TextDecoder().decode(fs[1]!.body)).toBe("ok");
-      expect(c.state).toBe(ConnState.Open);
+      expect(c.state).toBe(StreamState.Open);
     }
   });
 
@@ -260,7 +260,7 @@ describe("framed: broadcast and direct messages", () => {
     expect(decodeU32Body(frames(a)[0]!.body)).toBe(3);
     expect(frames(b).length).toBe(1);
     expect(frames(c).length).toBe(1);
-    expect(slow.state).toBe(ConnState.Closed);
+    expect(slow.state).toBe(StreamState.Closed);
     expect(ctx.hub.size).toBe(3);
     // The hub is consistent afterwards.
     send(b, encodeBroadcast("y"));
@@ -367,7 +367,7 @@ describe("framed: auth, rate limit, shutdown, hooks", () => {
     clock.advance(100e6); // one token
     send(d, encodePing("4"));
     expect(frames(d).map((f) => f.type)).toEqual([MsgType.PONG]);
-    expect(d.state).toBe(ConnState.Open);
+    expect(d.state).toBe(StreamState.Open);
   });
 
   test("rate limiting still works with stats disabled (it reads its own clock)", () => {
@@ -383,7 +383,7 @@ describe("framed: auth, rate limit, shutdown, hooks", () => {
     ctx.shuttingDown = true;
     send(c, concat(encodePing("x"), encodeHello()));
     expect(errorCodes(frames(c))).toEqual([ErrorCode.SHUTTING_DOWN, ErrorCode.SHUTTING_DOWN]);
-    expect(c.state).toBe(ConnState.Open);
+    expect(c.state).toBe(StreamState.Open);
   });
 
   test("inFrame: true while a frame is partial", () => {

@@ -10,7 +10,7 @@ import { createProtocolContext } from "../../src/protocols/context.ts";
 import { createFramedProtocol } from "../../src/protocols/framed.ts";
 import { createJsonProtocol } from "../../src/protocols/json.ts";
 import { createLineProtocol } from "../../src/protocols/line.ts";
-import { ConnState } from "../../src/types.ts";
+import { StreamState } from "../../src/stream/stream.ts";
 import { concat } from "../util/chunking.ts";
 import { deliver, FakeConnection, openConnection } from "../util/fake-connection.ts";
 
@@ -153,7 +153,7 @@ describe("Hub batching: recipient counts", () => {
     const r2 = add();
     hub.beginBatch();
     expect(say(from, "1")).toBe(2);
-    r1.conn.state = ConnState.Closing;
+    r1.conn.state = StreamState.Flushing;
     hub.endBatch();
     expect(r1.conn.writeCalls).toBe(0);
     expect(writes(r2.conn)).toEqual([`ab:${from.m.id}:1;`]);

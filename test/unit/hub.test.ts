@@ -9,7 +9,7 @@ import { createProtocolContext } from "../../src/protocols/context.ts";
 import { createFramedProtocol } from "../../src/protocols/framed.ts";
 import { createJsonProtocol } from "../../src/protocols/json.ts";
 import { createLineProtocol } from "../../src/protocols/line.ts";
-import { ConnState } from "../../src/types.ts";
+import { StreamState } from "../../src/stream/stream.ts";
 import { deliver, FakeConnection, openConnection } from "../util/fake-connection.ts";
 
 const enc = (s: string) => new TextEncoder().encode(s);
@@ -175,7 +175,7 @@ describe("Hub: broadcast", () => {
     encoders[0]!.refuse = true;
     expect(hub.sendValue(from.m, to.m, "hey")).toBe(ErrorCode.FRAME_TOO_LARGE);
     encoders[0]!.refuse = false;
-    to.conn.state = ConnState.Closing;
+    to.conn.state = StreamState.Flushing;
     expect(hub.sendValue(from.m, to.m, "hey")).toBe(ErrorCode.NO_SUCH_CLIENT);
   });
 });

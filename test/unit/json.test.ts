@@ -7,7 +7,7 @@ import { Kind } from "../../src/protocols/codec/kinds.ts";
 import { createProtocolContext, type ProtocolContextInit } from "../../src/protocols/context.ts";
 import { createJsonProtocol, type JsonSession } from "../../src/protocols/json.ts";
 import { ReactorStats } from "../../src/reactor/stats.ts";
-import { ConnState } from "../../src/types.ts";
+import { StreamState } from "../../src/stream/stream.ts";
 import { byteByByte, concat, everySplit } from "../util/chunking.ts";
 import { deliver, FakeConnection, openConnection } from "../util/fake-connection.ts";
 import { ManualClock } from "../util/manual-clock.ts";
@@ -125,7 +125,7 @@ describe("json: errors", () => {
       expect(rs[0]).toMatchObject({ type: "error", error: code });
       expect(typeof rs[0]!.message).toBe("string");
       expect(rs[1]).toMatchObject({ type: "pong", ping_timestamp: "next" });
-      expect(c.state).toBe(ConnState.Open);
+      expect(c.state).toBe(StreamState.Open);
     });
   }
 
@@ -220,7 +220,7 @@ describe("json: auth, rate limit, shutdown, hooks", () => {
     ctx.shuttingDown = true;
     send(c, { type: "ping" });
     expect(replies(c)).toEqual([expect.objectContaining({ type: "error", error: "shutting_down" })]);
-    expect(c.state).toBe(ConnState.Open);
+    expect(c.state).toBe(StreamState.Open);
   });
 
   test("inFrame and full()", () => {

@@ -5,7 +5,7 @@ import { ErrorCode } from "../../src/protocols/codec/errors.ts";
 import { Kind } from "../../src/protocols/codec/kinds.ts";
 import { createProtocolContext, type ProtocolContextInit } from "../../src/protocols/context.ts";
 import { createLineProtocol, type LineSession } from "../../src/protocols/line.ts";
-import { ConnState } from "../../src/types.ts";
+import { StreamState } from "../../src/stream/stream.ts";
 import { byteByByte, everySplit } from "../util/chunking.ts";
 import { deliver, FakeConnection, openConnection } from "../util/fake-connection.ts";
 import { ManualClock } from "../util/manual-clock.ts";
@@ -112,7 +112,7 @@ describe("line: auth, rate limit, shutdown, hooks", () => {
     send(a, "x\n");
     expect(read(a)).toBe("ERR shutting down\n");
     expect(read(b)).toBe("");
-    expect(a.state).toBe(ConnState.Open);
+    expect(a.state).toBe(StreamState.Open);
   });
 
   test("inFrame while a line is partial; full() writes ERR server full", () => {

@@ -9,11 +9,12 @@ import {
   libc, rc, Errno, MSG_NOSIGNAL, SOCK_NONBLOCK, SOCK_CLOEXEC, SOL_SOCKET, SO_SNDBUF, SO_RCVBUF,
 } from "../../ffi/index.ts";
 import { Reactor } from "../../src/reactor/reactor.ts";
-import { SharedBytes } from "../../src/reactor/write-queue.ts";
-import { TcpConnection, DEFAULT_CONNECTION_OPTIONS, type ConnectionOptions } from "../../src/reactor/connection.ts";
-import { READABLE, WRITABLE, type PollBackend } from "../../src/reactor/backend.ts";
-import { createListenSocket, localAddress, startConnect, setIntOption } from "../../src/reactor/socket.ts";
-import { ConnState, type CloseReason, type Connection, type Handler } from "../../src/types.ts";
+import { SharedBytes } from "../../src/buffers/shared-bytes.ts";
+import { TcpStream, DEFAULT_CONNECTION_OPTIONS, type ConnectionOptions } from "../../src/stream/tcp-stream.ts";
+import { READABLE, WRITABLE } from "../../src/driver/driver.ts";
+import type { Poller } from "../../src/driver/epoll.ts";
+import { createListenSocket, localAddress, startConnect, setIntOption } from "../../src/driver/sockets.ts";
+import { StreamState, type CloseReason, type Connection, type Handler } from "../../src/stream/stream.ts";
 import { serve } from "../../src/serve.ts";
 import { createEchoProtocol } from "../../src/protocols/echo.ts";
 import {
@@ -43,9 +44,9 @@ interface Harness {
   loop: Promise<void>;
 }
 
-function newReactor(backend?: PollBackend): Harness {
+function newReactor(poller?: Poller): Harness {
   const logs: string[] = [];
-  const reactor = new Reactor({ log: (l) => logs.push(l), backend });
+  const reactor = new Reactor({ log: (l) => logs.push(l), poller });
   cleanups.push(() => reactor[Symbol.dispose]());
   return { reactor, logs, loop: Promise.resolve() };
 }
@@ -165,7 +166,7 @@ function fdCount(): number {
 }
 
 /** A poll backend whose events are scripted by the test; it records interest changes. */
-class ScriptedBackend implements PollBackend {
+class ScriptedBackend implements Poller {
   readonly interest = new Map<number, { gen: number; mask: number }>();
   private readonly queue: (() => [fd: number, gen: number, mask: number][])[] = [];
   private current: [number, number, number][] = [];
@@ -294,11 +295,11 @@ describe("stale-event guard", () => {
 
     const aData: string[] = [];
     const cData: { text: string; poll: number }[] = [];
-    let c: TcpConnection<unknown> | null = null;
+    let c: TcpStream<unknown> | null = null;
     let bHandledAt = -1;
     const connA = reactor.adopt(pa.a, { data: (_x, b) => void aData.push(text(b)) }, opts)!;
     const fdA = connA.fd;
-    const genA = connA.generation;
+    const genA = reactor.driver.generationOf(connA.fd);
     const connB = reactor.adopt(pb.a, {
       data() {
         bHandledAt = backend.polls;
@@ -309,34 +310,34 @@ describe("stale-event guard", () => {
         c = reactor.adopt(fd, { data: (_x, b) => void cData.push({ text: text(b), poll: backend.polls }) }, opts);
       },
     }, opts)!;
-    expect(connA).toBeInstanceOf(TcpConnection);
-    expect(connB).toBeInstanceOf(TcpConnection);
+    expect(connA).toBeInstanceOf(TcpStream);
+    expect(connB).toBeInstanceOf(TcpStream);
 
     // One batch: B is ready first, A second. B's handler closes A and accepts C on A's fd.
-    backend.script(() => [[connB.fd, connB.generation, READABLE], [fdA, genA, READABLE]]);
+    backend.script(() => [[connB.fd, reactor.driver.generationOf(connB.fd), READABLE], [fdA, genA, READABLE]]);
     const loop = reactor.start();
     await waitFor(() => bHandledAt > 0, 5000, "B's handler");
     await sleep(30); // several more (empty) polls
 
     // Preconditions: the situation really was built.
     expect(c).not.toBeNull();
-    const cc = c! as TcpConnection<unknown>;
+    const cc = c! as TcpStream<unknown>;
     expect(cc.fd).toBe(fdA);
-    expect(cc.generation).not.toBe(genA);
-    expect(backend.interest.get(fdA)?.gen).toBe(cc.generation);
+    expect(reactor.driver.generationOf(cc.fd)).not.toBe(genA);
+    expect(backend.interest.get(fdA)?.gen).toBe(reactor.driver.generationOf(cc.fd));
     // The guard: the stale (fdA, genA) event reached neither A (closed) nor C (new owner).
     expect(aData).toEqual([]);
     expect(cData).toEqual([]);
 
     // Positive control: an event with C's own generation is delivered to C.
-    backend.script(() => [[fdA, cc.generation, READABLE]]);
+    backend.script(() => [[fdA, reactor.driver.generationOf(cc.fd), READABLE]]);
     await waitFor(() => cData.length > 0, 5000, "C's data");
     expect(cData[0]!.text).toBe("for C");
     expect(cData[0]!.poll).toBeGreaterThan(bHandledAt);
 
     // And an event for a closed fd that nobody reused is dropped without a crash.
     cc.close();
-    backend.script(() => [[fdA, cc.generation, READABLE | WRITABLE]]);
+    backend.script(() => [[fdA, reactor.driver.generationOf(cc.fd), READABLE | WRITABLE]]);
     const polls = backend.polls;
     await waitFor(() => backend.polls > polls + 2, 5000, "more polls");
     expect(cData.length).toBe(1);
@@ -379,7 +380,7 @@ async function staleScenario(): Promise<StaleResult> {
   const disposers: (() => void)[] = [() => reactor[Symbol.dispose]()];
   try {
     // Record every batch epoll returns: (fd, generation) in order.
-    const backend = reactor.backend;
+    const backend = reactor.driver.poller;
     const realPoll = backend.poll.bind(backend);
     let polls = 0;
     const batches = new Map<number, [number, number][]>();
@@ -394,7 +395,7 @@ async function staleScenario(): Promise<StaleResult> {
       return n;
     };
 
-    const conns: TcpConnection<unknown>[] = [];
+    const conns: TcpStream<unknown>[] = [];
     const aData: string[] = [];
     const cData: { text: string; poll: number }[] = [];
     let armed = false;
@@ -403,7 +404,7 @@ async function staleScenario(): Promise<StaleResult> {
     disposers.push(() => spare[Symbol.dispose]());
     const cHandler: Handler = { data: (_c, b) => void cData.push({ text: text(b), poll: polls }) };
     const handler: Handler = {
-      open: (c) => void conns.push(c as TcpConnection<unknown>),
+      open: (c) => void conns.push(c as TcpStream<unknown>),
       data(c, b) {
         if (c === conns[0]) {
           aData.push(text(b));
@@ -413,11 +414,11 @@ async function staleScenario(): Promise<StaleResult> {
         armed = false;
         bHandledAt = polls;
         fdA = conns[0]!.fd;
-        genA = conns[0]!.generation;
+        genA = reactor.driver.generationOf(conns[0]!.fd);
         conns[0]!.close();
         newFd = rc(libc.accept4(spare.value, null, null, SOCK_NONBLOCK | SOCK_CLOEXEC));
         const cc = reactor.adopt(newFd, cHandler, DEFAULT_CONNECTION_OPTIONS);
-        newGen = cc ? cc.generation : -1;
+        newGen = cc ? reactor.driver.generationOf(cc.fd) : -1;
       },
     };
     const port = reactor.listen({ port: 0, handler }).port;
@@ -527,7 +528,7 @@ describe("idle timeout", () => {
 describe("half-close", () => {
   test("peer FIN: end handler runs, replies written after it are delivered, then EOF", async () => {
     const rec = recorder();
-    const states: ConnState[] = [];
+    const states: StreamState[] = [];
     // Buffers everything and answers only once the peer has finished sending.
     const { port } = listen<Uint8Array[]>({
       open: (c) => void (c.data = []),
@@ -551,7 +552,7 @@ describe("half-close", () => {
     expect(data.length).toBe(payload.length + `\n${payload.length} bytes`.length);
     expect(firstMismatch(data.subarray(0, payload.length), payload)).toBe(-1);
     expect(text(data.subarray(payload.length))).toBe(`\n${payload.length} bytes`);
-    expect(states).toEqual([ConnState.HalfClosed]);
+    expect(states).toEqual([StreamState.HalfClosed]);
     await waitFor(() => rec.closes.length === 1, 2000, "close");
     expect(rec.closes[0]!.reason).toBe("end");
   });
@@ -630,7 +631,7 @@ describe("backpressure and drain", () => {
     const total = 8 * 1024 * 1024;
     const payload = patternBytes(total, 21);
     const highWaterMark = 256 * 1024;
-    let server: TcpConnection<undefined> | null = null;
+    let server: TcpStream<undefined> | null = null;
     let falseReturns = 0, drains = 0, maxQueued = 0;
     let sent = 0;
     const pump = (c: Connection<undefined>) => {
@@ -647,7 +648,7 @@ describe("backpressure and drain", () => {
     };
     const { port, reactor } = listen<undefined>({
       open(c) {
-        server = c as TcpConnection<undefined>;
+        server = c as TcpStream<undefined>;
         setIntOption(server.fd, SOL_SOCKET, SO_SNDBUF, 16 * 1024, "SO_SNDBUF"); // force partial sends
         pump(c);
       },
@@ -685,11 +686,11 @@ describe("backpressure and drain", () => {
 
   test("echo with a client that does not read: reading pauses (inbound backpressure), no data lost", async () => {
     const highWaterMark = 128 * 1024;
-    let server: TcpConnection<undefined> | null = null;
+    let server: TcpStream<undefined> | null = null;
     const echo = createEchoProtocol();
     const { port, reactor } = listen<undefined>({
       ...echo,
-      open: (c) => void (server = c as TcpConnection<undefined>),
+      open: (c) => void (server = c as TcpStream<undefined>),
     }, { highWaterMark, maxBuffered: 16 * 1024 * 1024 });
     const cli = rawClient(port, { rcvbuf: 64 * 1024, sndbuf: 64 * 1024 });
     const payload = patternBytes(16 * 1024 * 1024, 22);
@@ -709,8 +710,8 @@ describe("backpressure and drain", () => {
     expect(reactor.stats.pausedReads).toBeGreaterThan(0);
     const srv = server!;
     expect(srv.interest & READABLE).toBe(0);
-    expect(srv.state).toBe(ConnState.Open);
-    expect(srv.bufferedAmount).toBeLessThanOrEqual(highWaterMark + reactor.readBudget);
+    expect(srv.state).toBe(StreamState.Open);
+    expect(srv.bufferedAmount).toBeLessThanOrEqual(highWaterMark + reactor.driver.readBudget);
     // Now read and write together until everything came back.
     const received: Uint8Array[] = [];
     let got = 0;
@@ -734,7 +735,7 @@ describe("backpressure and drain", () => {
       open(c) {
         // A small send buffer, so the kernel cannot absorb the 4 MiB the way a default
         // autotuned one can (large writes into an empty queue go straight to send(2)).
-        setIntOption((c as TcpConnection<undefined>).fd, SOL_SOCKET, SO_SNDBUF, 16 * 1024, "SO_SNDBUF");
+        setIntOption((c as TcpStream<undefined>).fd, SOL_SOCKET, SO_SNDBUF, 16 * 1024, "SO_SNDBUF");
         const chunk = new Uint8Array(256 * 1024);
         for (let i = 0; i < 16; i++) results.push(c.write(chunk)); // 4 MiB, ignoring false
       },
@@ -1001,7 +1002,7 @@ describe("flush budget", () => {
     const small = fakeQueue("small", 100);
     const pinger = fakeQueue("pinger", 64 * 1024 + 8 + 12, reactor.flushPass); // read this pass: a broadcast, then its PONG
     const reader = fakeQueue("reader", 64 * 1024 + 8, reactor.flushPass - 1); // read in an earlier pass: no exemption
-    for (const q of [...big, small, pinger, reader]) reactor.markDirty(q as unknown as TcpConnection<any>);
+    for (const q of [...big, small, pinger, reader]) reactor.markDirty(q as unknown as TcpStream<any>);
     const pass = reactor.flushPass;
     flushPass(reactor);
     expect(reactor.flushPass).toBe(pass + 1); // a read from this pass does not count in the next
@@ -1026,7 +1027,7 @@ describe("flush budget", () => {
 describe("write ranges", () => {
   test("write, writePrefixed and writeShared refuse a range outside the buffer (RangeError), queue nothing", () => {
     const { reactor } = newReactor();
-    const conn = new TcpConnection<undefined>(reactor, -1, 1, {}, DEFAULT_CONNECTION_OPTIONS);
+    const conn = new TcpStream<undefined>(reactor, -1, 1, {}, DEFAULT_CONNECTION_OPTIONS);
     const buf = new Uint8Array(32);
     for (const [s, e] of [[0, 200], [-1, 4], [8, 4], [1.5, 4], [0, 33]] as const) {
       expect(() => conn.write(buf, s, e)).toThrow(RangeError);

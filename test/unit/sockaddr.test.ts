@@ -9,7 +9,7 @@ import {
   AF_INET, AF_INET6, SOCK_STREAM, SOCK_CLOEXEC, SOCK_NONBLOCK,
   SOCKADDR_IN_SIZE, SOCKADDR_IN6_SIZE, SOCKADDR_STORAGE_SIZE,
 } from "../../ffi/index.ts";
-import { createListenSocket, localAddress, peerAddress, startConnect, Fd } from "../../src/reactor/socket.ts";
+import { createListenSocket, localAddress, peerAddress, startConnect, Fd } from "../../src/driver/sockets.ts";
 
 const bytes = (...xs: number[]) => Uint8Array.from(xs);
 const v6 = (...groups: number[]) => {

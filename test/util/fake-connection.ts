@@ -2,8 +2,8 @@
 // write() copies), end/close, pause/resume. With a handler attached, close() calls the
 // handler's `close` like the reactor does, so hub membership is exercised for real.
 
-import { ConnState, type CloseReason, type Connection, type Handler } from "../../src/types.ts";
-import type { SharedBytes } from "../../src/reactor/write-queue.ts";
+import { StreamState, type CloseReason, type Connection, type Handler } from "../../src/stream/stream.ts";
+import type { SharedBytes } from "../../src/buffers/shared-bytes.ts";
 
 let nextId = 1;
 
@@ -18,12 +18,12 @@ export interface FakeConnectionOptions {
 export class FakeConnection<T = any> implements Connection<T> {
   readonly id = nextId++;
   data!: T;
-  state: ConnState = ConnState.Open;
+  state: StreamState = StreamState.Open;
   readonly remoteAddress: string;
   readonly remotePort: number;
   bufferedAmount = 0;
   readonly highWaterMark: number;
-  handler: Handler<any> | undefined;
+  handler: Handler<any>;
   /** Every write, as a copy, in order. */
   readonly writes: Uint8Array[] = [];
   /** The buffer each write was given (not copied): shows whether a reply reused the input. */
@@ -39,12 +39,12 @@ export class FakeConnection<T = any> implements Connection<T> {
     this.remoteAddress = opts.remoteAddress ?? "127.0.0.1";
     this.remotePort = opts.remotePort ?? 40000 + this.id;
     this.highWaterMark = opts.highWaterMark ?? Infinity;
-    this.handler = opts.handler;
+    this.handler = opts.handler ?? {};
   }
 
   write(bytes: Uint8Array | string, start = 0, end = -1): boolean {
     this.writeCalls++;
-    if (this.state >= ConnState.Closing) return false;
+    if (this.state >= StreamState.Flushing) return false;
     const b = typeof bytes === "string" ? new TextEncoder().encode(bytes) : bytes.slice(start, end < 0 ? bytes.length : end);
     this.writes.push(b);
     this.sources.push(bytes);
@@ -80,20 +80,27 @@ export class FakeConnection<T = any> implements Connection<T> {
   end(reason?: CloseReason): void {
     this.endCalls++;
     this.endReason = reason;
-    if (this.state >= ConnState.Closing) return;
-    this.state = ConnState.Closing;
+    if (this.state >= StreamState.Flushing) return;
+    this.state = StreamState.Flushing;
   }
 
   close(reason: CloseReason = "local"): void {
-    if (this.state === ConnState.Closed) return;
-    this.state = ConnState.Closed;
+    if (this.state === StreamState.Closed) return;
+    this.state = StreamState.Closed;
     this.closeReason = reason;
-    this.handler?.close?.(this, reason);
+    this.handler.close?.(this, reason);
   }
 
   /** What the reactor does once an ended connection's output is flushed. */
   finishEnd(): void {
-    if (this.state === ConnState.Closing) this.close("local");
+    if (this.state === StreamState.Flushing) this.close("local");
+  }
+
+  setHandler<U>(handler: Handler<U>, pending?: Uint8Array): Connection<U> {
+    this.handler = handler;
+    handler.open?.(this as unknown as Connection<U>);
+    if (pending !== undefined && pending.length > 0) handler.data?.(this as unknown as Connection<U>, pending);
+    return this as unknown as Connection<U>;
   }
 
   pause(): void {

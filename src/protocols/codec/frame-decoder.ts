@@ -15,7 +15,7 @@ export const HeaderLayout = {
 } as const;
 export type HeaderLayout = (typeof HeaderLayout)[keyof typeof HeaderLayout];
 
-import { threadPool } from "../../reactor/write-queue.ts";
+import { threadPool } from "../../buffers/pool.ts";
 
 export const FRAME_HEADER_SIZE = 4;
 

@@ -1,23 +1,20 @@
-// One TCP connection: its state machine, read path and write path.
+// A TCP stream: one connected socket's state machine, read side and write side, over a
+// driver that does its I/O. The state is one explicit enum (StreamState in stream.ts, drawn
+// in docs/ARCHITECTURE.md), changed by driver events (onData, onEnd, onWritable, onHangup...)
+// and by the stream's own end() and close() only.
 //
-//   Open --peer FIN (read 0)--> HalfClosed --output flushed--> Closed
-//   Open --end()--------------> Closing --flushed, shutdown(WR), peer FIN or linger--> Closed
-//   any  --close()/error/reset/timeout-----------------------------------------------> Closed
-//
-// Epoll interest is derived from that state (updateInterest) and changed only when it
-// changes something: EPOLLIN while we want to read, EPOLLOUT only while the kernel has
-// refused part of our output.
+// Interest is derived from the state (updateInterest) and changed only when it changes
+// something: READABLE while we want to read, WRITABLE only while the kernel has refused
+// part of our output (or a connect is in flight).
 
-import { libc, rc, Errno, errorFromRc, SHUT_WR, type SocketAddress } from "../../ffi/index.ts";
-import { ConnState, type CloseReason, type Connection, type Handler } from "../types.ts";
-import { READABLE, WRITABLE, ERROR, HANGUP } from "./backend.ts";
-import type { TimerNode } from "./timers.ts";
-import { WriteQueue, type SharedBytes } from "./write-queue.ts";
-import { peerAddress, socketError } from "./socket.ts";
-import type { Reactor } from "./reactor.ts";
-
-export const KIND_CONNECTION = 1;
-
+import { Errno, errorFromRc, type SocketAddress } from "../../ffi/index.ts";
+import { utf8Length, WriteQueue } from "../buffers/write-queue.ts";
+import type { SharedBytes } from "../buffers/shared-bytes.ts";
+import { KIND_STREAM, READABLE, ReadNext, SEND_PENDING, WRITABLE, type IoStream } from "../driver/driver.ts";
+import { peerAddress } from "../driver/sockets.ts";
+import type { Reactor } from "../reactor/reactor.ts";
+import type { TimerNode } from "../reactor/timers.ts";
+import { StreamState, type CloseReason, type Handler, type Stream } from "./stream.ts";
 
 export interface ConnectionOptions {
   /** Close after this many ms without bytes in either direction (0: never). */
@@ -62,27 +59,28 @@ export function connectionOptions(partial: Partial<ConnectionOptions> = {}): Con
 }
 
 const F_WANT_WRITABLE = 1, F_USER_PAUSED = 2, F_BACKPRESSURED = 4, F_NEED_DRAIN = 8;
-const F_LINGERING = 16, F_PEER_ENDED = 32, F_DRAINING = 64, F_DIRTY = 128;
+const F_ASYNC_PAUSED = 16, F_DRAINING = 32, F_DIRTY = 64;
 
-export class TcpConnection<T = unknown> implements Connection<T>, TimerNode, Disposable {
+const NO_PEER: SocketAddress = { family: 4, address: "", port: 0 };
+
+export class TcpStream<T = unknown> implements Stream<T>, IoStream, TimerNode, Disposable {
   /** On the prototype, not in each instance (see the end of this file). */
-  declare readonly kind: typeof KIND_CONNECTION;
+  declare readonly kind: typeof KIND_STREAM;
   data: T = undefined as T;
-  state: ConnState = ConnState.Open;
-  /** Output queue, created on the first write: an idle connection holds none (memory). */
+  state: StreamState;
+  handler: Handler<T>;
+  /** Output queue, created on the first write: an idle stream holds none (memory). */
   private outq: WriteQueue | null = null;
-  /** Current epoll interest mask, as registered. */
+  /** Interest as registered with the driver (the driver's setInterest keeps it). */
   interest = 0;
   /** What a close that completes an end() is counted as. */
   private endReason: CloseReason | null = null;
-  /** Non-blocking connect() in flight (client side). */
-  connecting: ((err: Error | null) => void) | null = null;
   /**
-   * The boolean state below, packed into one field: an idle connection is a few words
-   * smaller (10,000 idle connections are the memory benchmark). Accessors keep call sites plain.
+   * The boolean state below, packed into one field: an idle stream is a few words smaller
+   * (10,000 idle connections are the memory benchmark). Accessors keep call sites plain.
    */
   private flags = 0;
-  /** Output is pending and the kernel refused it: EPOLLOUT is wanted. */
+  /** Output is pending and the kernel refused it: WRITABLE is wanted. */
   private get wantWritable(): boolean { return (this.flags & F_WANT_WRITABLE) !== 0; }
   private set wantWritable(v: boolean) { this.flags = v ? this.flags | F_WANT_WRITABLE : this.flags & ~F_WANT_WRITABLE; }
   private get userPaused(): boolean { return (this.flags & F_USER_PAUSED) !== 0; }
@@ -92,22 +90,19 @@ export class TcpConnection<T = unknown> implements Connection<T>, TimerNode, Dis
   private set backpressured(v: boolean) { this.flags = v ? this.flags | F_BACKPRESSURED : this.flags & ~F_BACKPRESSURED; }
   private get needDrain(): boolean { return (this.flags & F_NEED_DRAIN) !== 0; }
   private set needDrain(v: boolean) { this.flags = v ? this.flags | F_NEED_DRAIN : this.flags & ~F_NEED_DRAIN; }
-  /** After end(): our FIN is sent, we read and discard until the peer's FIN. */
-  private get lingering(): boolean { return (this.flags & F_LINGERING) !== 0; }
-  private set lingering(v: boolean) { this.flags = v ? this.flags | F_LINGERING : this.flags & ~F_LINGERING; }
-  private get peerEnded(): boolean { return (this.flags & F_PEER_ENDED) !== 0; }
-  private set peerEnded(v: boolean) { this.flags = v ? this.flags | F_PEER_ENDED : this.flags & ~F_PEER_ENDED; }
-  /** Graceful stop: keep serving until the peer goes quiet (EAGAIN) and output is flushed, then end(). */
+  /** Reading paused while a `data` promise is pending (Handler.pauseWhileAsync). */
+  private get asyncPaused(): boolean { return (this.flags & F_ASYNC_PAUSED) !== 0; }
+  private set asyncPaused(v: boolean) { this.flags = v ? this.flags | F_ASYNC_PAUSED : this.flags & ~F_ASYNC_PAUSED; }
+  /** Graceful stop: keep serving until the peer goes quiet and output is flushed, then end(). */
   private get draining(): boolean { return (this.flags & F_DRAINING) !== 0; }
   private set draining(v: boolean) { this.flags = v ? this.flags | F_DRAINING : this.flags & ~F_DRAINING; }
   /** Listed in the reactor's pending-flush list for this turn. */
   get dirty(): boolean { return (this.flags & F_DIRTY) !== 0; }
   set dirty(v: boolean) { this.flags = v ? this.flags | F_DIRTY : this.flags & ~F_DIRTY; }
   /**
-   * The reactor's flush pass in which this connection last read bytes. Read from in the
-   * current pass: its output likely ends with a reply, so the flush budget never defers it
-   * (a PING answered at once even behind a large broadcast). Expires by itself when the pass
-   * ends, whether or not the connection had output.
+   * The reactor's flush pass in which this stream last read bytes. Read from in the current
+   * pass: its output likely ends with a reply, so the flush budget never defers it (a PING
+   * answered at once even behind a large broadcast).
    */
   readPass = -1;
   lastActive: number;
@@ -117,25 +112,20 @@ export class TcpConnection<T = unknown> implements Connection<T>, TimerNode, Dis
   timerIndex = -1;
   private peer: SocketAddress | null = null;
 
-  /**
-   * Registration generation (stale-event guard). Kept by the reactor (generations[fd]), not
-   * here: an idle connection is the memory benchmark, and each own field counts.
-   */
-  get generation(): number {
-    return this.reactor.generationOf(this.fd);
-  }
-
   constructor(
     readonly reactor: Reactor,
     readonly fd: number,
     readonly id: number,
-    readonly handler: Handler<T>,
+    handler: Handler<T>,
     readonly options: ConnectionOptions,
+    connecting = false,
   ) {
+    this.handler = handler;
+    this.state = connecting ? StreamState.Connecting : StreamState.Open;
     this.lastActive = reactor.now;
   }
 
-  // --- Connection API -------------------------------------------------------------------
+  // --- Stream API -----------------------------------------------------------------------
 
   get remoteAddress(): string {
     return this.peerInfo().address;
@@ -153,33 +143,36 @@ export class TcpConnection<T = unknown> implements Connection<T>, TimerNode, Dis
     // getpeername on first use: most protocols never ask, so accept stays one syscall.
     if (this.peer === null) {
       try {
-        this.peer = this.state === ConnState.Closed ? { family: 4, address: "", port: 0 } : peerAddress(this.fd);
+        this.peer = this.state === StreamState.Closed ? NO_PEER : peerAddress(this.fd);
       } catch {
-        this.peer = { family: 4, address: "", port: 0 };
+        this.peer = NO_PEER;
       }
     }
     return this.peer;
   }
 
+  /** Writes are taken until our FIN is sent (Lingering): a protocol can answer late requests. */
+  private get writable(): boolean {
+    return this.state < StreamState.Lingering;
+  }
+
   write(bytes: Uint8Array | string, start = 0, end = -1): boolean {
-    // After end() writes are still taken until our FIN is sent (lingering): a protocol can
-    // answer what arrives meanwhile (e.g. SHUTTING_DOWN during a graceful stop).
-    if (this.state === ConnState.Closed || this.lingering) return false;
+    if (!this.writable) return false;
     const isString = typeof bytes === "string";
     if (!isString) {
       if (end < 0) end = bytes.length;
       checkRange(bytes.length, start, end);
     }
-    const out = this.queueFor(isString ? bytes.length : end - start);
+    // maxBuffered counts bytes on the wire: a string's UTF-8 length, not its UTF-16 length.
+    const out = this.queueFor(isString ? utf8Length(bytes) : end - start);
     if (out === null) return false;
     if (isString) out.appendString(bytes);
     else out.append(bytes, start, end);
     return this.queued(out);
   }
 
-  /** write() of a big-endian u32 `prefix` followed by bytes[start, end), in one call. */
   writePrefixed(prefix: number, bytes: Uint8Array, start = 0, end = bytes.length): boolean {
-    if (this.state === ConnState.Closed || this.lingering) return false;
+    if (!this.writable) return false;
     checkRange(bytes.length, start, end);
     const out = this.queueFor(end - start + 4);
     if (out === null) return false;
@@ -187,12 +180,8 @@ export class TcpConnection<T = unknown> implements Connection<T>, TimerNode, Dis
     return this.queued(out);
   }
 
-  /**
-   * Queues shared.bytes[start, end) by reference: no copy. For one large payload sent to
-   * many connections (a broadcast); the bytes must never change afterwards.
-   */
   writeShared(shared: SharedBytes, start = 0, end = shared.length): boolean {
-    if (this.state === ConnState.Closed || this.lingering) return false;
+    if (!this.writable) return false;
     checkRange(shared.length, start, end);
     const out = this.queueFor(end - start);
     if (out === null) return false;
@@ -237,30 +226,48 @@ export class TcpConnection<T = unknown> implements Connection<T>, TimerNode, Dis
     return false;
   }
 
+  private get flushed(): boolean {
+    return this.bufferedAmount === 0 && !this.dirty;
+  }
+
   end(reason?: CloseReason): void {
-    if (this.state >= ConnState.Closing) return;
-    if (reason) this.endReason = reason;
-    if (this.state === ConnState.HalfClosed) this.peerEnded = true;
-    this.state = ConnState.Closing;
-    if (this.bufferedAmount === 0 && !this.dirty) this.finishClosing();
-    else this.updateInterest();
+    switch (this.state) {
+      case StreamState.Connecting:
+        this.close(reason ?? "local");
+        return;
+      case StreamState.Open:
+        if (reason) this.endReason = reason;
+        if (this.flushed) this.sendFin();
+        else {
+          this.state = StreamState.Flushing;
+          this.updateInterest();
+        }
+        return;
+      case StreamState.HalfClosed:
+        if (reason) this.endReason = reason;
+        if (this.flushed) this.close(this.endReason ?? "local");
+        else {
+          this.state = StreamState.Closing;
+          this.updateInterest();
+        }
+        return;
+      default:
+        return; // already ending or closed
+    }
   }
 
   close(reason: CloseReason = "local", error?: Error): void {
-    if (this.state === ConnState.Closed) return;
-    this.state = ConnState.Closed;
+    if (this.state === StreamState.Closed) return;
+    const wasConnecting = this.state === StreamState.Connecting;
+    this.state = StreamState.Closed;
     const r = this.reactor;
     r.timers.cancel(this);
     this.outq?.clear();
-    // close(2) also removes the fd from the epoll set (we never dup it): no EPOLL_CTL_DEL.
-    r.forget(this);
-    libc.close(this.fd);
+    r.forget(this); // the driver closes the fd
     r.stats.connectionsActive--;
-    r.stats.closeReasons[reason]++;
-    if (this.connecting) {
-      const cb = this.connecting;
-      this.connecting = null;
-      cb(error ?? new Error(`connection closed (${reason}) before it was established`));
+    r.stats.countClose(reason);
+    if (wasConnecting) {
+      r.connectSettled(this, error ?? new Error(`connection closed (${reason}) before it was established`));
       return;
     }
     const h = this.handler.close;
@@ -285,99 +292,132 @@ export class TcpConnection<T = unknown> implements Connection<T>, TimerNode, Dis
     this.updateInterest();
   }
 
+  setHandler<U>(handler: Handler<U>, pending?: Uint8Array): Stream<U> {
+    const self = this as unknown as TcpStream<U>;
+    self.handler = handler;
+    if (this.state === StreamState.Closed) return self;
+    self.open();
+    if (pending !== undefined && pending.length > 0 && this.writable) self.deliver(pending);
+    return self;
+  }
+
   [Symbol.dispose](): void {
     this.close("local");
   }
 
-  // --- Reactor side ---------------------------------------------------------------------
+  // --- driver events ----------------------------------------------------------------------
 
-  /** Level-triggered read path; called for EPOLLIN/ERR/HUP while reading is wanted. */
-  onReadable(): void {
+  onData(bytes: Uint8Array): number {
     const r = this.reactor;
-    const buf = r.recvBuffer;
-    let budget = r.readBudget;
-    while (this.state !== ConnState.Closed) {
-      const n = rc(libc.recv(this.fd, buf, buf.length, 0));
-      if (n > 0) {
-        r.stats.bytesIn += n;
-        r.stats.readCalls++;
-        this.lastActive = r.now;
-        this.readPass = r.flushPass;
-        if (this.lingering) {
-          // Our FIN is sent: discard what the peer still sends until its FIN.
-        } else {
-          const h = this.handler.data;
-          if (h) {
-            try {
-              const ret = h.call(this.handler, this, r.received(n));
-              if (ret !== undefined) r.trackAsync(ret, this);
-            } catch (e) {
-              this.fail(e);
-              return;
-            }
-          }
-        }
-        if (this.options.frameTimeoutMs > 0) this.trackFrame();
-        // A short read emptied the socket (level-triggered: epoll tells us if more comes).
-        // While draining we read on to EAGAIN: that is how we learn the peer went quiet.
-        if (n < buf.length && !this.draining) return;
-        budget -= n;
-        if (budget <= 0 || !this.wantsRead()) return;
-        continue;
-      }
-      if (n === 0) {
-        this.onPeerEnd();
-        return;
-      }
-      if (n === -Errno.EAGAIN) {
-        if (this.draining) this.drainStep();
-        return;
-      }
-      if (n === -Errno.EINTR) continue;
-      this.close("reset", errorFromRc("recv", n));
-      return;
+    this.lastActive = r.now;
+    this.readPass = r.flushPass;
+    // Lingering: our FIN is sent; what the peer still sends is discarded until its FIN.
+    if (this.state !== StreamState.Lingering && !this.deliver(bytes)) return ReadNext.Stop;
+    if (this.options.frameTimeoutMs > 0) this.trackFrame();
+    if (!this.wantsRead()) return ReadNext.Stop;
+    // While draining we read on to EAGAIN: that is how we learn the peer went quiet.
+    return this.draining ? ReadNext.ToEmpty : ReadNext.IfFull;
+  }
+
+  /** Calls the data handler; false when it threw (the stream is closed then). */
+  private deliver(bytes: Uint8Array): boolean {
+    const h = this.handler.data;
+    if (!h) return true;
+    try {
+      const ret = h.call(this.handler, this, bytes);
+      if (ret !== undefined) this.trackAsync(ret, this.handler.pauseWhileAsync === true);
+      return true;
+    } catch (e) {
+      this.fail(e);
+      return false;
     }
+  }
+
+  onEnd(): void {
+    switch (this.state) {
+      case StreamState.Lingering:
+        this.close(this.endReason ?? "end");
+        return;
+      case StreamState.Flushing:
+        this.state = StreamState.Closing;
+        if (this.flushed) this.close(this.endReason ?? "local");
+        else this.updateInterest();
+        return;
+      case StreamState.Open:
+        break;
+      default:
+        return;
+    }
+    this.state = StreamState.HalfClosed;
+    const h = this.handler.end;
+    if (h) {
+      try {
+        h.call(this.handler, this);
+      } catch (e) {
+        this.fail(e);
+        return;
+      }
+    }
+    if (this.state !== StreamState.HalfClosed) return; // the handler closed or ended it
+    if (this.flushed && !this.handler.allowHalfOpen) this.close("end");
+    else this.updateInterest(); // stop reading (EOF is level-triggered), keep writing
+  }
+
+  onEmpty(): void {
+    if (this.draining) this.drainStep();
+  }
+
+  onReadError(negErrno: number): void {
+    this.close("reset", errorFromRc("recv", negErrno));
   }
 
   onWritable(): void {
-    if (this.connecting) {
-      this.finishConnect();
+    if (this.state === StreamState.Connecting) this.finishConnect(this.reactor.driver.socketError(this.fd));
+    else this.flush();
+  }
+
+  onHangup(negErrno: number): void {
+    if (this.state === StreamState.Connecting) {
+      this.finishConnect(negErrno !== 0 ? negErrno : this.reactor.driver.socketError(this.fd));
       return;
     }
-    this.flush();
+    this.close("reset", negErrno < 0 ? errorFromRc("socket", negErrno) : undefined);
   }
 
-  /** One event from the poll backend. */
-  onEvent(mask: number): void {
-    if (mask & (READABLE | ERROR | HANGUP) && this.interest & READABLE) this.onReadable();
-    if (this.state !== ConnState.Closed && mask & WRITABLE) this.onWritable();
-    if (this.state !== ConnState.Closed && mask & (ERROR | HANGUP)) {
-      // Reading was off (paused, half-closed, connecting) or did not see the error.
-      if (this.connecting) this.finishConnect();
-      else this.close("reset", mask & ERROR ? errorFromRc("socket", -socketError(this.fd)) : undefined);
-    }
-  }
-
-  /** Sends what is queued: one send(2). Called at the end of a reactor turn and on EPOLLOUT. */
+  /** Sends what is queued: one send. Called at the end of a reactor turn and when writable. */
   flush(): void {
-    if (this.state === ConnState.Closed || this.connecting) return;
+    if (this.state === StreamState.Closed || this.state === StreamState.Connecting) return;
     const out = this.outq;
     if (out !== null && out.length > 0) {
-      const r = this.reactor;
-      const n = out.flushTo(this.fd);
-      r.stats.writeCalls++;
-      if (n > 0) {
-        r.stats.bytesOut += n;
-        this.lastActive = r.now;
-      } else if (n < 0 && n !== -Errno.EAGAIN && n !== -Errno.EINTR) {
-        // EPIPE / ECONNRESET: the peer is gone; what is queued can never be delivered.
-        this.close("reset", errorFromRc("send", n));
-        return;
-      }
+      const n = this.reactor.driver.send(this.fd, out);
+      if (n === SEND_PENDING) return; // a completion driver: onSendComplete follows
+      if (!this.sent(n)) return;
     }
+    this.afterFlush();
+  }
+
+  onSendComplete(n: number): void {
+    this.outq?.unpin();
+    if (this.state === StreamState.Closed) return;
+    if (this.sent(n)) this.afterFlush();
+  }
+
+  /** Accounts a send's result; false when it closed the stream. */
+  private sent(n: number): boolean {
+    if (n > 0) this.lastActive = this.reactor.now;
+    else if (n < 0 && n !== -Errno.EAGAIN && n !== -Errno.EINTR) {
+      // EPIPE / ECONNRESET: the peer is gone; what is queued can never be delivered.
+      this.close("reset", errorFromRc("send", n));
+      return false;
+    }
+    return true;
+  }
+
+  private afterFlush(): void {
+    const out = this.outq;
     if (out !== null && out.length > 0) {
-      // The kernel took less than everything: its buffer is full, wait for EPOLLOUT
-      // rather than spend a send(2) that would return EAGAIN.
+      // The kernel took less than everything: its buffer is full, wait for WRITABLE rather
+      // than spend a send that would return EAGAIN.
       if (!this.wantWritable) {
         this.wantWritable = true;
         this.updateInterest();
@@ -404,17 +444,27 @@ export class TcpConnection<T = unknown> implements Connection<T>, TimerNode, Dis
         }
       }
     }
-    if (this.bufferedAmount === 0) {
-      if (this.draining && this.state === ConnState.Open) this.onReadable(); // quiet yet?
-      else if (this.state === ConnState.HalfClosed) this.close("end");
-      else if (this.state === ConnState.Closing && !this.lingering) this.finishClosing();
+    if (this.bufferedAmount !== 0) return;
+    switch (this.state) {
+      case StreamState.Open:
+        if (this.draining) this.drainRead(); // quiet yet?
+        return;
+      case StreamState.HalfClosed:
+        if (!this.handler.allowHalfOpen) this.close("end");
+        return;
+      case StreamState.Flushing:
+        this.sendFin();
+        return;
+      case StreamState.Closing:
+        this.close(this.endReason ?? "local");
+        return;
     }
   }
 
-  /** The idle timeout or the linger deadline. */
+  /** The idle timeout, the frame timeout or the linger deadline. */
   onTimer(now: number): void {
-    if (this.state === ConnState.Closed) return;
-    if (this.lingering) {
+    if (this.state === StreamState.Closed) return;
+    if (this.state === StreamState.Lingering) {
       this.close(this.endReason ?? "end");
       return;
     }
@@ -441,8 +491,8 @@ export class TcpConnection<T = unknown> implements Connection<T>, TimerNode, Dis
       this.fail(e);
       return;
     }
-    if ((this.state as ConnState) !== ConnState.Closed) {
-      // The handler kept the connection: next idle check one period from now (lastActive + idle
+    if ((this.state as StreamState) !== StreamState.Closed) {
+      // The handler kept the stream: next idle check one period from now (lastActive + idle
       // is in the past and would fire again at once), or the frame deadline if earlier.
       const frame = this.options.frameTimeoutMs;
       const frameDue = this.frameStarted > 0 && frame > 0 ? this.frameStarted + frame : Infinity;
@@ -462,7 +512,7 @@ export class TcpConnection<T = unknown> implements Connection<T>, TimerNode, Dis
   /** After a read: has a frame started, or completed? Arms the frame deadline. */
   private trackFrame(): void {
     const inFrame = this.handler.inFrame;
-    if (!inFrame || this.state === ConnState.Closed) return;
+    if (!inFrame || this.state === StreamState.Closed) return;
     if (inFrame.call(this.handler, this)) {
       if (this.frameStarted === 0) {
         this.frameStarted = this.reactor.now;
@@ -474,12 +524,13 @@ export class TcpConnection<T = unknown> implements Connection<T>, TimerNode, Dis
     }
   }
 
+  // --- reactor side ---------------------------------------------------------------------
+
   /** Called by the reactor right after registration. */
   start(): void {
     const due = this.nextDeadline();
     if (due < Infinity) this.reactor.timers.schedule(this, due);
-    if (this.connecting) return;
-    this.open();
+    if (this.state !== StreamState.Connecting) this.open();
   }
 
   /**
@@ -487,14 +538,18 @@ export class TcpConnection<T = unknown> implements Connection<T>, TimerNode, Dis
    * answered; once a read finds the socket empty and our output is flushed, end().
    */
   beginDrain(): void {
-    if (this.state !== ConnState.Open || this.draining) return;
+    if (this.state !== StreamState.Open || this.draining) return;
     this.draining = true;
-    if (this.interest & READABLE) this.onReadable();
+    this.drainRead();
+  }
+
+  private drainRead(): void {
+    if (this.interest & READABLE) this.reactor.driver.readNow(this);
     else this.drainStep();
   }
 
   private drainStep(): void {
-    if (this.state === ConnState.Open && this.bufferedAmount === 0 && !this.dirty) this.end();
+    if (this.state === StreamState.Open && this.flushed) this.end();
   }
 
   /** Accepted past the connection limit: let the protocol say so, then end. */
@@ -516,26 +571,43 @@ export class TcpConnection<T = unknown> implements Connection<T>, TimerNode, Dis
     if (!h) return;
     try {
       const ret = h.call(this.handler, this);
-      if (ret !== undefined) this.reactor.trackAsync(ret, this);
+      if (ret !== undefined) this.trackAsync(ret, false);
     } catch (e) {
       this.fail(e);
     }
   }
 
-  private finishConnect(): void {
-    const err = socketError(this.fd);
-    const cb = this.connecting!;
-    if (err !== 0) {
-      this.close("reset", errorFromRc("connect", -err));
-      return;
-    }
-    this.connecting = null;
-    this.updateInterest();
-    cb(null);
-    if (this.state !== ConnState.Closed) this.open();
+  /**
+   * A handler returned a promise: the reactor keeps its polls short while it is pending, a
+   * rejection closes this stream, and with `pause` reading stops until it settles.
+   */
+  private trackAsync(p: PromiseLike<unknown>, pause: boolean): void {
+    if (pause && !this.asyncPaused) {
+      this.asyncPaused = true;
+      this.updateInterest();
+    } else pause = false;
+    this.reactor.trackAsync(p, this, pause);
   }
 
-  /** A handler threw: report it, close this connection only. */
+  /** A promise tracked with pause settled (Reactor.trackAsync). */
+  asyncSettled(): void {
+    if (!this.asyncPaused) return;
+    this.asyncPaused = false;
+    this.updateInterest();
+  }
+
+  private finishConnect(negErrno: number): void {
+    if (negErrno < 0) {
+      this.close("reset", errorFromRc("connect", negErrno));
+      return;
+    }
+    this.state = StreamState.Open;
+    this.updateInterest();
+    this.reactor.connectSettled(this, null);
+    if (this.state === StreamState.Open) this.open();
+  }
+
+  /** A handler threw: report it, close this stream only. */
   fail(e: unknown): void {
     const err = e instanceof Error ? e : new Error(String(e));
     const h = this.handler.error;
@@ -551,60 +623,39 @@ export class TcpConnection<T = unknown> implements Connection<T>, TimerNode, Dis
     this.close("error", err);
   }
 
-  private onPeerEnd(): void {
-    this.peerEnded = true;
-    if (this.lingering || this.state === ConnState.Closing) {
-      if (this.bufferedAmount === 0 && !this.dirty) this.close(this.endReason ?? (this.lingering ? "end" : "local"));
-      else this.updateInterest();
-      return;
-    }
-    this.state = ConnState.HalfClosed;
-    const h = this.handler.end;
-    if (h) {
-      try {
-        h.call(this.handler, this);
-      } catch (e) {
-        this.fail(e);
-        return;
-      }
-    }
-    if (this.state !== ConnState.HalfClosed) return; // the handler closed or ended it
-    if (this.bufferedAmount === 0 && !this.dirty) this.close("end");
-    else this.updateInterest(); // stop reading (EOF is level-triggered), keep writing
-  }
-
   /**
-   * Our output is flushed after end(). If the peer already sent FIN, close. Otherwise send
-   * our FIN and read until theirs: closing a socket with unread input makes the kernel send
-   * RST, which can destroy replies still in flight to the peer.
+   * Our output is flushed after end() and the peer has not ended: send our FIN and read
+   * until theirs. Closing a socket with unread input makes the kernel send RST, which can
+   * destroy replies still in flight to the peer.
    */
-  private finishClosing(): void {
-    if (this.peerEnded) {
+  private sendFin(): void {
+    if (this.reactor.driver.shutdownWrite(this.fd) < 0) {
       this.close(this.endReason ?? "local");
       return;
     }
-    if (rc(libc.shutdown(this.fd, SHUT_WR)) < 0) {
-      this.close(this.endReason ?? "local");
-      return;
-    }
-    this.lingering = true;
+    this.state = StreamState.Lingering;
     this.updateInterest();
     this.reactor.timers.schedule(this, this.reactor.now + this.options.lingerMs);
   }
 
   private wantsRead(): boolean {
-    if (this.connecting || this.peerEnded) return false;
-    if (this.lingering) return true;
-    return (this.state === ConnState.Open || this.state === ConnState.Closing) && !this.userPaused && !this.backpressured;
+    switch (this.state) {
+      case StreamState.Open:
+      case StreamState.Flushing:
+        return (this.flags & (F_USER_PAUSED | F_BACKPRESSURED | F_ASYNC_PAUSED)) === 0;
+      case StreamState.Lingering:
+        return true;
+      default:
+        return false; // connecting, or the peer has ended, or closed
+    }
   }
 
-  /** Applies the interest our state implies; one epoll_ctl only when it changes. */
+  /** Applies the interest the state implies; the driver changes it only when it differs. */
   updateInterest(): void {
-    if (this.state === ConnState.Closed) return;
-    const want = (this.wantsRead() ? READABLE : 0) | (this.wantWritable || this.connecting ? WRITABLE : 0);
+    if (this.state === StreamState.Closed) return;
+    const want = (this.wantsRead() ? READABLE : 0) | (this.wantWritable || this.state === StreamState.Connecting ? WRITABLE : 0);
     if (want === this.interest) return;
-    this.interest = want;
-    const r = this.reactor.backend.modify(this.fd, this.generation, want);
+    const r = this.reactor.driver.setInterest(this, want);
     if (r < 0) this.close("error", errorFromRc("epoll_ctl", r));
   }
 }
@@ -619,5 +670,5 @@ function checkRange(length: number, start: number, end: number): void {
   }
 }
 
-// The dispatch tag lives on the prototype: one word less per connection.
-Object.defineProperty(TcpConnection.prototype, "kind", { value: KIND_CONNECTION });
+// The dispatch tag lives on the prototype: one word less per stream.
+Object.defineProperty(TcpStream.prototype, "kind", { value: KIND_STREAM });

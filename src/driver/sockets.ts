@@ -1,6 +1,7 @@
-// Socket helpers for setup paths (after Redis anet.c): they throw SyscallErrors that name
-// the syscall, the errno and the address. Every fd is owned by a DisposableStack until it
-// is handed to the caller, so an exception half-way through never leaks it.
+// Socket setup for the driver (after Redis anet.c): socket, bind, listen, connect, options
+// and addresses. Setup paths throw SyscallErrors that name the syscall, the errno and the
+// address; every fd is owned (`using`) until it is handed to the caller, so an exception
+// half-way through never leaks it. Data-path I/O is in epoll.ts.
 
 import {
   libc, rc, check, SyscallError, Errno,
@@ -33,7 +34,8 @@ export class Fd implements Disposable {
   }
 }
 
-function formatHostPort(host: string, port: number): string {
+/** "1.2.3.4:5678", or "[::1]:5678" for IPv6: the one host:port format of logs and labels. */
+export function formatHostPort(host: string, port: number): string {
   return host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`;
 }
 
@@ -58,16 +60,26 @@ export function setNoDelay(fd: number): number {
   return rc(libc.setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, intOpt, 4));
 }
 
-/** Pending socket error (SO_ERROR) after a non-blocking connect; 0 when connected. */
-export function socketError(fd: number): number {
-  return getIntOption(fd, SOL_SOCKET, SO_ERROR, "SO_ERROR");
+// Event paths read SO_ERROR: their own scratch, so a setup call never shares it.
+const errOpt = new Int32Array(new ArrayBuffer(4));
+const errLen = new Uint32Array(new ArrayBuffer(4));
+
+/**
+ * The socket's pending error as -errno (SO_ERROR), 0 when there is none. Called on event
+ * paths, so it never throws: when getsockopt itself fails, its own -errno comes back.
+ */
+export function pendingSocketError(fd: number): number {
+  errOpt[0] = 0;
+  errLen[0] = 4;
+  const r = rc(libc.getsockopt(fd, SOL_SOCKET, SO_ERROR, errOpt, errLen));
+  return r < 0 ? r : -errOpt[0]!;
 }
 
 export interface ListenOptions {
   hostname: string;
   port: number;
   backlog?: number;
-  /** SO_REUSEPORT: one listening socket per reactor, the kernel spreads connections. */
+  /** SO_REUSEPORT: several sockets may listen on one port; the kernel spreads connections. */
   reusePort?: boolean;
   /** IPv6 only (no IPv4-mapped addresses) for "::". Default true, so "::" and "0.0.0.0" can coexist. */
   ipv6Only?: boolean;
