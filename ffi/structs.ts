@@ -171,6 +171,11 @@ export function decodeSockaddr(buf: Uint8Array): SocketAddress {
   throw new Error(`unsupported address family ${family}`);
 }
 
+/** "1.2.3.4:5678", or "[::1]:5678" for IPv6: the one host:port text form of logs and labels. */
+export function formatHostPort(host: string, port: number): string {
+  return host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`;
+}
+
 /** Address family of a host literal, for socket(2). */
 export function familyOf(host: string): number {
   return encodeSockaddr(host, 0).length === SOCKADDR_IN_SIZE ? AF_INET : AF_INET6;

@@ -41,13 +41,12 @@
 // pauses reading at the high-water mark and closes past maxBuffered), so one slow
 // consumer never stalls the others and its memory stays bounded.
 //
-// Client ids come from the hub's own counter, starting at 1, assigned when a connection
-// registers (at accept, in the protocol's `open`). They are unique for the lifetime of
-// the hub (one per process) across all listeners, independent of how the reactor numbers
-// connections, and fit the framed protocol's u32 for the first 2^32 - 1 clients.
+// A member's id is its stream's id: one id per client in logs, STATS and every protocol,
+// unique in the process while the stream is open, with the owning reactor's index in its
+// high bits (Reactor, "ids"). The hub knows no wire format: encoders are the protocols',
+// and a direct message's outcome is a SendResult that each protocol words its own way.
 
 import { isActive, type Stream as Connection } from "./stream/stream.ts";
-import { ErrorCode } from "./protocols/codec/errors.ts";
 import { SharedBytes } from "./buffers/shared-bytes.ts";
 
 /**
@@ -57,11 +56,6 @@ import { SharedBytes } from "./buffers/shared-bytes.ts";
  * buffer. Below it, or for a single recipient, copying into the queue is cheaper.
  */
 export const SHARE_MIN_BYTES = 1024;
-
-/** "1.2.3.4:5678", or "[::1]:5678" for IPv6. */
-export function formatAddress(address: string, port: number): string {
-  return address.includes(":") ? `[${address}]:${port}` : `${address}:${port}`;
-}
 
 /** How one protocol renders messages that other clients (of any protocol) send. */
 export interface HubEncoder {
@@ -184,8 +178,15 @@ function receives(m: HubMember, from: HubMember | null): boolean {
   return m !== from && m.joined && isActive(m.conn.state);
 }
 
-/** A direct message went through (else an ErrorCode). */
-export const SEND_OK = 0;
+/** The outcome of a direct message. */
+export const SendResult = {
+  Ok: 0,
+  /** The target is not a joined, active member. */
+  NoSuchClient: 1,
+  /** The target's protocol cannot carry a message this large. */
+  TooLarge: 2,
+} as const;
+export type SendResult = (typeof SendResult)[keyof typeof SendResult];
 
 export interface HubOptions {
   /** Largest batch per channel, bytes: an append that would pass it flushes first. */
@@ -205,7 +206,6 @@ const SMALL_COPY = 128;
 const EMPTY = new Uint8Array(0);
 
 export class Hub {
-  private nextId = 1;
   private readonly channels: Channel[] = [];
   private readonly members: HubMember[] = [];
   private readonly byId = new Map<number, HubMember>();
@@ -258,10 +258,10 @@ export class Hub {
     return n - 1;
   }
 
-  /** Register a connection and assign its client id. */
+  /** Register a connection; its member id is the stream's id. */
   add(conn: Connection<any>, channel: number, label: string, joined = true): HubMember {
     if (channel < 0 || channel >= this.channels.length) throw new RangeError(`no hub channel ${channel}`);
-    const m = new HubMember(this.nextId++, conn, channel, label);
+    const m = new HubMember(conn.id, conn, channel, label);
     m.slot = this.members.length;
     this.members.push(m);
     this.byId.set(m.id, m);
@@ -367,8 +367,8 @@ export class Hub {
     if (--this.batchDepth === 0) this.flushBatch();
   }
 
-  /** Direct message; returns SEND_OK, NO_SUCH_CLIENT or FRAME_TOO_LARGE. */
-  sendBytes(from: HubMember, to: HubMember, buf: Uint8Array, offset: number, length: number): number {
+  /** Direct message. */
+  sendBytes(from: HubMember, to: HubMember, buf: Uint8Array, offset: number, length: number): SendResult {
     this.refuseNesting();
     // The target may be a recipient of the pending batch: it must see those first.
     this.flushBatch();
@@ -380,7 +380,7 @@ export class Hub {
     }
   }
 
-  sendValue(from: HubMember, to: HubMember, value: unknown): number {
+  sendValue(from: HubMember, to: HubMember, value: unknown): SendResult {
     this.refuseNesting();
     this.flushBatch();
     const msg = this.scratch.setValue(from, value);
@@ -391,13 +391,13 @@ export class Hub {
     }
   }
 
-  private send(to: HubMember, msg: HubMessage): number {
-    if (!receives(to, null)) return ErrorCode.NO_SUCH_CLIENT; // direct: oneself included
+  private send(to: HubMember, msg: HubMessage): SendResult {
+    if (!receives(to, null)) return SendResult.NoSuchClient; // direct: oneself included
     const enc = this.channels[to.channel]!.encoder;
     const len = enc.encodeDirect(msg);
-    if (len < 0) return ErrorCode.FRAME_TOO_LARGE;
+    if (len < 0) return SendResult.TooLarge;
     to.conn.write(enc.out, 0, len);
-    return SEND_OK;
+    return SendResult.Ok;
   }
 
   /**

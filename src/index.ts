@@ -1,5 +1,6 @@
 // bunpoll's package root: the library API with its types.
-export { serve, type ServeOptions, type Server } from "./serve.ts";
+export { listen, type ListenOptions, type SocketHandler, type Server } from "./listen.ts";
+export { serve, type ServeOptions } from "./serve.ts";
 export { Reactor, wakeReactor, reactorIndexOf, type ReactorOptions, type StopOptions } from "./reactor/reactor.ts";
 export type { Listener } from "./reactor/listener.ts";
 export type { ConnectionOptions } from "./stream/tcp-stream.ts";

@@ -7,7 +7,7 @@ import {
   libc, rc, check, SyscallError, Errno,
   AF_INET6, SOCK_STREAM, SOCK_NONBLOCK, SOCK_CLOEXEC, SOL_SOCKET, SO_REUSEADDR, SO_REUSEPORT,
   SO_ERROR, IPPROTO_TCP, TCP_NODELAY, IPPROTO_IPV6, IPV6_V6ONLY, O_RDONLY, O_CLOEXEC,
-  RLIMIT_NOFILE, encodeSockaddr, decodeSockaddr, familyOf, SOCKADDR_STORAGE_SIZE,
+  RLIMIT_NOFILE, encodeSockaddr, formatHostPort, decodeSockaddr, familyOf, SOCKADDR_STORAGE_SIZE,
   type SocketAddress,
 } from "../../ffi/index.ts";
 
@@ -34,10 +34,7 @@ export class Fd implements Disposable {
   }
 }
 
-/** "1.2.3.4:5678", or "[::1]:5678" for IPv6: the one host:port format of logs and labels. */
-export function formatHostPort(host: string, port: number): string {
-  return host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`;
-}
+export { formatHostPort };
 
 // One 4-byte scratch for integer socket options: setup paths only, never concurrent.
 const intOpt = new Int32Array(new ArrayBuffer(4));

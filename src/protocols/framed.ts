@@ -11,7 +11,7 @@
 // end of the read), so replies to one connection still come in request order. No
 // allocation per message.
 
-import { SEND_OK, type HubEncoder, type HubMember, type HubMessage } from "../hub.ts";
+import { SendResult, type HubEncoder, type HubMember, type HubMessage } from "../hub.ts";
 import type { Connection } from "../stream/stream.ts";
 import { ErrorCode } from "./codec/errors.ts";
 import {
@@ -261,8 +261,8 @@ class FramedProtocol extends SessionProtocol<FramedSession> {
       return;
     }
     const r = this.ctx.hub.sendBytes(s.member, target, buf, off + 4, len - 4);
-    if (r !== SEND_OK) {
-      this.sendError(s.conn, r);
+    if (r !== SendResult.Ok) {
+      this.sendError(s.conn, r === SendResult.TooLarge ? ErrorCode.FRAME_TOO_LARGE : ErrorCode.NO_SUCH_CLIENT);
       return;
     }
     this.countOut(Kind.DIRECT_MSG);

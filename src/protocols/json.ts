@@ -3,7 +3,7 @@
 // open (the length prefix keeps the stream in sync), except a length over max-frame,
 // which is answered and then closed, as the spec asks.
 
-import { SEND_OK, type HubEncoder, type HubMember, type HubMessage } from "../hub.ts";
+import { SendResult, type HubEncoder, type HubMember, type HubMessage } from "../hub.ts";
 import type { StatsSnapshot } from "../stats/snapshot.ts";
 import type { Connection } from "../stream/stream.ts";
 import { ERROR_MESSAGES, ErrorCode, errorName } from "./codec/errors.ts";
@@ -220,8 +220,9 @@ class JsonProtocol extends SessionProtocol<JsonSession> {
           return;
         }
         const r = ctx.hub.sendValue(s.member, target, m.content);
-        if (r !== SEND_OK) {
-          this.sendError(s.conn, r);
+        if (r !== SendResult.Ok) {
+          if (r === SendResult.TooLarge) this.sendError(s.conn, ErrorCode.FRAME_TOO_LARGE, "the recipient's protocol cannot carry a message this large");
+          else this.sendError(s.conn, ErrorCode.NO_SUCH_CLIENT, `no client ${JSON.stringify(m.to)}`);
           return;
         }
         ctx.stats.countOut(Kind.DIRECT_MSG);

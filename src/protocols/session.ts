@@ -5,7 +5,8 @@
 // "answer, then close". Each protocol adds its decoder, its message handling and its error
 // encoding.
 
-import { formatAddress, type HubEncoder, type HubMember } from "../hub.ts";
+import { formatHostPort } from "../../ffi/index.ts";
+import type { HubEncoder, HubMember } from "../hub.ts";
 import type { CloseReason, Connection } from "../stream/stream.ts";
 import { ErrorCode, closeReasonFor } from "./codec/errors.ts";
 import type { ProtocolContext, ProtocolHandler, ProtocolName } from "./context.ts";
@@ -44,7 +45,7 @@ export abstract class SessionProtocol<S extends Session> {
   open(conn: Connection<S>): void {
     const ctx = this.ctx;
     const authed = ctx.authToken === null;
-    const member = ctx.hub.add(conn, this.channel, formatAddress(conn.remoteAddress, conn.remotePort), authed);
+    const member = ctx.hub.add(conn, this.channel, formatHostPort(conn.remoteAddress, conn.remotePort), authed);
     const rl = ctx.options.rateLimit;
     conn.data = this.newSession(conn, member, authed, rl ? new TokenBucket(rl, ctx.now()) : null);
   }

@@ -3,7 +3,8 @@
 // that could change the recipient set or reorder a recipient's stream.
 
 import { describe, expect, test } from "bun:test";
-import { formatAddress, Hub, HubMessage, SEND_OK, SHARE_MIN_BYTES, type HubEncoder, type HubOptions } from "../../src/hub.ts";
+import { formatHostPort as formatAddress } from "../../ffi/index.ts";
+import { Hub, HubMessage, SendResult, SHARE_MIN_BYTES, type HubEncoder, type HubOptions } from "../../src/hub.ts";
 import { decodeFrames, decodeIdAndPayload, decodeU32Body, encodeBroadcast, encodeSendTo, MsgType } from "../../src/protocols/codec/framed.ts";
 import { decodeJsonFrames, encodeJsonFrame } from "../../src/protocols/codec/json.ts";
 import { createProtocolContext } from "../../src/protocols/context.ts";
@@ -50,8 +51,9 @@ function hubWith(tags: string[], options?: HubOptions) {
   const hub = new Hub(options);
   const encoders = tags.map((t) => new TagEncoder(t));
   const channels = encoders.map((e, i) => hub.channel(tags[i]!, e));
+  let ids = 0; // ids 1, 2, ...: the bounds tests count encoded bytes, which include the sender's id
   const add = (channel = 0, joined = true) => {
-    const conn = new FakeConnection();
+    const conn = new FakeConnection({ id: ++ids });
     return { conn, m: hub.add(conn, channels[channel]!, formatAddress(conn.remoteAddress, conn.remotePort), joined) };
   };
   const say = (from: { m: import("../../src/hub.ts").HubMember }, text: string) => hub.broadcastBytes(from.m, enc(text), 0, enc(text).length);
@@ -170,7 +172,7 @@ describe("Hub batching: ordering", () => {
     hub.beginBatch();
     say(from, "1");
     say(from, "2");
-    expect(hub.sendValue(from.m, to.m, "dm")).toBe(SEND_OK);
+    expect(hub.sendValue(from.m, to.m, "dm")).toBe(SendResult.Ok);
     say(from, "3");
     hub.endBatch();
     expect(writes(to.conn)).toEqual([`ab:${id}:1;ab:${id}:2;`, `ad:${id}:dm;`, `ab:${id}:3;`]);
@@ -185,7 +187,7 @@ describe("Hub batching: ordering", () => {
     const to = add(1);
     hub.beginBatch();
     say(from, "1");
-    expect(hub.sendBytes(from.m, to.m, enc("dm"), 0, 2)).toBe(SEND_OK);
+    expect(hub.sendBytes(from.m, to.m, enc("dm"), 0, 2)).toBe(SendResult.Ok);
     expect(writes(r.conn)).toEqual([`ab:${from.m.id}:1;`]);
     hub.endBatch();
     expect(writes(to.conn)).toEqual([`bb:${from.m.id}:1;`, `bd:${from.m.id}:dm;`]);

@@ -1,8 +1,8 @@
 // src/hub.ts: client registry, broadcast and routing, alone and across the three protocols.
 
 import { describe, expect, test } from "bun:test";
-import { formatAddress, Hub, HubMessage, SEND_OK, type HubEncoder } from "../../src/hub.ts";
-import { ErrorCode } from "../../src/protocols/codec/errors.ts";
+import { formatHostPort as formatAddress } from "../../ffi/index.ts";
+import { Hub, HubMessage, SendResult, type HubEncoder } from "../../src/hub.ts";
 import { decodeFrames, decodeIdAndPayload, decodeU32Body, encodeBroadcast, encodeSendTo, MsgType } from "../../src/protocols/codec/framed.ts";
 import { decodeJsonFrames, encodeJsonFrame } from "../../src/protocols/codec/json.ts";
 import { createProtocolContext } from "../../src/protocols/context.ts";
@@ -47,13 +47,13 @@ function hubWith(...tags: string[]) {
 }
 
 describe("Hub: registry", () => {
-  test("ids start at 1, increase, and are never reused", () => {
+  test("a member's id is its stream's id: one id per client in logs and on the wire", () => {
     const { hub, add } = hubWith("x");
     const a = add();
     const b = add();
-    expect([a.m.id, b.m.id]).toEqual([1, 2]);
-    hub.remove(a.m);
-    expect(add().m.id).toBe(3);
+    expect(a.m.id).toBe(a.conn.id);
+    expect(b.m.id).toBe(b.conn.id);
+    expect(hub.get(b.conn.id)).toBe(b.m);
   });
 
   test("channel() is idempotent per protocol name", () => {
@@ -166,17 +166,17 @@ describe("Hub: broadcast", () => {
     expect(scratch.from).toBeNull();
   });
 
-  test("direct: SEND_OK, NO_SUCH_CLIENT for a closing target, FRAME_TOO_LARGE when the encoder refuses", () => {
+  test("direct: Ok, NoSuchClient for a closing target, TooLarge when the encoder refuses (hub results, not protocol error codes)", () => {
     const { hub, encoders, add } = hubWith("a");
     const from = add();
     const to = add();
-    expect(hub.sendValue(from.m, to.m, "hey")).toBe(SEND_OK);
+    expect(hub.sendValue(from.m, to.m, "hey")).toBe(SendResult.Ok);
     expect(dec(to.conn.take())).toBe(`ad:${from.m.id}:hey`);
     encoders[0]!.refuse = true;
-    expect(hub.sendValue(from.m, to.m, "hey")).toBe(ErrorCode.FRAME_TOO_LARGE);
+    expect(hub.sendValue(from.m, to.m, "hey")).toBe(SendResult.TooLarge);
     encoders[0]!.refuse = false;
     to.conn.state = StreamState.Flushing;
-    expect(hub.sendValue(from.m, to.m, "hey")).toBe(ErrorCode.NO_SUCH_CLIENT);
+    expect(hub.sendValue(from.m, to.m, "hey")).toBe(SendResult.NoSuchClient);
   });
 });
 

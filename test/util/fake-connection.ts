@@ -13,10 +13,12 @@ export interface FakeConnectionOptions {
   /** write() returns false once this many bytes are queued (default: never). */
   highWaterMark?: number;
   handler?: Handler<any>;
+  /** The stream id (default: the next of a process-wide counter). */
+  id?: number;
 }
 
 export class FakeConnection<T = any> implements Connection<T> {
-  readonly id = nextId++;
+  readonly id: number;
   data!: T;
   state: StreamState = StreamState.Open;
   readonly remoteAddress: string;
@@ -36,6 +38,7 @@ export class FakeConnection<T = any> implements Connection<T> {
   afterWrite: ((conn: FakeConnection<T>) => void) | null = null;
 
   constructor(opts: FakeConnectionOptions = {}) {
+    this.id = opts.id ?? nextId++;
     this.remoteAddress = opts.remoteAddress ?? "127.0.0.1";
     this.remotePort = opts.remotePort ?? 40000 + this.id;
     this.highWaterMark = opts.highWaterMark ?? Infinity;
