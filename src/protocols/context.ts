@@ -7,6 +7,8 @@ import type { ReactorStats } from "../reactor/stats.ts";
 import { buildStatsSnapshot, type ReactorCounters, type StatsSnapshot } from "../stats/snapshot.ts";
 import { ProtocolStats, type ProtocolStatsOptions } from "../stats/protocol-stats.ts";
 import type { CloseReason, Connection, Handler } from "../stream/stream.ts";
+import { registerErrors } from "./codec/errors.ts";
+import { registerKinds } from "./codec/kinds.ts";
 import type { RateLimitOptions } from "./guards.ts";
 
 export type ProtocolName = "framed" | "json" | "line";
@@ -63,6 +65,9 @@ export class ProtocolContext {
   constructor(init: ProtocolContextInit = {}) {
     this.hub = init.hub ?? new Hub();
     this.stats = init.stats instanceof ProtocolStats ? init.stats : new ProtocolStats(init.stats);
+    // The protocols count with Kind and ErrorCode values as indexes: register them first.
+    registerKinds(this.stats);
+    registerErrors(this.stats);
     const o = init.options ?? {};
     this.options = {
       maxFrame: o.maxFrame,

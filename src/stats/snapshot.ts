@@ -2,35 +2,32 @@
 // when there are several) plus the protocol counters. STATS_REPLY, the json
 // `server_stats` reply and the `--stats-interval` line are all built from it.
 
-import type { ReactorStats } from "../reactor/stats.ts";
-import type { CloseReason } from "../stream/stream.ts";
-import { ERROR_NAMES } from "../protocols/codec/errors.ts";
-import { KIND_NAMES, KIND_WIRE_CODES } from "../protocols/codec/kinds.ts";
 import type { LatencySummary } from "./histogram.ts";
 import type { ProtocolStats } from "./protocol-stats.ts";
 
-/** The ReactorStats fields a snapshot reads (a plain object will do in tests). */
-export type ReactorCounters = Pick<
-  ReactorStats,
-  | "connectionsActive"
-  | "connectionsTotal"
-  | "bytesIn"
-  | "bytesOut"
-  | "highWaterCrossings"
-  | "pausedReads"
-  | "slowConsumersDropped"
-  | "closeReasons"
-  | "readCalls"
-  | "writeCalls"
-  | "acceptErrors"
-  | "rejectedFull"
->;
+/**
+ * The reactor counters a snapshot reads: ReactorStats has them, and a plain object will
+ * do in tests. Close reasons are an open set, counted by name.
+ */
+export interface ReactorCounters {
+  readonly connectionsActive: number;
+  readonly connectionsTotal: number;
+  readonly bytesIn: number;
+  readonly bytesOut: number;
+  readonly highWaterCrossings: number;
+  readonly pausedReads: number;
+  readonly slowConsumersDropped: number;
+  readonly closeReasons: Readonly<Record<string, number>>;
+  readonly readCalls: number;
+  readonly writeCalls: number;
+  readonly acceptErrors: number;
+  readonly rejectedFull: number;
+}
 
 export interface KindCount {
-  /** Dense kind index (see codec/kinds.ts). */
+  /** Dense kind index (what ProtocolStats.registerKind returned). */
   kind: number;
-  /** Wire code in STATS_REPLY (the framed type code where one exists). */
-  code: number;
+  /** The registered name, e.g. "ping". */
   name: string;
   in: number;
   out: number;
@@ -75,6 +72,11 @@ export interface StatsSnapshot {
     pausedReads: number;
     slowConsumersDropped: number;
   };
+  /**
+   * Connections closed per reason, summed over the reactors: every reason a reactor has
+   * a key for, in the order the reactors list them, then the reasons registered with the
+   * ProtocolStats (0 until one happens), in registration order.
+   */
   closeReasons: Record<string, number>;
   /** Syscall and accept counters: readCalls / messages.in is reads per message. */
   io: { readCalls: number; writeCalls: number; acceptErrors: number; rejectedFull: number };
@@ -105,7 +107,6 @@ export function buildStatsSnapshot(input: SnapshotInput): StatsSnapshot {
   let writeCalls = 0;
   let acceptErrors = 0;
   let rejectedFull = 0;
-  const closeReasons: Record<string, number> = {};
   for (const r of input.reactors) {
     active += r.connectionsActive;
     total += r.connectionsTotal;
@@ -118,11 +119,8 @@ export function buildStatsSnapshot(input: SnapshotInput): StatsSnapshot {
     writeCalls += r.writeCalls;
     acceptErrors += r.acceptErrors;
     rejectedFull += r.rejectedFull;
-    for (const k in r.closeReasons) {
-      const reason = k as CloseReason;
-      closeReasons[reason] = (closeReasons[reason] ?? 0) + r.closeReasons[reason];
-    }
   }
+  const closeReasons = mergeCloseReasons(input.reactors, p.registeredCloseReasons);
 
   const byKind: KindCount[] = [];
   let msgIn = 0;
@@ -133,15 +131,15 @@ export function buildStatsSnapshot(input: SnapshotInput): StatsSnapshot {
     msgIn += i;
     msgOut += o;
     if (i !== 0 || o !== 0) {
-      byKind.push({ kind: k, code: KIND_WIRE_CODES[k]!, name: KIND_NAMES[k]!, in: i, out: o });
+      byKind.push({ kind: k, name: p.kindName(k) ?? `kind_${k}`, in: i, out: o });
     }
   }
   const byCode: ErrorCount[] = [];
   let errTotal = 0;
-  for (let c = 1; c < p.errors.length; c++) {
+  for (let c = 0; c < p.errors.length; c++) {
     const n = p.errors[c]!;
     errTotal += n;
-    if (n !== 0) byCode.push({ code: c, name: ERROR_NAMES[c]!, count: n });
+    if (n !== 0) byCode.push({ code: c, name: p.errorName(c) ?? `error_${c}`, count: n });
   }
 
   return {
@@ -159,4 +157,25 @@ export function buildStatsSnapshot(input: SnapshotInput): StatsSnapshot {
     io: { readCalls, writeCalls, acceptErrors, rejectedFull },
     latencyNs: p.latency.summary(),
   };
+}
+
+/**
+ * Sum per reason over the union of the reactors' reasons, plus the registered ones. The
+ * reactors' own reasons come first (the transport's, then any they gained), so the
+ * order is stable whichever registered reason happened first.
+ */
+function mergeCloseReasons(reactors: readonly ReactorCounters[], registered: readonly string[]): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const r of reactors) {
+    for (const reason of Object.keys(r.closeReasons)) {
+      if (registered.includes(reason)) continue;
+      out[reason] = (out[reason] ?? 0) + r.closeReasons[reason]!;
+    }
+  }
+  for (const reason of registered) {
+    let n = 0;
+    for (const r of reactors) n += r.closeReasons[reason] ?? 0;
+    out[reason] = n;
+  }
+  return out;
 }

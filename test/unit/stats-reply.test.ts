@@ -1,22 +1,25 @@
 // src/protocols/codec/stats-reply.ts: the STATS_REPLY binary layout.
 
 import { describe, expect, test } from "bun:test";
-import { ErrorCode } from "../../src/protocols/codec/errors.ts";
-import { Kind } from "../../src/protocols/codec/kinds.ts";
+import { ErrorCode, registerErrors } from "../../src/protocols/codec/errors.ts";
+import { Kind, registerKinds } from "../../src/protocols/codec/kinds.ts";
 import { decodeStatsReply, encodeStatsReplyBody, STATS_HEADER_LENGTH, statsReplyLength } from "../../src/protocols/codec/stats-reply.ts";
 import { ReactorStats } from "../../src/reactor/stats.ts";
 import { ProtocolStats } from "../../src/stats/protocol-stats.ts";
 import { buildStatsSnapshot, type StatsSnapshot } from "../../src/stats/snapshot.ts";
 
-function sample(): StatsSnapshot {
+function sample(more: (p: ProtocolStats) => void = () => {}): StatsSnapshot {
   const r = new ReactorStats();
   Object.assign(r, { connectionsActive: 7, connectionsTotal: 2 ** 40 + 3, bytesIn: 123456789012, bytesOut: 5, highWaterCrossings: 1, pausedReads: 2, slowConsumersDropped: 3 });
   const p = new ProtocolStats();
+  registerKinds(p);
+  registerErrors(p);
   p.countIn(Kind.PING);
   p.countOut(Kind.PONG);
   p.countIn(Kind.LINE);
   p.countError(ErrorCode.NO_SUCH_CLIENT);
   for (let v = 1; v <= 1000; v++) p.latency.record(v * 10);
+  more(p);
   return buildStatsSnapshot({ reactors: [r], protocol: p, clients: 6, serverName: "t", startedAtMs: 1_700_000_000_000, nowMs: 1_700_000_090_500 });
 }
 
@@ -86,6 +89,22 @@ describe("STATS_REPLY", () => {
     const badCount = b.slice();
     new DataView(badCount.buffer).setUint16(160, 500);
     expect(decodeStatsReply(badCount)).toBeNull();
+  });
+
+  test("a kind outside the shared vocabulary counts in the totals but gets no row", () => {
+    const s = sample((p) => {
+      const req = p.registerKind("http_request");
+      p.countIn(req);
+      p.countIn(req);
+    });
+    expect(s.messages.byKind.map((k) => k.name)).toEqual(["ping", "pong", "line", "http_request"]);
+    const b = encodeStatsReplyBody(s);
+    expect(b.length).toBe(statsReplyLength(s));
+    expect(b.length).toBe(encodeStatsReplyBody(sample()).length);
+    const d = decodeStatsReply(b)!;
+    expect(d.messagesIn).toBe(4);
+    expect(d.kinds.map((k) => k.name)).toEqual(["ping", "pong", "line"]);
+    expect(d.errors).toEqual([{ code: 3, name: "no_such_client", count: 1 }]);
   });
 
   test("unknown kind codes keep their number", () => {

@@ -1,7 +1,7 @@
 // src/stats/summary.ts: the --stats-interval line.
 
 import { describe, expect, test } from "bun:test";
-import { Kind } from "../../src/protocols/codec/kinds.ts";
+import { Kind, registerKinds } from "../../src/protocols/codec/kinds.ts";
 import { ReactorStats } from "../../src/reactor/stats.ts";
 import { ProtocolStats } from "../../src/stats/protocol-stats.ts";
 import { buildStatsSnapshot } from "../../src/stats/snapshot.ts";
@@ -26,6 +26,7 @@ describe("formatSummaryLine", () => {
   test("rates over the interval since the previous snapshot", () => {
     const r = new ReactorStats();
     const p = new ProtocolStats();
+    registerKinds(p);
     const snap = (nowMs: number) => buildStatsSnapshot({ reactors: [r], protocol: p, clients: 1, serverName: "bunpoll", startedAtMs: 0, nowMs });
     r.bytesIn = 1000;
     p.countIn(Kind.PING);

@@ -1,6 +1,10 @@
-// Error codes shared by every protocol. Codes 1-8 are the framed protocol's wire codes
-// (the u16 in an ERROR frame). Codes 9-11 only occur in the json protocol, which names
-// errors by string; they get numbers so that one counter array covers all protocols.
+// Error codes shared by the framed, json and line protocols. Codes 1-8 are the framed
+// protocol's wire codes (the u16 in an ERROR frame). Codes 9-11 only occur in the json
+// protocol, which names errors by string; they get numbers so that one counter array
+// covers all protocols. `registerErrors` registers them (and the close reasons they
+// cause) with a ProtocolStats, which indexes its error counters by code.
+
+import type { ProtocolStats } from "../../stats/protocol-stats.ts";
 
 export const ErrorCode = {
   UNKNOWN_TYPE: 1,
@@ -16,9 +20,6 @@ export const ErrorCode = {
   MISSING_TYPE: 11,
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
-
-/** Size of arrays indexed by error code (index 0 unused). */
-export const ERROR_CODE_SLOTS = 12;
 
 /** Machine-readable names: the json protocol's `"error"` field and the stats keys. */
 export const ERROR_NAMES: readonly string[] = [
@@ -60,6 +61,18 @@ export function errorName(code: number): string {
 export function errorCodeOf(name: string): number {
   const i = ERROR_NAMES.indexOf(name);
   return i > 0 ? i : 0;
+}
+
+/** The close reasons closeReasonFor adds to the reactor's own (transport) reasons. */
+export const APPLICATION_CLOSE_REASONS = ["protocol", "unauthorized", "rate-limited"] as const;
+
+/**
+ * Register every ErrorCode with its name, and the application close reasons, with
+ * `stats`. Registering again (a second context sharing the stats) is a no-op.
+ */
+export function registerErrors(stats: Pick<ProtocolStats, "registerError" | "registerCloseReason">): void {
+  for (const code of Object.values(ErrorCode)) stats.registerError(code, ERROR_NAMES[code]!);
+  for (const reason of APPLICATION_CLOSE_REASONS) stats.registerCloseReason(reason);
 }
 
 /** What a connection closed after error `code` is counted as (the reactor's close reasons). */

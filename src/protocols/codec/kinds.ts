@@ -1,10 +1,14 @@
-// Message kinds: one vocabulary for the per-type counters of every protocol. A json
-// "ping" and a framed PING are the same kind, so the stats read the same whichever
-// protocol a client speaks.
+// Message kinds: the vocabulary the framed, json and line protocols share for their
+// per-type counters. A json "ping" and a framed PING are the same kind, so the stats read
+// the same whichever protocol a client speaks.
 //
-// The dense index (used for the counter arrays) equals the framed type code for
-// 0x0001..0x000E; the remaining kinds get the next indexes. The wire code (used in
+// The stats know no protocol: `registerKinds` registers these names with a ProtocolStats,
+// and the Kind values are the counter indexes that registration hands out (it checks so),
+// which lets the hot paths increment `stats.messagesIn[Kind.PING]`. The order puts the
+// framed requests and replies at their type code, 0x0001..0x000E. The wire code (used in
 // STATS_REPLY) is the framed type code where one exists, otherwise 0x01xx.
+
+import type { ProtocolStats } from "../../stats/protocol-stats.ts";
 
 export const Kind = {
   UNKNOWN: 0,
@@ -42,6 +46,27 @@ export const KIND_WIRE_CODES: readonly number[] = [
   0x0000, 0x0001, 0x0002, 0x0003, 0x0004, 0x0005, 0x0006, 0x0007, 0x0008, 0x0009, 0x000a,
   0x000b, 0x000c, 0x000d, 0x000e, 0xffff, 0x0100, 0x0101, 0x0102,
 ];
+
+/**
+ * Register the shared kinds with `stats`. They must be its first kinds, so that each gets
+ * its Kind value as index: throws otherwise (register other protocols' kinds after).
+ * Registering again (a second context sharing the stats) is a no-op.
+ */
+export function registerKinds(stats: Pick<ProtocolStats, "registerKind">): void {
+  for (let k = 0; k < KIND_COUNT; k++) {
+    const idx = stats.registerKind(KIND_NAMES[k]!);
+    if (idx !== k) {
+      throw new Error(`message kind "${KIND_NAMES[k]}" got counter index ${idx}, not ${k}: register the shared kinds before any other`);
+    }
+  }
+}
+
+const WIRE_CODE_OF_NAME = new Map(KIND_NAMES.map((name, k) => [name, KIND_WIRE_CODES[k]!]));
+
+/** STATS_REPLY wire code of a kind name; -1 for a kind outside this vocabulary. */
+export function kindWireCode(name: string): number {
+  return WIRE_CODE_OF_NAME.get(name) ?? -1;
+}
 
 /** Dense kind index for a wire code; -1 when unknown (a newer server's kind). */
 export function kindOfWireCode(code: number): number {

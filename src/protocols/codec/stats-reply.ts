@@ -33,12 +33,13 @@
 //          2  error_count E, then E x { u16 error_code, u64 count }       (10 bytes each)
 //
 // Kind codes are the framed type codes (0x0001 HELLO ... 0x000E STATS_REPLY, 0xFFFF
-// ERROR), plus 0x0000 unknown, 0x0100 auth, 0x0101 auth_ok, 0x0102 line. Only non-zero
-// rows are sent.
+// ERROR), plus 0x0000 unknown, 0x0100 auth, 0x0101 auth_ok, 0x0102 line (codec/kinds.ts).
+// Only non-zero rows are sent. A kind another protocol registered has no code here: it
+// counts in messages_in/out but gets no row (give it a code in kinds.ts to list it).
 
 import type { StatsSnapshot } from "../../stats/snapshot.ts";
 import { errorName } from "./errors.ts";
-import { KIND_NAMES, kindOfWireCode } from "./kinds.ts";
+import { KIND_NAMES, kindOfWireCode, kindWireCode } from "./kinds.ts";
 
 export const STATS_LAYOUT_VERSION = 1;
 export const STATS_HEADER_LENGTH = 160;
@@ -48,7 +49,14 @@ const TWO_POW_32 = 4294967296;
 
 /** Bytes the body of `s` needs. */
 export function statsReplyLength(s: StatsSnapshot): number {
-  return STATS_HEADER_LENGTH + 2 + s.messages.byKind.length * KIND_ROW + 2 + s.errors.byCode.length * ERROR_ROW;
+  return STATS_HEADER_LENGTH + 2 + kindRows(s) * KIND_ROW + 2 + s.errors.byCode.length * ERROR_ROW;
+}
+
+/** Rows of the kinds table: the kinds that have a wire code. */
+function kindRows(s: StatsSnapshot): number {
+  let n = 0;
+  for (const k of s.messages.byKind) if (kindWireCode(k.name) >= 0) n++;
+  return n;
 }
 
 /**
@@ -83,10 +91,12 @@ export function writeStatsReply(s: StatsSnapshot, out: Uint8Array, at = 0): numb
   u64(v, 144, l.p999);
   u64(v, 152, l.max);
   let p = STATS_HEADER_LENGTH;
-  v.setUint16(p, s.messages.byKind.length);
+  v.setUint16(p, kindRows(s));
   p += 2;
   for (const k of s.messages.byKind) {
-    v.setUint16(p, k.code);
+    const code = kindWireCode(k.name);
+    if (code < 0) continue;
+    v.setUint16(p, code);
     u64(v, p + 2, k.in);
     u64(v, p + 10, k.out);
     p += KIND_ROW;
