@@ -13,6 +13,7 @@ import { SharedBytes } from "../../src/buffers/shared-bytes.ts";
 import { TcpStream, DEFAULT_CONNECTION_OPTIONS, type ConnectionOptions } from "../../src/stream/tcp-stream.ts";
 import { READABLE, WRITABLE } from "../../src/driver/driver.ts";
 import type { Poller } from "../../src/driver/epoll.ts";
+import { ScriptedBackend } from "../util/scripted-poller.ts";
 import { createListenSocket, localAddress, startConnect, setIntOption } from "../../src/driver/sockets.ts";
 import { StreamState, type CloseReason, type Connection, type Handler } from "../../src/stream/stream.ts";
 import { serve } from "../../src/serve.ts";
@@ -163,55 +164,6 @@ function closeLater(fd: number): void {
 
 function fdCount(): number {
   return readdirSync("/proc/self/fd").length;
-}
-
-/** A poll backend whose events are scripted by the test; it records interest changes. */
-class ScriptedBackend implements Poller {
-  readonly interest = new Map<number, { gen: number; mask: number }>();
-  private readonly queue: (() => [fd: number, gen: number, mask: number][])[] = [];
-  private current: [number, number, number][] = [];
-  polls = 0;
-  /** Poll count at which each scripted batch was handed out. */
-  readonly deliveredAt: number[] = [];
-
-  add(fd: number, generation: number, interest: number): number {
-    if (this.interest.has(fd)) return -Errno.EEXIST;
-    this.interest.set(fd, { gen: generation, mask: interest });
-    return 0;
-  }
-  modify(fd: number, generation: number, interest: number): number {
-    if (!this.interest.has(fd)) return -Errno.ENOENT;
-    this.interest.set(fd, { gen: generation, mask: interest });
-    return 0;
-  }
-  remove(fd: number): number {
-    return this.interest.delete(fd) ? 0 : -Errno.ENOENT;
-  }
-  /** Queues one batch; the function runs when the reactor polls (so it sees fresh generations). */
-  script(batch: () => [number, number, number][]): void {
-    this.queue.push(batch);
-  }
-  poll(_timeoutMs: number): number {
-    this.polls++;
-    const next = this.queue.shift();
-    this.current = next ? next() : [];
-    if (next) this.deliveredAt.push(this.polls);
-    return this.current.length;
-  }
-  eventFd(i: number): number {
-    return this.current[i]![0];
-  }
-  eventGeneration(i: number): number {
-    return this.current[i]![1];
-  }
-  eventMask(i: number): number {
-    return this.current[i]![2];
-  }
-  /** close(2) removes an fd from a real epoll set; mirror that for closed fds. */
-  forgetClosed(fd: number): void {
-    this.interest.delete(fd);
-  }
-  [Symbol.dispose](): void {}
 }
 
 // --- basics -------------------------------------------------------------------------------
