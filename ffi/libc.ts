@@ -31,7 +31,6 @@ const epoll = {
 const io = {
   read: { args: [T.i32, T.ptr, T.u64], returns: T.i64_fast },
   write: { args: [T.i32, T.ptr, T.u64], returns: T.i64_fast },
-  writev: { args: [T.i32, T.ptr, T.i32], returns: T.i64_fast },
   send: { args: [T.i32, T.ptr, T.u64, T.i32], returns: T.i64_fast },
   sendmsg: { args: [T.i32, T.ptr, T.i32], returns: T.i64_fast }, // gather send + MSG_NOSIGNAL
   recv: { args: [T.i32, T.ptr, T.u64, T.i32], returns: T.i64_fast },

@@ -31,7 +31,7 @@ const input = () => {
 
 function setup(handler: ReturnType<typeof createFramedProtocol> | ReturnType<typeof createEchoProtocol>) {
   const conn = new TcpStream<any>(reactor, -1, 1, handler as any, DEFAULT_CONNECTION_OPTIONS);
-  handler.open?.(conn as any);
+  (handler as { open?(c: unknown): void }).open?.(conn);
   const reset = () => {
     (conn as unknown as { outq: { clear(): void } | null }).outq?.clear();
     (reactor as unknown as { dirty: unknown[] }).dirty.length = 0;

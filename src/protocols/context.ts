@@ -10,8 +10,8 @@ import type { CloseReason, Connection, Handler } from "../stream/stream.ts";
 import { registerErrors } from "./codec/errors.ts";
 import { registerKinds } from "./codec/kinds.ts";
 import type { RateLimitOptions } from "./guards.ts";
+import type { ProtocolName } from "./registry.ts";
 
-export type ProtocolName = "framed" | "json" | "line";
 
 export interface ProtocolOptions {
   /**

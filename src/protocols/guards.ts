@@ -76,8 +76,4 @@ export class TokenBucket {
     this.violations++;
     return this.violations > this.maxViolations ? RateVerdict.Close : RateVerdict.Limited;
   }
-
-  get available(): number {
-    return this.tokens;
-  }
 }

@@ -9,7 +9,8 @@ import { formatHostPort } from "../../ffi/index.ts";
 import type { HubEncoder, HubMember } from "../hub.ts";
 import type { CloseReason, Connection } from "../stream/stream.ts";
 import { ErrorCode, closeReasonFor } from "./codec/errors.ts";
-import type { ProtocolContext, ProtocolHandler, ProtocolName } from "./context.ts";
+import type { ProtocolContext, ProtocolHandler } from "./context.ts";
+import type { ProtocolName } from "./registry.ts";
 import { RateVerdict, TokenBucket } from "./guards.ts";
 
 /** The decoder interface the shared code needs (FrameDecoder, LineDecoder). */
