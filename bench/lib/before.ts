@@ -58,10 +58,13 @@ export function ensureBeforeTree(root: string, ref: string): BeforeTree {
   return { ref, sha, dir, created };
 }
 
-/** `git describe`-like label of the checkout at `root`: commit, plus "-dirty" with local changes. */
+/**
+ * The commit of the checkout at `root`, plus "-dirty" with local changes to tracked files
+ * other than bench/results/ (which every run rewrites).
+ */
 export function describeCheckout(root: string): string {
   const head = git(["-C", root, "rev-parse", "--short=12", "HEAD"]);
   if (!head.ok) return "unknown";
-  const status = git(["-C", root, "status", "--porcelain", "--untracked-files=no"]);
+  const status = git(["-C", root, "status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)bench/results"]);
   return status.ok && status.out !== "" ? `${head.out}-dirty` : head.out;
 }
