@@ -235,11 +235,12 @@ interface Options {
 }
 
 function usage(msg: string): never {
+  const variants = Object.keys(SERVERS).filter((n) => n !== "bunpoll" && SERVERS[n]!.bunpollFlags !== undefined && SERVERS[n]!.beforeOf === undefined);
   process.stderr.write(
     `run: ${msg}\nusage: bun run bench/run.ts [--quick] [--scenarios ${Object.keys(SCENARIOS).join(",")}] ` +
       `[--servers ${Object.keys(SERVERS).join(",")}] [--protocol echo|framed (fanout: always framed)] [--rounds N] ` +
       `[--duration SEC] [--warmup SEC] [--idle-conns N] [--fanout-window N] [--syscalls] [--before REF]\n` +
-      `  --before REF adds bunpoll-before${Object.keys(SERVERS).filter((n) => n !== "bunpoll" && SERVERS[n]!.bunpollFlags !== undefined && SERVERS[n]!.beforeOf === undefined).map((n) => `[${n.slice("bunpoll".length)}]`).join("")}: ` +
+      `  --before REF adds bunpoll-before${variants.map((n) => `[${n.slice("bunpoll".length)}]`).join("")}: ` +
       `src/server.ts of commit REF (a git worktree in ${os.tmpdir()}/bunpoll-before/), with the same flags\n`,
   );
   process.exit(2);
@@ -953,7 +954,7 @@ function beforeRows(scName: string, results: Record<string, ServerResult>, proto
       const met = c.higherIsBetter ? med >= limit : med <= limit;
       rows.push(
         `| ${what} | ${med.toFixed(3)} (${c.higherIsBetter ? ">=" : "<="} ${limit.toFixed(2)}) | ` +
-          `${r.values.map((v) => v.toFixed(3)).join(", ")} | ${met ? "within 5%" : "NOT within 5%"} | ${ratioCaveats(r, c.metric)} |`,
+          `${r.values.map((v) => v.toFixed(3)).join(", ")} | ${met ? "" : "NOT "}within ${BEFORE_TOLERANCE * 100}% | ${ratioCaveats(r, c.metric)} |`,
       );
     }
   }
@@ -965,7 +966,7 @@ function beforeTable(title: string, rows: string[]): string {
   return (
     `${title}\n\n` +
     `Ratio = current / before (${t.ref} = ${t.sha.slice(0, 12)}, worktree ${t.dir}), computed within each round ` +
-    `(the two ran back to back), median over rounds; "within 5%" = at most 5% worse than before. ` +
+    `(the two ran back to back), median over rounds; "within ${BEFORE_TOLERANCE * 100}%" = at most that much worse than before. ` +
     `(info) rows are not part of the check.\n\n` +
     "| metric | ratio (median) | per round | verdict | caveats |\n" +
     "|---|---:|---|---|---|\n" +

@@ -46,7 +46,10 @@ export function ensureBeforeTree(root: string, ref: string): BeforeTree {
     }
   } else {
     mkdirSync(parent, { recursive: true });
-    git(["-C", root, "worktree", "prune"]); // forget a registered worktree whose directory was deleted
+    // git still lists a worktree here whose directory was deleted (a cleaned /tmp): let
+    // prune forget it, as `worktree add` refuses the path otherwise.
+    const listed = git(["-C", root, "worktree", "list", "--porcelain"]);
+    if (listed.out.split("\n").includes(`worktree ${dir.slice(0, -1)}`)) git(["-C", root, "worktree", "prune"]);
     const add = git(["-C", root, "worktree", "add", "--detach", dir, sha]);
     if (!add.ok) throw new Error(`--before ${ref}: git worktree add ${dir} failed: ${add.err}`);
     created = true;
