@@ -4,18 +4,22 @@
 //   bun run bench/run.ts [--quick] [--scenarios pingpong,pipelined,many,idle,fanout]
 //       [--servers bunpoll,bunpoll-nostats,bun-listen,node-net,c-epoll] [--protocol echo|framed]
 //       [--rounds N] [--duration SEC] [--warmup SEC] [--idle-conns N] [--fanout-window N] [--syscalls]
+//       [--before REF]
 //
 // Servers run interleaved over rounds, the order rotating (A B C, B C A, C A B, ...) so
 // that the machine's slow drifts and the first slot hit every server alike; medians across
 // rounds are reported. A server that is missing or fails to start is reported and skipped; every server and load generator is
 // killed in `finally` and on SIGINT/SIGTERM, and every wait has a deadline. At the end, the
 // issue's targets (TARGETS) are checked on per-round ratios of the servers involved.
+// --before REF adds bunpoll as of commit REF (a git worktree, bench/lib/before.ts) as
+// bunpoll-before*, and compares each bunpoll variant with its twin (BEFORE_CHECKS).
 
 import { existsSync, mkdirSync, readFileSync, readlinkSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import type { Subprocess } from "bun";
 import { clockTicksPerSecond, fdCount, statusKiB } from "./lib/proc.ts";
 import { ensureCServer, portInUse, waitForPort } from "./lib/servers.ts";
+import { type BeforeTree, describeCheckout, ensureBeforeTree } from "./lib/before.ts";
 
 const root = new URL("..", import.meta.url).pathname; // repo root, with a trailing slash
 const bun = process.execPath;
@@ -67,26 +71,44 @@ const SCENARIOS: Record<string, Scenario> = {
 interface ServerDef {
   /** The argv to run, or a string saying why this server cannot run here. */
   command(port: number, protocol: Protocol): string[] | string;
+  /** The directory to start it in; default: this checkout's root. */
+  cwd?: () => string;
   /** Implements framed BROADCAST (HELLO, BROADCAST_MSG to every other client, BROADCAST_ACK). */
   broadcast: boolean;
   /** Run only in these scenarios (elsewhere it would duplicate another server). */
   only?: string[];
+  /** A bunpoll variant: its extra server flags, which its --before twin gets too. */
+  bunpollFlags?: string[];
+  /** A --before server: the name of the current server it is the "before" of. */
+  beforeOf?: string;
 }
 
-const bunpollCommand = (extra: string[]) => (port: number, protocol: Protocol): string[] | string =>
-  existsSync(`${root}src/server.ts`)
-    ? [bun, "src/server.ts", "--protocol", protocol, "--host", "127.0.0.1", "--port", `${port}`, ...extra]
-    : "src/server.ts does not exist yet";
+/** bunpoll's src/server.ts in the checkout `dir()` (with a trailing slash), with `extra` flags. */
+function bunpollServer(extra: string[], dir: () => string | null = () => root, only?: string[]): ServerDef {
+  return {
+    command: (port, protocol) => {
+      const d = dir();
+      if (d === null) return "the --before worktree is not set up";
+      return existsSync(`${d}src/server.ts`)
+        ? [bun, `${d}src/server.ts`, "--protocol", protocol, "--host", "127.0.0.1", "--port", `${port}`, ...extra]
+        : `${d}src/server.ts does not exist`;
+    },
+    cwd: () => dir() ?? root,
+    broadcast: true,
+    only,
+    bunpollFlags: extra,
+  };
+}
 
 // To add a server: one entry here. Its program must take the flags shown and listen on
 // 127.0.0.1:port; it is started with `exec`, so the PID we hold is the server's own.
 const SERVERS: Record<string, ServerDef> = {
-  bunpoll: { command: bunpollCommand([]), broadcast: true },
+  bunpoll: bunpollServer([]),
   // Same server with protocol counters and the latency histogram off: the cost of stats.
-  "bunpoll-nostats": { command: bunpollCommand(["--no-stats"]), broadcast: true },
+  "bunpoll-nostats": bunpollServer(["--no-stats"]),
   // Same server that always sleeps in epoll_wait (no adaptive busy polling): what the
   // default --busy-poll 50 buys and costs.
-  "bunpoll-nospin": { command: bunpollCommand(["--busy-poll", "0"]), broadcast: true, only: ["pingpong", "pipelined", "idle", "fanout", "many"] },
+  "bunpoll-nospin": bunpollServer(["--busy-poll", "0"], () => root, ["pingpong", "pipelined", "idle", "fanout", "many"]),
   "bun-listen": {
     command: (port, protocol) => [bun, "bench/baselines/bun-listen.ts", "--protocol", protocol, "--port", `${port}`],
     broadcast: true,
@@ -113,6 +135,44 @@ const SERVERS: Record<string, ServerDef> = {
   },
 };
 
+// --before REF: the checkout of REF (bench/lib/before.ts), set up before the first round.
+let beforeTree: BeforeTree | null = null;
+
+/**
+ * --before: add a twin of every bunpoll variant, named bunpoll-before[-variant], that runs
+ * src/server.ts of the REF checkout with the same flags, from that checkout.
+ */
+function addBeforeServers(): void {
+  for (const [name, def] of Object.entries(SERVERS)) {
+    if (def.bunpollFlags === undefined || def.beforeOf !== undefined) continue;
+    const twin = "bunpoll-before" + name.slice("bunpoll".length);
+    SERVERS[twin] = { ...bunpollServer(def.bunpollFlags, () => beforeTree?.dir ?? null, def.only), beforeOf: name };
+  }
+}
+
+type Metric = "cpuUsPerMsg" | "msgsPerSec" | "p50" | "kibPerConn";
+
+// --before: what each scenario compares between a server and its twin from REF, as
+// per-round ratios current/before, median over rounds. "within 5%" means at most 5%
+// worse: ratio <= 1.05 where lower is better, >= 0.95 where higher is better.
+interface BeforeCheck {
+  scenario: string;
+  metric: Metric;
+  higherIsBetter: boolean;
+  label: string;
+}
+const BEFORE_TOLERANCE = 0.05;
+const BEFORE_CHECKS: BeforeCheck[] = [
+  { scenario: "pingpong", metric: "p50", higherIsBetter: false, label: "RTT p50" },
+  { scenario: "pingpong", metric: "cpuUsPerMsg", higherIsBetter: false, label: "CPU µs/msg (info)" },
+  { scenario: "pipelined", metric: "cpuUsPerMsg", higherIsBetter: false, label: "CPU µs/msg" },
+  { scenario: "pipelined", metric: "msgsPerSec", higherIsBetter: true, label: "msgs/s (info)" },
+  { scenario: "many", metric: "cpuUsPerMsg", higherIsBetter: false, label: "CPU µs/msg (info)" },
+  { scenario: "idle", metric: "kibPerConn", higherIsBetter: false, label: "RSS KiB/conn" },
+  { scenario: "fanout", metric: "msgsPerSec", higherIsBetter: true, label: "deliveries/s" },
+  { scenario: "fanout", metric: "cpuUsPerMsg", higherIsBetter: false, label: "CPU µs/delivery (info)" },
+];
+
 // The issue's targets, checked at the end of a run on per-round ratios a/b of `metric`
 // (servers of one round run back to back, so a ratio within a round is the least noisy
 // comparison), median over rounds.
@@ -122,7 +182,7 @@ interface Target {
   protocol: Protocol;
   a: string;
   b: string;
-  metric: "cpuUsPerMsg" | "msgsPerSec" | "p50";
+  metric: Metric;
   op: "<=" | ">=";
   limit: number;
   what: string;
@@ -170,13 +230,18 @@ interface Options {
   idleConns: number;
   quick: boolean;
   syscalls: boolean;
+  /** --before REF: also run bunpoll as of REF (the bunpoll-before* servers). */
+  before: string | null;
 }
 
 function usage(msg: string): never {
+  const variants = Object.keys(SERVERS).filter((n) => n !== "bunpoll" && SERVERS[n]!.bunpollFlags !== undefined && SERVERS[n]!.beforeOf === undefined);
   process.stderr.write(
     `run: ${msg}\nusage: bun run bench/run.ts [--quick] [--scenarios ${Object.keys(SCENARIOS).join(",")}] ` +
       `[--servers ${Object.keys(SERVERS).join(",")}] [--protocol echo|framed (fanout: always framed)] [--rounds N] ` +
-      `[--duration SEC] [--warmup SEC] [--idle-conns N] [--fanout-window N] [--syscalls]\n`,
+      `[--duration SEC] [--warmup SEC] [--idle-conns N] [--fanout-window N] [--syscalls] [--before REF]\n` +
+      `  --before REF adds bunpoll-before${variants.map((n) => `[${n.slice("bunpoll".length)}]`).join("")}: ` +
+      `src/server.ts of commit REF (a git worktree in ${os.tmpdir()}/bunpoll-before/), with the same flags\n`,
   );
   process.exit(2);
 }
@@ -184,7 +249,7 @@ function usage(msg: string): never {
 function parseArgs(argv: string[]): Options {
   const o: Options = {
     scenarios: Object.keys(SCENARIOS),
-    servers: Object.keys(SERVERS),
+    servers: [],
     protocol: "echo",
     rounds: 2,
     duration: 5,
@@ -192,7 +257,9 @@ function parseArgs(argv: string[]): Options {
     idleConns: 10_000,
     quick: false,
     syscalls: false,
+    before: null,
   };
+  let servers: string[] | null = null;
   let rounds: number | null = null;
   let duration: number | null = null;
   let warmup: number | null = null;
@@ -213,11 +280,13 @@ function parseArgs(argv: string[]): Options {
       for (const s of v) if (!(s in known)) usage(`unknown name ${s} for ${a}`);
       return v;
     };
+    const names = (): string[] => next().split(",").filter((s) => s !== "");
     switch (a) {
       case "--quick": o.quick = true; break;
       case "--syscalls": o.syscalls = true; break;
       case "--scenarios": o.scenarios = list(SCENARIOS); break;
-      case "--servers": o.servers = list(SERVERS); break;
+      case "--servers": servers = names(); break; // checked below, once --before has added its servers
+      case "--before": o.before = next(); break;
       case "--protocol": {
         const p = next();
         if (p !== "echo" && p !== "framed") usage(`unknown protocol ${p}`);
@@ -231,6 +300,17 @@ function parseArgs(argv: string[]): Options {
       case "--fanout-window": (SCENARIOS.fanout as FanoutScenario).window = Math.floor(num()); break;
       default: usage(`unknown argument ${a}`);
     }
+  }
+  if (o.before !== null) addBeforeServers();
+  for (const n of servers ?? []) {
+    if (!(n in SERVERS)) usage(`unknown name ${n} for --servers${n.startsWith("bunpoll-before") ? " (needs --before REF)" : ""}`);
+  }
+  // Default: every server, each --before twin right after its current server.
+  o.servers = servers ?? Object.keys(SERVERS).filter((n) => SERVERS[n]!.beforeOf === undefined).flatMap((n) => [
+    n, ...Object.keys(SERVERS).filter((t) => SERVERS[t]!.beforeOf === n),
+  ]);
+  if (o.before !== null && !o.servers.some((n) => SERVERS[n]!.beforeOf !== undefined)) {
+    usage("--before REF runs the bunpoll-before* servers: leave out --servers or name some of them");
   }
   // --quick: a smoke run. Explicit flags still win.
   o.rounds = rounds ?? (o.quick ? 1 : 2);
@@ -257,9 +337,9 @@ process.on("SIGTERM", () => onSignal("SIGTERM"));
 // limit of 20000 and no CAP_SYS_RESOURCE: enough for 10,000 connections per process).
 const RAISE_NOFILE = 'ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"; exec "$@"';
 
-function spawnPinned(cpu: number, argv: string[], stdin: "pipe" | "ignore"): Subprocess<typeof stdin, "pipe", "pipe"> {
+function spawnPinned(cpu: number, argv: string[], stdin: "pipe" | "ignore", cwd = root): Subprocess<typeof stdin, "pipe", "pipe"> {
   const p = Bun.spawn(["taskset", "-c", `${cpu}`, "sh", "-c", RAISE_NOFILE, "sh", ...argv], {
-    cwd: root,
+    cwd,
     stdin,
     stdout: "pipe",
     stderr: "pipe",
@@ -383,9 +463,10 @@ interface Started {
 /** Start a server on core 0 and wait until its port accepts. Returns an error string on failure. */
 async function startServer(name: string, protocol: Protocol): Promise<Started | string> {
   const port = await freePort();
-  const cmd = SERVERS[name]!.command(port, protocol);
+  const def = SERVERS[name]!;
+  const cmd = def.command(port, protocol);
   if (typeof cmd === "string") return `skipped: ${cmd}`;
-  const proc = spawnPinned(0, cmd, "ignore");
+  const proc = spawnPinned(0, cmd, "ignore", def.cwd?.() ?? root);
   const out = new Tail(proc.stdout);
   const err = new Tail(proc.stderr);
   const ready = await waitForPort(port, 15_000, proc);
@@ -778,6 +859,44 @@ function syscallLines(results: Record<string, ServerResult>, unit: string): stri
   return out.join("\n") + "\n";
 }
 
+interface Ratios {
+  /** a/b of each round where both servers succeeded and b's value is not 0. */
+  values: number[];
+  disturbed: number;
+  saturated: number;
+  lagBound: number;
+}
+
+/** Per-round ratios a/b of `metric` (rounds i of both ran back to back in one round). */
+function perRoundRatios(ra: Round[], rb: Round[], metric: Metric): Ratios {
+  const r: Ratios = { values: [], disturbed: 0, saturated: 0, lagBound: 0 };
+  for (let i = 0; i < Math.min(ra.length, rb.length); i++) {
+    const x = ra[i]!;
+    const y = rb[i]!;
+    if (!x.ok || !y.ok) continue;
+    const va = (x as unknown as Record<string, unknown>)[metric];
+    const vb = (y as unknown as Record<string, unknown>)[metric];
+    if (typeof va !== "number" || typeof vb !== "number" || vb === 0) continue;
+    r.values.push(va / vb);
+    if ("msgsPerSec" in x && "msgsPerSec" in y) {
+      if (disturbed(x) || disturbed(y)) r.disturbed++;
+      if (x.loadgenSaturated || y.loadgenSaturated) r.saturated++;
+      if ((x.lagLimitedPct ?? 0) > 5 || (y.lagLimitedPct ?? 0) > 5) r.lagBound++;
+    }
+  }
+  return r;
+}
+
+function ratioCaveats(r: Ratios, metric: Metric): string {
+  const n = r.values.length;
+  const caveats: string[] = [];
+  if (r.disturbed > 0) caveats.push(`DISTURBED in ${r.disturbed}/${n} rounds`);
+  if (metric === "msgsPerSec" && r.saturated > 0) caveats.push(`loadgen >90% of its core in ${r.saturated}/${n} rounds`);
+  if (r.lagBound > 0) caveats.push(`receivers behind (lag bound) in ${r.lagBound}/${n} rounds`);
+  if (n < 3) caveats.push(`only ${n} round(s)`);
+  return caveats.join("; ");
+}
+
 /** The TARGETS that this run measured: per-round ratios, median, verdict. */
 function targetsSection(all: Record<string, Record<string, ServerResult>>, protocol: Protocol): string {
   const rows = [
@@ -791,36 +910,16 @@ function targetsSection(all: Record<string, Record<string, ServerResult>>, proto
     const ra = res[t.a]?.rounds;
     const rb = res[t.b]?.rounds;
     if (ra === undefined || rb === undefined) continue;
-    const ratios: number[] = [];
-    let dist = 0;
-    let saturated = 0;
-    let lagBound = 0;
-    for (let i = 0; i < Math.min(ra.length, rb.length); i++) {
-      const x = ra[i]!;
-      const y = rb[i]!;
-      if (!x.ok || !y.ok || !("msgsPerSec" in x) || !("msgsPerSec" in y)) continue;
-      const va = x[t.metric];
-      const vb = y[t.metric];
-      if (typeof va !== "number" || typeof vb !== "number" || vb === 0) continue;
-      ratios.push(va / vb);
-      if (disturbed(x) || disturbed(y)) dist++;
-      if (x.loadgenSaturated || y.loadgenSaturated) saturated++;
-      if ((x.lagLimitedPct ?? 0) > 5 || (y.lagLimitedPct ?? 0) > 5) lagBound++;
-    }
-    if (ratios.length === 0) {
+    const r = perRoundRatios(ra, rb, t.metric);
+    if (r.values.length === 0) {
       rows.push(`| ${t.what} | - | - | not measured | ${t.a} or ${t.b} failed |`);
       continue;
     }
-    const med = median(ratios);
+    const med = median(r.values);
     const met = t.op === "<=" ? med <= t.limit : med >= t.limit;
-    const caveats: string[] = [];
-    if (dist > 0) caveats.push(`DISTURBED in ${dist}/${ratios.length} rounds`);
-    if (t.metric === "msgsPerSec" && saturated > 0) caveats.push(`loadgen >90% of its core in ${saturated}/${ratios.length} rounds`);
-    if (lagBound > 0) caveats.push(`receivers behind (lag bound) in ${lagBound}/${ratios.length} rounds`);
-    if (ratios.length < 3) caveats.push(`only ${ratios.length} round(s)`);
     rows.push(
-      `| ${t.what} | ${med.toFixed(3)} (${t.op} ${t.limit.toFixed(2)}) | ${ratios.map((v) => v.toFixed(3)).join(", ")} | ` +
-        `${met ? "met" : "NOT met"} | ${caveats.join("; ")} |`,
+      `| ${t.what} | ${med.toFixed(3)} (${t.op} ${t.limit.toFixed(2)}) | ${r.values.map((v) => v.toFixed(3)).join(", ")} | ` +
+        `${met ? "met" : "NOT met"} | ${ratioCaveats(r, t.metric)} |`,
     );
   }
   if (rows.length === 2) return "";
@@ -828,6 +927,49 @@ function targetsSection(all: Record<string, Record<string, ServerResult>>, proto
     "## Targets\n\n" +
     "Ratio = first server / second server, computed within each round (servers of a round run back to back), " +
     "median over rounds. CPU = server CPU time per message (fanout: per delivery).\n\n" +
+    rows.join("\n") +
+    "\n"
+  );
+}
+
+/**
+ * --before: the table rows of one scenario's BEFORE_CHECKS, for every server of the run
+ * whose --before twin ran too: per-round ratios current/before, their median, verdict.
+ */
+function beforeRows(scName: string, results: Record<string, ServerResult>, protocol: Protocol): string[] {
+  const rows: string[] = [];
+  for (const [twin, rb] of Object.entries(results)) {
+    const current = SERVERS[twin]!.beforeOf;
+    const ra = current === undefined ? undefined : results[current];
+    if (ra === undefined) continue;
+    for (const c of BEFORE_CHECKS.filter((x) => x.scenario === scName)) {
+      const what = `${scName} (${protocol}) ${c.label}: ${current} / ${twin}`;
+      const r = perRoundRatios(ra.rounds, rb.rounds, c.metric);
+      if (r.values.length === 0) {
+        rows.push(`| ${what} | - | - | not measured | ${current} or ${twin} failed |`);
+        continue;
+      }
+      const med = median(r.values);
+      const limit = c.higherIsBetter ? 1 - BEFORE_TOLERANCE : 1 + BEFORE_TOLERANCE;
+      const met = c.higherIsBetter ? med >= limit : med <= limit;
+      rows.push(
+        `| ${what} | ${med.toFixed(3)} (${c.higherIsBetter ? ">=" : "<="} ${limit.toFixed(2)}) | ` +
+          `${r.values.map((v) => v.toFixed(3)).join(", ")} | ${met ? "" : "NOT "}within ${BEFORE_TOLERANCE * 100}% | ${ratioCaveats(r, c.metric)} |`,
+      );
+    }
+  }
+  return rows;
+}
+
+function beforeTable(title: string, rows: string[]): string {
+  const t = beforeTree!;
+  return (
+    `${title}\n\n` +
+    `Ratio = current / before (${t.ref} = ${t.sha.slice(0, 12)}, worktree ${t.dir}), computed within each round ` +
+    `(the two ran back to back), median over rounds; "within ${BEFORE_TOLERANCE * 100}%" = at most that much worse than before. ` +
+    `(info) rows are not part of the check.\n\n` +
+    "| metric | ratio (median) | per round | verdict | caveats |\n" +
+    "|---|---:|---|---|---|\n" +
     rows.join("\n") +
     "\n"
   );
@@ -866,6 +1008,23 @@ if (opts.syscalls && availablePerfEvents() === null) {
   process.stderr.write("note: --syscalls needs perf with syscall tracepoints; counts will be missing\n");
 }
 
+if (opts.before !== null) {
+  try {
+    beforeTree = ensureBeforeTree(root, opts.before);
+  } catch (e) {
+    process.stderr.write(`run: ${(e as Error).message}\n`);
+    process.exit(1);
+  }
+  process.stderr.write(
+    `before: ${beforeTree.ref} = ${beforeTree.sha} in ${beforeTree.dir} (${beforeTree.created ? "created" : "reused"}); ` +
+      `current: ${describeCheckout(root)}\n`,
+  );
+}
+const commits = {
+  current: describeCheckout(root),
+  before: beforeTree === null ? null : { ref: beforeTree.ref, sha: beforeTree.sha, dir: beforeTree.dir },
+};
+
 process.stderr.write(
   `run: ${opts.scenarios.join(",")} x ${opts.servers.join(",")}, ${protocolLabel}, ${opts.rounds} round(s), ` +
     `${opts.warmup} s warm-up + ${opts.duration} s measured\n`,
@@ -880,8 +1039,11 @@ const md: string[] = [
   `Date: ${started.toISOString()}; Bun ${machine.bun}; Linux ${machine.kernel}; ${machine.cpus} CPUs (${machine.cpuModel}).`,
   `Server pinned to core 0, load generator to core 1; ${opts.rounds} round(s) interleaved, medians shown; ` +
     `${opts.warmup} s warm-up, ${opts.duration} s measured. Protocol: ${protocolLabel}.`,
+  `Checkout: ${commits.current}` +
+    (beforeTree === null ? "." : `; bunpoll-before*: ${beforeTree.ref} = ${beforeTree.sha} (worktree ${beforeTree.dir}).`),
   "",
 ];
+const allBeforeRows: string[] = [];
 
 const allResults: Record<string, Record<string, ServerResult>> = {};
 
@@ -936,6 +1098,15 @@ for (const scName of opts.scenarios) {
   allResults[scName] = results;
   process.stdout.write(`\n${section}\n`);
   md.push(section);
+  if (beforeTree !== null) {
+    const rows = beforeRows(scName, results, protocol);
+    allBeforeRows.push(...rows);
+    if (rows.length > 0) {
+      const table = beforeTable(`### ${scName} (${protocol}) against before`, rows);
+      process.stdout.write(`\n${table}\n`);
+      md.push(table);
+    }
+  }
 
   const file = `${resultsDir}/${scName}-${protocol}-${stamp}.json`;
   writeFileSync(
@@ -951,6 +1122,7 @@ for (const scName of opts.scenarios) {
         command,
         date: started.toISOString(),
         machine,
+        commits,
         servers: results,
       },
       null,
@@ -958,6 +1130,13 @@ for (const scName of opts.scenarios) {
     ) + "\n",
   );
   process.stderr.write(`wrote ${file}\n`);
+}
+
+// All scenarios' rows together, when there were several (the last table is then the summary).
+if (beforeTree !== null && opts.scenarios.length > 1 && allBeforeRows.length > 0) {
+  const table = beforeTable("## Against before", allBeforeRows);
+  process.stdout.write(`\n${table}\n`);
+  md.push(table);
 }
 
 const targets = targetsSection(allResults, opts.protocol);
