@@ -109,6 +109,8 @@ export interface Driver extends Disposable {
   socketError(fd: number): number;
   /** Waits up to timeoutMs (-1: forever; 0: poll) for events; returns their number or -errno. */
   poll(timeoutMs: number): number;
+  /** The registered entries of one kind (shutdown paths: a scan, not a hot-path call). */
+  entriesOfKind(kind: number): IoEntry[];
   /** Delivers the events of the last poll to their entries. */
   dispatch(n: number): void;
   /** Interrupts a poll from any thread. */

@@ -180,7 +180,7 @@ export class EpollDriver implements Driver {
     this.wakeFd = wakeFd;
     // The wake fd goes through attach() like any entry, so its generation is stored however
     // high its number is (the table grows).
-    this.attach({ kind: KIND_WAKE, fd: wakeFd, interest: 0 } as WakeEntry as unknown as IoEntry, READABLE);
+    this.attachEntry({ kind: KIND_WAKE, fd: wakeFd, interest: 0 }, READABLE);
     this.reserveFd = openReserveFd();
     stack.move(); // constructed: [Symbol.dispose] owns the poller, the wake fd and the reserve fd
   }
@@ -188,6 +188,10 @@ export class EpollDriver implements Driver {
   // --- registration ---------------------------------------------------------------------
 
   attach(entry: IoEntry, interest: number): void {
+    this.attachEntry(entry, interest);
+  }
+
+  private attachEntry(entry: IoEntry | WakeEntry, interest: number): void {
     const fd = entry.fd;
     if (fd >= this.generations.length) {
       let size = this.generations.length * 2;
