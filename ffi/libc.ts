@@ -47,7 +47,6 @@ const mem = {
 const proc = {
   __errno_location: { args: [], returns: T.ptr },
   getrlimit: { args: [T.i32, T.ptr], returns: T.i32 },
-  setrlimit: { args: [T.i32, T.ptr], returns: T.i32 },
 } as const satisfies Record<string, FFIFunction>;
 
 const lib = dlopen("libc.so.6", { ...sockets, ...epoll, ...io, ...mem, ...proc });

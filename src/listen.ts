@@ -84,29 +84,25 @@ export function listen<T = undefined>(options: ListenOptions<T>): Server {
 /** The server around one listener with a Handler table (listen() and the deprecated serve()). */
 export function serveHandler<T>(options: Omit<ListenOptions<T>, "socket" | "data">, handler: Handler<T>): Server {
   const owned = options.reactor === undefined;
-  const reactor = options.reactor ?? new Reactor(options.reactorOptions);
-  let listener: Listener<T>;
-  try {
-    listener = reactor.listen<T>({
-      hostname: options.hostname ?? "127.0.0.1",
-      port: options.port,
-      handler,
-      backlog: options.backlog,
-      reusePort: options.reusePort,
-      ipv6Only: options.ipv6Only,
-      // Undefined fields keep their defaults; reactor.listen() checks the values.
-      connection: {
-        idleTimeoutMs: options.idleTimeoutMs,
-        highWaterMark: options.highWaterMark,
-        maxBuffered: options.maxBuffered,
-        lingerMs: options.lingerMs,
-        frameTimeoutMs: options.frameTimeoutMs,
-      },
-    });
-  } catch (e) {
-    if (owned) reactor[Symbol.dispose]();
-    throw e;
-  }
+  using stack = new DisposableStack(); // owns a reactor made here until the listener is open
+  const reactor = options.reactor ?? stack.use(new Reactor(options.reactorOptions));
+  const listener = reactor.listen<T>({
+    hostname: options.hostname ?? "127.0.0.1",
+    port: options.port,
+    handler,
+    backlog: options.backlog,
+    reusePort: options.reusePort,
+    ipv6Only: options.ipv6Only,
+    // Undefined fields keep their defaults; reactor.listen() checks the values.
+    connection: {
+      idleTimeoutMs: options.idleTimeoutMs,
+      highWaterMark: options.highWaterMark,
+      maxBuffered: options.maxBuffered,
+      lingerMs: options.lingerMs,
+      frameTimeoutMs: options.frameTimeoutMs,
+    },
+  });
+  stack.move(); // the server owns it now: disposed when its loop ends
   const finished = reactor.start().finally(() => {
     if (owned) reactor[Symbol.dispose]();
   });
