@@ -21,7 +21,7 @@ import { Errno, errorFromRc } from "../../ffi/index.ts";
 import { threadPool, type BufferPool } from "../buffers/pool.ts";
 import { KIND_STREAM, READABLE, WRITABLE } from "../driver/driver.ts";
 import { EpollDriver, wakeEventFd, type EpollDriverOptions } from "../driver/epoll.ts";
-import { Fd, startConnect } from "../driver/sockets.ts";
+import { startConnect } from "../driver/sockets.ts";
 import { StreamState, type Handler, type Stream } from "../stream/stream.ts";
 import { TcpStream, connectionOptions, type ConnectionOptions } from "../stream/tcp-stream.ts";
 import { Listener, type ListenerConfig } from "./listener.ts";
