@@ -1,50 +1,27 @@
 // The client registry shared by every listener of a process: ids, broadcast and direct
-// routing across protocols.
+// routing across protocols. Each protocol registers one HubEncoder (a "channel"); a
+// broadcast is encoded at most once per channel, lazily, for its first recipient there.
 //
-// Each protocol registers one HubEncoder (a "channel"). A broadcast is encoded at most
-// once per channel, lazily, when the first recipient of that channel is reached; every
-// recipient of the channel then gets the same bytes. Connection.write copies, so the
-// encoder can keep reusing one buffer and a broadcast allocates nothing for framed
-// recipients.
-//
-// Fan-out batching. A client that pipelines broadcasts (16 per read, say) to 100 others
-// would cost 1600 write() calls per read, each copying one small message: that JS work,
-// not the syscalls (the reactor already sends each connection's output once per turn),
-// is the cost of fan-out. So while a batch scope is open (the protocols open one around
-// each `data` call: beginBatch/endBatch), consecutive broadcasts from the same sender are
-// appended, per channel, to an arena the hub owns, and each recipient gets ONE write of
-// its channel's arena when the batch is flushed. Rules:
-// - The recipient count is computed and returned at once, exactly as without batching.
-//   Counting still visits every member per message (a check, no copy): a connection's
-//   state can change without the hub hearing of it, so a count cached per batch could
-//   be wrong.
+// Fan-out batching (docs/ARCHITECTURE.md): one write per message per recipient is the JS
+// cost of fan-out, so inside a batch scope (beginBatch/endBatch, one per `data` call) a
+// sender's consecutive broadcasts are appended to a per-channel arena, and each recipient
+// gets ONE write of its channel's arena when the batch is flushed. Rules:
+// - The recipient count is exact and returned at once: every member is checked per
+//   message, since a connection's state changes without the hub hearing of it.
 // - A pending batch's recipient set is fixed: it is flushed before anything that could
-//   change it or reorder a recipient's stream: a broadcast from another sender, any
-//   direct message (a target sees BROADCAST_MSG then DIRECT_MSG as they were sent),
-//   join (add joins)/remove, and the end of the scope. Nothing else writes to other
-//   connections during a sender's `data` call, so delaying the writes to the end of the
-//   call reorders nothing. A recipient that is Closing or Closed at flush time is
-//   skipped (it was counted, like a write that drops it).
-// - Each channel has its own arena: a message a channel cannot encode is simply not in
-//   that channel's arena, so channels may hold different numbers of messages.
-// - Arenas are bounded: an append that would pass batchLimit flushes first, and a message
-//   larger than batchDirectMax is not copied twice: the batch is flushed, then the
-//   message is written directly. An arena that grew past ARENA_KEEP is dropped after the
-//   flush so that one burst of large messages does not pin memory.
-// Outside a scope (tests, the line protocol's final unterminated line) a broadcast writes
-// at once. Bytes for several recipients of SHARE_MIN_BYTES or more (a large message, a
-// flushed batch) are not copied into each queue: every queue references one pooled
-// SharedBytes (see write-queue.ts).
+//   change it or reorder a recipient's stream (another sender's broadcast, any direct
+//   message, a join or remove, the end of the scope). Nothing else writes to other
+//   connections during a `data` call, so delaying the writes to its end reorders nothing.
+//   A recipient closed by flush time is skipped (counted, like a write that drops it).
+// - Arenas are bounded (batchLimit, batchDirectMax, ARENA_KEEP).
+// Outside a scope a broadcast writes at once. Bytes for several recipients of
+// SHARE_MIN_BYTES or more are queued by reference (one SharedBytes), not copied per queue.
 //
-// The hub never waits on a recipient: it writes and moves on, ignoring write()'s
-// backpressure signal. A recipient that does not read is the reactor's business (it
-// pauses reading at the high-water mark and closes past maxBuffered), so one slow
-// consumer never stalls the others and its memory stays bounded.
+// The hub never waits on a recipient: a slow one is the reactor's business (reads paused at
+// the high-water mark, closed past maxBuffered), so it never stalls the others.
 //
-// A member's id is its stream's id: one id per client in logs, STATS and every protocol,
-// unique in the process while the stream is open, with the owning reactor's index in its
-// high bits (Reactor, "ids"). The hub knows no wire format: encoders are the protocols',
-// and a direct message's outcome is a SendResult that each protocol words its own way.
+// A member's id is its stream's id (Reactor, "ids"). The hub knows no wire format: encoders
+// are the protocols', and a direct message's outcome is a SendResult.
 
 import { isActive, type Stream as Connection } from "./stream/stream.ts";
 import { SharedBytes } from "./buffers/shared-bytes.ts";
@@ -199,7 +176,7 @@ export const DEFAULT_BATCH_LIMIT = 64 * 1024;
 export const DEFAULT_BATCH_DIRECT_MAX = 16 * 1024;
 /** First arena size; arenas grow by doubling. */
 const ARENA_INITIAL = 4096;
-/** An arena larger than this after a flush is dropped (back to ARENA_INITIAL on next use). */
+/** An arena larger than this is dropped after its flush: a burst pins no memory. */
 const ARENA_KEEP = 16 * 1024;
 /** Below this, a byte loop copies faster than subarray()+set() (which allocates a view). */
 const SMALL_COPY = 128;

@@ -1,4 +1,4 @@
-// Micro-benchmark of the write path's buffers (src/reactor/write-queue.ts): every reply is
+// Micro-benchmark of the write path's buffers (src/buffers/write-queue.ts): every reply is
 // appended to its connection's WriteQueue and leaves in one send(2) per reactor turn.
 //
 //   bun bench/micro/write-queue.bench.ts

@@ -9,8 +9,8 @@ const MAX_POOLED_SIZE = 1024 * 1024;
 
 /**
  * Output buffers by size class (16 KiB, 32 KiB, ... 1 MiB). Without it every large write
- * (a broadcast to many recipients) allocated a fresh ArrayBuffer that the GC reclaimed late,
- * and RSS grew under fan-out. Pooled memory is capped (maxPooledBytes).
+ * (a broadcast to many recipients) allocates a fresh ArrayBuffer that the GC reclaims late,
+ * and RSS grows under fan-out. Pooled memory is capped (maxPooledBytes).
  */
 export class BufferPool {
   private readonly free: Uint8Array[][] = [];
@@ -80,7 +80,7 @@ export class PooledBuffer implements Disposable {
 
 /**
  * Gives a dropped buffer's memory back now: transfer(0) detaches the ArrayBuffer and frees
- * its contents. Without it a slow consumer's outgrown buffers (1 -> 2 -> 4 MiB) stayed
+ * its contents. Without it a slow consumer's outgrown buffers (1 -> 2 -> 4 MiB) stay
  * allocated until a late GC. Only for buffers nobody uses any more: views of them and
  * cached ptr()s are invalid after.
  */

@@ -166,7 +166,7 @@ export class WriteQueue implements Disposable {
   }
 
   /**
-   * src[from, from + n) to `end` (room reserved). A JS byte loop costs ~1.5 ns per byte and
+   * src[from, from + n) to `end` (room reserved). A JS byte loop pays per byte and
    * set(subarray()) allocates a view, so all but the smallest copies go through libc's
    * memcpy. ptr(src) is taken fresh on every call: a cached pointer to a small array can go
    * stale (shared/BUN-FFI-NOTES.md); our own buffer's address (bufPtr) cannot.

@@ -255,9 +255,9 @@ export class EpollDriver implements Driver {
   }
 
   /**
-   * recvBuffer[0, n) as a view for onData. A subarray() costs ~100 ns; reads of one size
-   * repeat (a ping-pong client, a pipelining client's batches), so the last view is reused
-   * when the length matches.
+   * recvBuffer[0, n) as a view for onData. subarray() allocates a view per call; reads of
+   * one size repeat (a ping-pong client, a pipelining client's batches), so the last view
+   * is reused when the length matches.
    */
   received(n: number): Uint8Array {
     let v = this.recvView;

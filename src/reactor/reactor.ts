@@ -5,13 +5,10 @@
 // The driver (src/driver/) does every syscall of the data path; the reactor knows streams
 // and listeners only as entries it registers with the driver.
 //
-// Event-loop integration (docs/ARCHITECTURE.md): a JS loop that blocks in epoll_wait
-// starves Bun's own event loop (timers, promises resolved by Bun I/O, signal handlers). So
-// the loop is async and yields to Bun with setImmediate at least every YIELD_EVERY_MS while
-// busy, and before every sleep longer than that. The poll timeout is capped (maxPollMs)
-// because Bun's timers are not fd-driven, and is 0 (asyncPollMs) while a handler's promise
-// is pending, so Bun I/O it awaits is not held up by our sleeps. A signal interrupts
-// epoll_wait with EINTR, so SIGTERM is seen at once.
+// A loop blocked in epoll_wait starves Bun's own event loop (timers, promises, signal
+// handlers), so this one is async: it yields to Bun at least every YIELD_EVERY_MS, caps its
+// sleeps at maxPollMs (Bun's timers are not fd-driven) and at asyncPollMs while a handler's
+// promise is pending. docs/ARCHITECTURE.md, "Event-loop integration".
 //
 // Ids. Stream ids are index * ID_LANE + n, n = 1, 2, ...: the reactor's index (unique among
 // the thread's live reactors, or given) is derivable from any id, and ids are unique in the
@@ -392,7 +389,8 @@ export class Reactor implements Disposable {
    * Polls with a zero timeout until events (or -errno, e.g. EINTR) or `until` (a
    * performance.now() time); returns what the last poll returned. A tight loop of its own,
    * not turns of loop(): only this small function runs hot while spinning, so the JIT's top
-   * tier compiles it and not the whole loop (that cost ~1 MiB of RSS, the idle benchmark).
+   * tier compiles it and not the whole loop, which costs memory (bench/README.md, "Figures
+   * behind design choices").
    */
   private spinPoll(until: number): number {
     const d = this.driver;
@@ -513,7 +511,7 @@ export function wakeReactor(eventFd: number): void {
   wakeEventFd(eventFd);
 }
 
-/** Lets Bun's event loop run one tick (timers, I/O callbacks, signal handlers). ~2 us. */
+/** Lets Bun's event loop run one tick (timers, I/O callbacks, signal handlers). */
 function yieldToBun(): Promise<void> {
   return new Promise((resolve) => setImmediate(resolve));
 }

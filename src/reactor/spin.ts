@@ -1,11 +1,11 @@
 // Adaptive busy polling: how long the loop keeps polling with a zero timeout after events
 // before it sleeps in epoll_wait.
 //
-// Why spin at all: on a VM an idle vCPU halts, and the wake-up when the next request arrives
-// (an IPI, a VM entry, the scheduler) costs several µs of latency and ~10 µs of CPU per
-// message; polling through a short gap avoids both. Why adapt: a fixed window is wasted in
-// full whenever the next event comes later than the window (a client pacing its requests
-// 100 µs apart would keep a 50 µs window spinning for nothing, half a core).
+// Why spin at all: on a VM an idle vCPU halts, and waking it when the next request arrives
+// (an IPI, a VM entry, the scheduler) adds latency and CPU to every message; polling
+// through a short gap avoids both. Why adapt: a fixed window is wasted in full whenever the
+// next event comes later than the window (a client pacing its requests 100 µs apart would
+// keep a 50 µs window spinning for nothing, half a core).
 //
 // The rule is the one of Linux's cpuidle haltpoll governor (drivers/cpuidle/governors/
 // haltpoll.c, adjust_poll_limit), which does the same thing inside KVM guests: after a sleep

@@ -8,13 +8,12 @@
 // they show as 0 before the first one happens).
 //
 // Cost model. Counters are Float64Array slots: an increment is a load and a store.
-// The clock is the expensive part. Bun.nanoseconds() costs ~47 ns per call on the reference
-// VM (a host call); performance.now() ~6 ns (the JIT inlines it) with sub-microsecond
-// resolution, so the default clock is performance.now() scaled to ns. Either way a `data`
-// call is timed as one batch by default (two clock reads per read(2), however many
-// messages it held) and each message of the batch is recorded with the batch's mean time.
-// For one message per read (request/response clients) that is exact. `latencyMode:
-// "message"` reads the clock after every message instead, for exact per-message times.
+// The clock is the expensive part. Bun.nanoseconds() is a call into the host; the JIT
+// inlines performance.now(), which has sub-microsecond resolution, so the default clock is
+// performance.now() scaled to ns. A `data` call is timed as one batch by default (two
+// clock reads per read(2), however many messages it held) and each message of the batch is
+// recorded with the batch's mean time: exact for one message per read (request/response
+// clients). `latencyMode: "message"` reads the clock after every message instead.
 
 import { LatencyHistogram } from "./histogram.ts";
 
