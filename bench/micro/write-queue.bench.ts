@@ -3,7 +3,7 @@
 //
 //   bun bench/micro/write-queue.bench.ts
 //
-// append/clear are pure; flushTo is measured over a real loopback TCP pair (built with
+// append/clear are pure; sendQueue is measured over a real loopback TCP pair (built with
 // bunpoll's own socket helpers), draining the peer with recv(2) in the same iteration,
 // next to the same send + recv done with bare libc calls, so the difference is the
 // queue's own overhead.
@@ -104,7 +104,7 @@ group("WriteQueue append large (grows past the pooled chunk)", () => {
   });
 });
 
-// --- flushTo over loopback TCP --------------------------------------------------------
+// --- sendQueue over loopback TCP --------------------------------------------------------
 
 async function tcpPair(): Promise<{ a: number; b: number }> {
   using listener = createListenSocket({ hostname: "127.0.0.1", port: 0 });
@@ -147,14 +147,14 @@ function warmPair(): void {
   }
 }
 
-group("flushTo over a loopback TCP pair (send + the peer's recv)", () => {
+group("sendQueue over a loopback TCP pair (send + the peer's recv)", () => {
   summary(() => {
-    bench("WriteQueue: 16 ECHO replies, flushTo, peer recv", function* () {
+    bench("WriteQueue: 16 ECHO replies, sendQueue, peer recv", function* () {
       warmPair();
       yield () => {
         appendReplies(16);
         const n = sendQueue(pair.a, q);
-        if (n !== 1088) throw new Error(`flushTo: ${n}`);
+        if (n !== 1088) throw new Error(`sendQueue: ${n}`);
         drainPeer(1088);
       };
     });

@@ -205,7 +205,7 @@ describe("WriteQueue accounting", () => {
 
 // --- WriteQueue over a real socket --------------------------------------------------------
 
-describe("WriteQueue.flushTo over a real TCP pair", () => {
+describe("sendQueue (the epoll driver's send of a WriteQueue) over a real TCP pair", () => {
   test("a small write leaves in one send and releases the buffer", async () => {
     const pool = new BufferPool();
     const { a, b } = await tcpPair();
@@ -222,7 +222,7 @@ describe("WriteQueue.flushTo over a real TCP pair", () => {
     expect(new TextDecoder().decode(concat(got))).toBe("hello world");
   });
 
-  test("flushTo to a closed fd returns -EBADF and keeps the bytes", () => {
+  test("sendQueue to a closed fd returns -EBADF and keeps the bytes", () => {
     const q = new WriteQueue(new BufferPool());
     q.appendString("x");
     expect(sendQueue(987_654, q)).toBe(-Errno.EBADF);
