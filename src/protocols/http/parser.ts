@@ -99,6 +99,9 @@ const CR = 13, LF = 10, SP = 32, HTAB = 9, COLON = 58;
 export class RequestHead {
   /** The bytes the spans point into (valid during onHead only). */
   raw: Uint8Array = new Uint8Array(0);
+  /** raw[headStart, headEnd) is the whole head, request line to blank line. */
+  headStart = 0;
+  headEnd = 0;
   method = "";
   /** HTTP/1.x minor version: 0 or 1. */
   versionMinor = 1;
@@ -311,6 +314,8 @@ export class HttpParser {
   private parseHead(buf: Uint8Array, start: number, stop: number): void {
     const h = this.head;
     h.raw = buf;
+    h.headStart = start;
+    h.headEnd = stop;
     h.fieldCount = 0;
     h.contentLength = -1;
     h.chunked = false;

@@ -1,0 +1,218 @@
+// The request a fetch handler receives: it behaves as a standard Request for what handlers
+// do with one (method, url, headers, text/json/arrayBuffer/bytes/blob/formData, body as a
+// ReadableStream, signal, clone), and costs per request only what the handler asks for.
+// The head's bytes are copied once, as one block; the URL string, the Headers object, the
+// body stream and the AbortSignal are built on first use. A standard Request costs several
+// µs to construct (bench/README.md), most of it for things a handler seldom reads.
+
+import type { RequestHead } from "./parser.ts";
+
+const latin1 = (b: Uint8Array, s: number, e: number): string => {
+  let out = "";
+  for (let i = s; i < e; i++) out += String.fromCharCode(b[i]!);
+  return out;
+};
+
+const EMPTY = new Uint8Array(0);
+
+export class HttpRequest {
+  readonly method: string;
+  /** Route parameters (`/users/:id` -> { id }); empty without routes. */
+  params: Record<string, string> = {};
+  /** The head's bytes, owned (a copy of the read buffer's). */
+  private readonly raw: Uint8Array;
+  private readonly spans: Int32Array;
+  private readonly fieldCount: number;
+  private readonly targetEnd: number;
+  private readonly scheme: string;
+  private _url: string | null = null;
+  private _headers: Headers | null = null;
+  private _abort: AbortController | null = null;
+  // Body: chunks until a consumer asks; then either a whole-body promise or a stream.
+  private readonly hasBody: boolean;
+  private chunks: Uint8Array[] = [];
+  private ended: boolean;
+  private bodyError: Error | null = null;
+  private waiters: (() => void)[] = [];
+  private streamCtl: ReadableStreamDefaultController<Uint8Array> | null = null;
+  private _body: ReadableStream<Uint8Array> | null = null;
+  private used = false;
+
+  constructor(head: RequestHead, headStart: number, headStop: number, tls: boolean) {
+    this.method = head.method;
+    this.scheme = tls ? "https" : "http";
+    // One copy of the head; spans are rebased onto it.
+    this.raw = head.raw.slice(headStart, headStop);
+    const n = head.fieldCount;
+    const spans = new Int32Array(2 + n * 4);
+    spans[0] = head.targetStart - headStart;
+    this.targetEnd = head.targetEnd - headStart;
+    for (let i = 0; i < n; i++) {
+      spans[2 + i * 4] = head.nameStart[i]! - headStart;
+      spans[3 + i * 4] = head.nameEnd[i]! - headStart;
+      spans[4 + i * 4] = head.valueStart[i]! - headStart;
+      spans[5 + i * 4] = head.valueEnd[i]! - headStart;
+    }
+    this.spans = spans;
+    this.fieldCount = n;
+    this.hasBody = head.chunked || head.contentLength > 0;
+    this.ended = !this.hasBody;
+  }
+
+  /** The request-target as sent (path and query for the usual origin form). */
+  get target(): string {
+    return latin1(this.raw, this.spans[0]!, this.targetEnd);
+  }
+
+  /** The path of the target, without the query. */
+  get pathname(): string {
+    const t = this.target;
+    if (t.charCodeAt(0) !== 0x2f) return new URL(this.url).pathname;
+    const q = t.indexOf("?");
+    return q < 0 ? t : t.slice(0, q);
+  }
+
+  get url(): string {
+    if (this._url !== null) return this._url;
+    const t = this.target;
+    if (t.charCodeAt(0) === 0x2f) this._url = `${this.scheme}://${this.header("host") ?? "localhost"}${t}`;
+    else if (t === "*") this._url = `${this.scheme}://${this.header("host") ?? "localhost"}/*`;
+    else if (/^[a-z][a-z0-9+.-]*:\/\//i.test(t)) this._url = t;
+    else this._url = `${this.scheme}://${t}/`; // authority form (CONNECT)
+    return this._url;
+  }
+
+  /** The first field named `lower` (lower-case), or null: no Headers object needed. */
+  header(lower: string): string | null {
+    const raw = this.raw, s = this.spans;
+    outer: for (let i = 0; i < this.fieldCount; i++) {
+      const ns = s[2 + i * 4]!, ne = s[3 + i * 4]!;
+      if (ne - ns !== lower.length) continue;
+      for (let k = 0; k < lower.length; k++) if ((raw[ns + k]! | 0x20) !== lower.charCodeAt(k)) continue outer;
+      return latin1(raw, s[4 + i * 4]!, s[5 + i * 4]!);
+    }
+    return null;
+  }
+
+  get headers(): Headers {
+    if (this._headers !== null) return this._headers;
+    const h = new Headers();
+    const raw = this.raw, s = this.spans;
+    for (let i = 0; i < this.fieldCount; i++) {
+      h.append(latin1(raw, s[2 + i * 4]!, s[3 + i * 4]!), latin1(raw, s[4 + i * 4]!, s[5 + i * 4]!));
+    }
+    return (this._headers = h);
+  }
+
+  /** Aborted when the client goes away before the response is sent. */
+  get signal(): AbortSignal {
+    return (this._abort ??= new AbortController()).signal;
+  }
+
+  get bodyUsed(): boolean {
+    return this.used;
+  }
+
+  get body(): ReadableStream<Uint8Array> | null {
+    if (!this.hasBody) return null;
+    if (this._body !== null) return this._body;
+    this._body = new ReadableStream<Uint8Array>({
+      start: (ctl) => {
+        this.streamCtl = ctl;
+        for (const c of this.chunks) ctl.enqueue(c);
+        this.chunks = [];
+        if (this.bodyError !== null) ctl.error(this.bodyError);
+        else if (this.ended) ctl.close();
+      },
+    });
+    return this._body;
+  }
+
+  async bytes(): Promise<Uint8Array> {
+    this.consume();
+    if (!this.hasBody) return EMPTY;
+    if (this._body !== null) return new Uint8Array(await new Response(this._body).arrayBuffer());
+    while (!this.ended) await new Promise<void>((r) => this.waiters.push(r));
+    if (this.bodyError !== null) throw this.bodyError;
+    if (this.chunks.length === 1) return this.chunks[0]!;
+    let n = 0;
+    for (const c of this.chunks) n += c.length;
+    const out = new Uint8Array(n);
+    let p = 0;
+    for (const c of this.chunks) {
+      out.set(c, p);
+      p += c.length;
+    }
+    return out;
+  }
+
+  async arrayBuffer(): Promise<ArrayBuffer> {
+    const b = await this.bytes();
+    return b.byteOffset === 0 && b.byteLength === b.buffer.byteLength ? (b.buffer as ArrayBuffer) : (b.slice().buffer as ArrayBuffer);
+  }
+
+  async text(): Promise<string> {
+    return new TextDecoder().decode(await this.bytes());
+  }
+
+  async json(): Promise<unknown> {
+    return JSON.parse(await this.text());
+  }
+
+  async blob(): Promise<Blob> {
+    return new Blob([await this.bytes()], { type: this.header("content-type") ?? "" });
+  }
+
+  async formData(): Promise<Awaited<ReturnType<Request["formData"]>>> {
+    return this.toRequest(await this.bytes()).formData();
+  }
+
+  clone(): Request {
+    throw new TypeError("HttpRequest.clone(): call toRequest() first (a standard Request can be cloned)");
+  }
+
+  /** A standard Request with the same method, URL, headers and (given) body. */
+  toRequest(body?: Uint8Array): Request {
+    const init: RequestInit = { method: this.method, headers: this.headers };
+    if (body !== undefined && this.method !== "GET" && this.method !== "HEAD") init.body = body;
+    return new Request(this.url, init);
+  }
+
+  private consume(): void {
+    if (this.used) throw new TypeError("Body already used");
+    this.used = true;
+  }
+
+  // --- the connection's side ----------------------------------------------------------------
+
+  /** Body bytes from the parser (a view valid during the call: copied). */
+  pushBody(buf: Uint8Array, offset: number, length: number): void {
+    const copy = buf.slice(offset, offset + length);
+    if (this.streamCtl !== null) this.streamCtl.enqueue(copy);
+    else this.chunks.push(copy);
+  }
+
+  endBody(): void {
+    if (this.ended) return;
+    this.ended = true;
+    this.streamCtl?.close();
+    this.wake();
+  }
+
+  /** The client went away: abort the signal and fail a body still being read. */
+  abort(reason: string): void {
+    this._abort?.abort(new Error(reason));
+    if (!this.ended) {
+      this.bodyError = new Error(`request body incomplete: ${reason}`);
+      this.ended = true;
+      this.streamCtl?.error(this.bodyError);
+      this.wake();
+    }
+  }
+
+  private wake(): void {
+    const w = this.waiters;
+    this.waiters = [];
+    for (const f of w) f();
+  }
+}

@@ -1,0 +1,75 @@
+// Writing responses: the status line and fields as one string, the body as bytes, both
+// into the stream's queue, so a turn's responses leave in one send. The Date field is
+// formatted once a second; a static route's response is serialized once and written as
+// bytes.
+
+export const STATUS_TEXT: Record<number, string> = {
+  100: "Continue", 101: "Switching Protocols", 200: "OK", 201: "Created", 202: "Accepted", 204: "No Content",
+  206: "Partial Content", 301: "Moved Permanently", 302: "Found", 303: "See Other", 304: "Not Modified",
+  307: "Temporary Redirect", 308: "Permanent Redirect", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden",
+  404: "Not Found", 405: "Method Not Allowed", 408: "Request Timeout", 409: "Conflict", 411: "Length Required",
+  413: "Content Too Large", 414: "URI Too Long", 415: "Unsupported Media Type", 416: "Range Not Satisfiable",
+  417: "Expectation Failed", 426: "Upgrade Required", 429: "Too Many Requests", 431: "Request Header Fields Too Large",
+  500: "Internal Server Error", 501: "Not Implemented", 502: "Bad Gateway", 503: "Service Unavailable",
+  505: "HTTP Version Not Supported",
+};
+
+const utf8 = new TextEncoder();
+
+/** "date: <IMF-fixdate>\r\n", formatted at most once a second. */
+export class DateField {
+  private second = -1;
+  private line = "";
+  get(): string {
+    const now = Date.now();
+    const s = Math.floor(now / 1000);
+    if (s !== this.second) {
+      this.second = s;
+      this.line = `date: ${new Date(s * 1000).toUTCString()}\r\n`;
+    }
+    return this.line;
+  }
+}
+
+/** Fields the server writes itself: a response's own values for them are not copied. */
+const OWN_FIELDS = new Set(["content-length", "transfer-encoding", "connection", "date", "keep-alive"]);
+
+/** Status line and fields (without the blank line), from a Response's status and headers. */
+export function headLines(status: number, statusText: string, headers: Headers): string {
+  let s = `HTTP/1.1 ${status} ${statusText || STATUS_TEXT[status] || "Unknown"}\r\n`;
+  headers.forEach((value, name) => {
+    if (OWN_FIELDS.has(name)) return;
+    s += `${name}: ${value}\r\n`;
+  });
+  return s;
+}
+
+/** A response written the same way every time: serialized once (a route's static Response). */
+export interface StaticResponse {
+  readonly status: number;
+  /** Status line and fields up to (not including) date and content-length. */
+  readonly head: Uint8Array;
+  readonly body: Uint8Array;
+  /** "content-length: N\r\n". */
+  readonly lengthLine: Uint8Array;
+}
+
+/** Serializes a Response once; its body must be in memory (a string, bytes, a Blob, JSON). */
+export async function staticResponse(res: Response): Promise<StaticResponse> {
+  const body = new Uint8Array(await res.arrayBuffer());
+  return {
+    status: res.status,
+    head: utf8.encode(headLines(res.status, res.statusText, res.headers)),
+    body,
+    lengthLine: utf8.encode(`content-length: ${body.length}\r\n`),
+  };
+}
+
+/** The plain-text error response of a refused request, ending the connection. */
+export function errorResponse(status: number, message: string, date: DateField): string {
+  const body = `${message}\n`;
+  return (
+    `HTTP/1.1 ${status} ${STATUS_TEXT[status] ?? "Error"}\r\n` +
+    `content-type: text/plain; charset=utf-8\r\n${date.get()}content-length: ${utf8.encode(body).length}\r\nconnection: close\r\n\r\n${body}`
+  );
+}
