@@ -60,7 +60,7 @@ describe("format", () => {
       "  traffic       2.50KB in, 12.3MB out",
       "  messages      1,000,001 in, 999 out",
       "  errors        2 (no_such_client 2)",
-      "  backpressure  1 high-water crossings, 1 paused reads, 1 slow consumers dropped",
+      "  backpressure  1 high-water crossing, 1 paused read, 1 slow consumer dropped",
       "  latency       10 timed: p50 250ns, p90 1.50us, p99 25.0us, p99.9 25.0us, max 3.00ms",
       "  by kind          in        out",
       "    ping    1,000,001          0",
