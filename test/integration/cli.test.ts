@@ -5,7 +5,7 @@ import { describe, test, expect, afterAll } from "bun:test";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import {
-  ROOT, bunPath, startEchoServer, startServer, runServerCli, runClientCli, killAll, ClientProcess, LISTENING_RE,
+  ROOT, bunPath, run, startEchoServer, startServer, runServerCli, runClientCli, killAll, ClientProcess, LISTENING_RE,
 } from "../util/process.ts";
 import { connect, expectEcho, patternBytes, readToEnd, sleep, unusedPort, waitFor } from "../util/tcp.ts";
 
@@ -76,6 +76,12 @@ describe("server CLI: --help, --version, usage errors", () => {
       cwd: ROOT, env: { ...process.env, npm_lifecycle_event: "test", npm_lifecycle_script: "tsc --noEmit -p . && bun test" },
     });
     expect(other.stdout.toString()).toContain("usage: bun run src/server.ts [options]\n");
+  });
+
+  test("through npx the hint names npx bun", async () => {
+    const r = await run(["npx", "bun", "src/server.ts", "--nope"]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toBe("bunpoll: unknown option --nope; try 'npx bun src/server.ts --help'\n");
   });
 
   test("an invalid --host is reported and exits 1, nothing listens", async () => {

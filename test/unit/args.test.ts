@@ -145,4 +145,15 @@ describe("invocation", () => {
     // Inherited from a script that runs something else: not how this process was started.
     expect(invocation({ npm_lifecycle_event: "test", npm_lifecycle_script: "tsc --noEmit -p . && bun test" })).toBe(self);
   });
+
+  test("npx bun SCRIPT: only when npx's shell is the parent", () => {
+    const env = { npm_lifecycle_event: "npx", npm_lifecycle_script: "bun" };
+    const rel = self.slice("bun run ".length);
+    expect(invocation(env, () => ["sh", "-c", `'bun' ${Bun.main} --nope`])).toBe(`npx bun ${rel}`);
+    expect(invocation(env, () => ["sh", "-c", `bun run ${Bun.main}`])).toBe(`npx bun ${rel}`);
+    // `npx bun test` starting a server: the variables are inherited, the parent is not npx's.
+    expect(invocation(env, () => ["sh", "-c", "'bun' test"])).toBe(self);
+    expect(invocation(env, () => [process.execPath, "test"])).toBe(self);
+    expect(invocation(env, () => null)).toBe(self);
+  });
 });
