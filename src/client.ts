@@ -1,7 +1,7 @@
 #!/usr/bin/env bun
 // The bunpoll client CLI, built on bunpoll's own reactor (the library is src/client/).
-//   bun run src/client.ts ping --count 3
-//   bun run src/client.ts --protocol json interactive
+//   npm run client -- ping --count 3
+//   npm run client -- --protocol json interactive
 // Exit status: 0 ok, 1 failure (server absent, request refused, connection lost), 2 usage.
 
 import pkg from "../package.json" with { type: "json" };

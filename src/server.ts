@@ -1,5 +1,5 @@
 #!/usr/bin/env bun
-// The bunpoll server CLI: `bun run src/server.ts --protocol echo --port 5050`.
+// The bunpoll server CLI: `npm start -- --protocol echo --port 5050`.
 // Parses flags, opens one reactor with one listener per --listen, and turns SIGINT/SIGTERM
 // into a graceful stop (a second signal exits at once with status 1).
 

@@ -48,7 +48,7 @@ describe("package exports", () => {
     expect(install.code).toBe(0);
     const installed = JSON.parse(readFileSync(join(dir, "node_modules/bunpoll/package.json"), "utf8"));
     expect(installed.version).toBe(PKG.version);
-    for (const f of ["LICENSE", "README.md", "CHANGELOG.md", "src/index.ts", "ffi/libc.ts"]) {
+    for (const f of ["LICENSE", "README.md", "CHANGELOG.md", "src/index.ts", "src/client/index.ts", "ffi/libc.ts", "docs/PROTOCOL.md", "examples/client.ts"]) {
       expect(Bun.file(join(dir, "node_modules/bunpoll", f)).size).toBeGreaterThan(0);
     }
     // Tests and benchmarks stay out of the package.
