@@ -7,7 +7,7 @@ import { mkdtempSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { bunPath, run, startServer, killAll } from "../util/process.ts";
-import { expectEcho, patternBytes, connect, readToEnd, withTimeout } from "../util/tcp.ts";
+import { expectEcho, patternBytes, connect, readToEnd, waitFor, withTimeout } from "../util/tcp.ts";
 
 let dir = "";
 let binary = "";
@@ -78,12 +78,17 @@ describe("compiled binary", () => {
       expect(srv.line).toMatch(/^bunpoll \S+ listening on 127\.0\.0\.1:\d+ \(echo\), pid \d+$/);
       await expectEcho(srv.port, Buffer.from("hello from the compiled binary"));
       await expectEcho(srv.port, patternBytes(2 * 1024 * 1024, 3), { timeoutMs: 30_000 });
-      // An open connection is closed cleanly on SIGTERM.
+      // An open connection is closed cleanly on SIGTERM. It must be served first: one still
+      // in the listen backlog when the listener closes is reset by the kernel, not FIN'd.
       const s = await connect(srv.port);
       const ended = readToEnd(s, 15_000);
+      s.write("x");
+      await waitFor(() => s.bytesRead === 1, 10_000, "the byte echoed");
       const code = await srv.stop("SIGTERM");
       expect(code).toBe(0);
-      expect((await withTimeout(ended, 15_000, "FIN")).ended).toBe(true);
+      const r = await withTimeout(ended, 15_000, "FIN");
+      expect(r.ended).toBe(true);
+      expect(r.data.toString()).toBe("x");
       expect(srv.stderr()).toContain("SIGTERM: stopping");
     } finally {
       await srv.stop("SIGKILL");
