@@ -47,6 +47,7 @@ describe("format", () => {
     expect(groupDigits(12)).toBe("12");
     expect(formatMessage({ kind: "direct", fromId: 4, from: "4", text: "hi", payload: new Uint8Array() })).toBe("direct from 4: hi");
     expect(formatNotice({ code: "rate_limited", message: "rate limited" })).toBe("server error: rate_limited (rate limited)");
+    expect(formatNotice({ code: "unauthorized", message: "unauthorized" })).toBe("server error: unauthorized"); // said once
     expect(formatNotice({ code: "unrecognized_line", message: "hello" })).toBe("server: hello");
   });
 
