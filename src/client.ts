@@ -1,11 +1,12 @@
 #!/usr/bin/env bun
 // The bunpoll client CLI, built on bunpoll's own reactor (the library is src/client/).
-//   bun run src/client.ts ping --count 3
-//   bun run src/client.ts --protocol json interactive
+//   npm run client -- ping --count 3
+//   npm run client -- --protocol json interactive
 // Exit status: 0 ok, 1 failure (server absent, request refused, connection lost), 2 usage.
 
 import pkg from "../package.json" with { type: "json" };
 import { formatFlags, parseArgs, UsageError, type FlagSpecs } from "./cli/args.ts";
+import { invocation } from "./cli/invocation.ts";
 import { validateBenchOptions } from "./client/bench.ts";
 import {
   benchCommand,
@@ -58,9 +59,12 @@ const COMMAND_FLAGS: Record<string, readonly string[]> = {
   json: ["ping", "echo", "broadcast", "send", "stats", "listen", "bench"],
 };
 
+/** What the user typed to start this program (`bunpoll-client`, `npm run client --`, `bun run src/client.ts`). */
+const PROGRAM = invocation();
+
 const USAGE = `bunpoll client ${pkg.version}
 
-usage: bun run src/client.ts [options] COMMAND [ARGS]
+usage: ${PROGRAM} [options] COMMAND [ARGS]
 
 commands:
   ping                 round trips (--count, --interval): each RTT, then min/avg/p99/max
@@ -92,19 +96,20 @@ with jitter) and say so on stderr; every command fails with status 1 when the se
 exit status: 0 ok; 1 failure (server absent, error reply, connection lost); 2 usage error
 
 examples:
-  bun run src/client.ts ping --count 3 --interval 200
-  bun run src/client.ts --protocol json send 4 "hello there"
-  bun run src/client.ts --port 7070 --protocol line listen
-  bun run src/client.ts bench --conns 8 --depth 32 --size 128 --duration 10
-  bun run src/client.ts bench --rate 50000 --duration 10 --json`;
+  ${PROGRAM} ping --count 3 --interval 200
+  ${PROGRAM} --protocol json send 4 "hello there"
+  ${PROGRAM} --port 7070 --protocol line listen
+  ${PROGRAM} bench --conns 8 --depth 32 --size 128 --duration 10
+  ${PROGRAM} bench --rate 50000 --duration 10 --json`;
 
 function fail(msg: string, code = 1): never {
   process.stderr.write(`bunpoll-client: ${msg}\n`);
   process.exit(code);
 }
 
+/** A bad flag, command or argument: one line naming it and where help is, exit 2. */
 function usageError(msg: string): never {
-  fail(`${msg}\n\n${USAGE}`, 2);
+  fail(`${msg}; try '${PROGRAM} --help'`, 2);
 }
 
 /** Positional arguments of each command: [min, max (-1: the rest is joined as TEXT), what it needs]. */

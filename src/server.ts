@@ -1,10 +1,12 @@
 #!/usr/bin/env bun
-// The bunpoll server CLI: `bun run src/server.ts --protocol echo --port 5050`.
+// The bunpoll server CLI: `npm start -- --protocol echo --port 5050`.
 // Parses flags, opens one reactor with one listener per --listen, and turns SIGINT/SIGTERM
 // into a graceful stop (a second signal exits at once with status 1).
 
 import pkg from "../package.json" with { type: "json" };
 import { parseArgs, formatFlags, UsageError, type FlagSpecs } from "./cli/args.ts";
+import { invocation } from "./cli/invocation.ts";
+import { plural } from "./cli/plural.ts";
 import { Reactor } from "./reactor/reactor.ts";
 import { SyscallError } from "../ffi/errno.ts";
 import type { Handler } from "./stream/stream.ts";
@@ -35,17 +37,20 @@ const FLAGS = {
   version: { type: "bool", description: "print the version" },
 } as const satisfies FlagSpecs;
 
+/** What the user typed to start this program (`bunpoll`, `npm start --`, `bun run src/server.ts`). */
+const PROGRAM = invocation();
+
 const USAGE = `bunpoll ${pkg.version}: a low-latency TCP server on an epoll reactor
 
-usage: bun run src/server.ts [options]
+usage: ${PROGRAM} [options]
 
 options:
 ${formatFlags(FLAGS)}
 
 examples:
-  bun run src/server.ts                                  # framed on 127.0.0.1:7000
-  bun run src/server.ts --protocol echo --port 5050
-  bun run src/server.ts --listen framed:7000 --listen json:9999 --listen line:7070
+  ${PROGRAM}                                  # framed on 127.0.0.1:7000
+  ${PROGRAM} --protocol echo --port 5050
+  ${PROGRAM} --listen framed:7000 --listen json:9999 --listen line:7070
 
 signals: SIGINT/SIGTERM stop accepting, answer what already arrived, flush for at most
 --drain-timeout, then exit 0; a second signal exits at once with status 1.`;
@@ -66,6 +71,12 @@ function parseListen(spec: string, host: string): ListenSpec {
   return { protocol, host, port };
 }
 
+/** A bad flag or value: one line naming it and where help is, exit 2. */
+function usageError(e: UsageError): never {
+  console.error(`bunpoll: ${e.message}; try '${PROGRAM} --help'`);
+  process.exit(2);
+}
+
 function main(argv: string[]): void {
   let flags: ReturnType<typeof parseArgs>["flags"];
   try {
@@ -74,8 +85,7 @@ function main(argv: string[]): void {
     flags = parsed.flags;
   } catch (e) {
     if (!(e instanceof UsageError)) throw e;
-    console.error(`bunpoll: ${e.message}\n\n${USAGE}`);
-    process.exit(2);
+    usageError(e);
   }
   if (flags.help) {
     console.log(USAGE);
@@ -97,10 +107,17 @@ function main(argv: string[]): void {
     specs = listens.length > 0
       ? listens.map((l) => parseListen(l, host))
       : [{ protocol: flags.protocol as ProtocolName, host, port: (flags.port as number | undefined) ?? PROTOCOLS[flags.protocol as ProtocolName].defaultPort }];
+    // Two listeners on one port could never both bind (port 0 picks a free port each time).
+    const seen = new Map<number, string>();
+    listens.forEach((l, i) => {
+      const { port } = specs[i]!;
+      const first = seen.get(port);
+      if (port !== 0 && first !== undefined) throw new UsageError(`--listen: port ${port} given twice (${first} and ${l})`);
+      seen.set(port, l);
+    });
   } catch (e) {
     if (!(e instanceof UsageError)) throw e;
-    console.error(`bunpoll: ${e.message}\n\n${USAGE}`);
-    process.exit(2);
+    usageError(e);
   }
 
   const authToken = (flags["auth-token"] as string | undefined) ?? process.env.BUNPOLL_AUTH_TOKEN ?? undefined;
@@ -124,12 +141,15 @@ function main(argv: string[]): void {
     highWaterMark: flags["high-water"] as number,
     maxBuffered: flags["max-buffered"] as number,
   };
+  // Every listener is open before any is announced: a failure on the last one leaves
+  // nothing on stdout claiming to listen.
+  const opened: string[] = [];
   for (const spec of specs) {
     const where = spec.host.includes(":") ? `[${spec.host}]:${spec.port}` : `${spec.host}:${spec.port}`;
     try {
       const handler: Handler<any> = PROTOCOLS[spec.protocol].create(ctx);
       const l = reactor.listen({ hostname: spec.host, port: spec.port, handler, connection });
-      console.log(`bunpoll ${pkg.version} listening on ${l.describe()} (${spec.protocol}), pid ${process.pid}`);
+      opened.push(`bunpoll ${pkg.version} listening on ${l.describe()} (${spec.protocol}), pid ${process.pid}`);
     } catch (e) {
       reactor[Symbol.dispose]();
       if (e instanceof SyscallError && e.code === "EADDRINUSE") {
@@ -140,6 +160,7 @@ function main(argv: string[]): void {
       process.exit(1);
     }
   }
+  for (const line of opened) console.log(line);
   if (!authToken && !specs.every((s) => isLoopback(s.host))) {
     console.error(`bunpoll: warning: listening on non-loopback address ${host} without --auth-token: anyone who can reach it can connect`);
   }
@@ -158,7 +179,7 @@ function main(argv: string[]): void {
     const open = reactor.connectionCount;
     // Requests that already arrived are answered normally during reactor.stop()'s final read
     // pass; anything that arrives after it is answered SHUTTING_DOWN until our FIN goes out.
-    console.error(`bunpoll: ${sig}: stopping (${open} connection${open === 1 ? "" : "s"} open), draining for at most ${flags["drain-timeout"]} s`);
+    console.error(`bunpoll: ${sig}: stopping (${plural(open, "connection")} open), draining for at most ${flags["drain-timeout"]} s`);
     const stopped = reactor.stop({ graceful: true, drainTimeoutMs: (flags["drain-timeout"] as number) * 1000 });
     ctx.shuttingDown = true;
     stopped
@@ -166,7 +187,7 @@ function main(argv: string[]): void {
         const s = reactor.stats;
         const forced = s.closeReasons.shutdown;
         console.error(
-          `bunpoll: stopped: ${s.connectionsTotal} connections served, ${s.bytesIn} bytes in, ${s.bytesOut} bytes out` +
+          `bunpoll: stopped: ${plural(s.connectionsTotal, "connection")} served, ${plural(s.bytesIn, "byte")} in, ${plural(s.bytesOut, "byte")} out` +
             (forced > 0 ? `, ${forced} closed at the drain timeout` : ", all flushed"),
         );
         reactor[Symbol.dispose]();

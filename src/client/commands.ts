@@ -2,6 +2,7 @@
 // through CliIO so that tests can capture it; status lines go to `err` so that stdout
 // stays what the command produces (messages for `listen`, JSON with --json).
 
+import { plural } from "../cli/plural.ts";
 import { LatencyHistogram } from "../stats/histogram.ts";
 import { formatBytes } from "../stats/summary.ts";
 import { benchResultJson, runBench, type BenchOptions } from "./bench.ts";
@@ -151,8 +152,8 @@ export async function echoCommand(ctx: CommandContext, text: string): Promise<nu
     if (ctx.json) {
       ctx.io.out(JSON.stringify({ sent: text, received: reply, rttNs: Math.round(rtt * 1e6) }));
     } else {
-      ctx.io.out(`sent     ${JSON.stringify(text)} (${bytes} bytes)`);
-      ctx.io.out(`received ${JSON.stringify(reply)} (${back} bytes)`);
+      ctx.io.out(`sent     ${JSON.stringify(text)} (${plural(bytes, "byte")})`);
+      ctx.io.out(`received ${JSON.stringify(reply)} (${plural(back, "byte")})`);
       ctx.io.out(`rtt      ${Math.round(rtt * 1000)} us`);
     }
     if (reply !== text) {
@@ -171,7 +172,7 @@ export async function broadcastCommand(ctx: CommandContext, text: string): Promi
     const n = await c.broadcast(text);
     if (ctx.json) ctx.io.out(JSON.stringify({ broadcast: text, recipients: n }));
     else if (n === null) ctx.io.out("broadcast sent (the line protocol does not acknowledge, so the recipients are unknown)");
-    else ctx.io.out(`broadcast delivered to ${n} client${n === 1 ? "" : "s"}`);
+    else ctx.io.out(`broadcast delivered to ${plural(n, "client")}`);
     return 0;
   } finally {
     await c.close();
@@ -301,7 +302,7 @@ export async function demoCommand(ctx: CommandContext): Promise<number> {
     if (a.supports("broadcast")) {
       const arrival = nextMessage(b, (m) => m.kind === "broadcast" && m.text === hi, ctx.client.timeoutMs ?? 5000);
       const recipients = await a.broadcast(hi);
-      show("A", `${n.broadcast[0]} ${JSON.stringify(hi)}`, recipients === null ? "-> sent (no acknowledgement)" : `-> ${n.broadcast[1]}: ${recipients} recipient${recipients === 1 ? "" : "s"}`);
+      show("A", `${n.broadcast[0]} ${JSON.stringify(hi)}`, recipients === null ? "-> sent (no acknowledgement)" : `-> ${n.broadcast[1]}: ${plural(recipients, "recipient")}`);
       const m = await arrival;
       show("B", `<- broadcast from ${m ? m.from : "?"}`, m ? JSON.stringify(m.text) : "nothing arrived (timeout)");
       exchanges += 2;
@@ -329,10 +330,10 @@ export async function demoCommand(ctx: CommandContext): Promise<number> {
 
     if (a.supports("stats")) {
       const s = await a.stats();
-      show("A", `${n.stats[0]} -> ${n.stats[1]}`, `${s.clients} clients, ${s.connectionsTotal} connections so far, ${s.messagesIn} messages in, ${formatBytes(s.bytesIn)} in`);
+      show("A", `${n.stats[0]} -> ${n.stats[1]}`, `${plural(s.clients, "client")}, ${plural(s.connectionsTotal, "connection")} so far, ${plural(s.messagesIn, "message")} in, ${formatBytes(s.bytesIn)} in`);
       exchanges++;
     } else unsupported("A", "stats");
-    io.out(`demo done: ${exchanges} exchanges`);
+    io.out(`demo done: ${plural(exchanges, "exchange")}`);
     return 0;
   } finally {
     await Promise.all([a.close(), b.close()]);

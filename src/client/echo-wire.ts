@@ -2,6 +2,7 @@
 // so a reply is "the next N bytes", N being the length of the request it answers (TCP
 // keeps order and the server sends back exactly what it got).
 
+import { plural } from "../cli/plural.ts";
 import { NotSupportedError } from "./errors.ts";
 import { utf8, type Encoded, type Op, type Wire, type WireSink } from "./protocol.ts";
 
@@ -33,7 +34,7 @@ export class EchoWire implements Wire {
     while (pos < bytes.length) {
       if (this.current === null) {
         if (this.head >= this.expected.length) {
-          this.sink.mismatch(`${bytes.length - pos} bytes from the server that answer no request; is it an echo server?`);
+          this.sink.mismatch(`${plural(bytes.length - pos, "byte")} from the server with no request waiting; is it an echo server?`);
           return;
         }
         this.current = new Uint8Array(this.expected[this.head++]!);

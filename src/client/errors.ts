@@ -23,7 +23,8 @@ export class ServerError extends ClientError {
   /** The numeric code shared by every protocol (codec/errors.ts), 0 when unknown. */
   readonly errorCode: number;
   constructor(code: string, readonly serverMessage: string) {
-    super(code, `${code}${serverMessage ? ` (${serverMessage})` : ""}`);
+    // The default message of some codes is the code itself ("unauthorized"): say it once.
+    super(code, serverMessage && serverMessage !== code ? `${code} (${serverMessage})` : code);
     this.errorCode = errorCodeOf(code);
   }
 

@@ -1,6 +1,7 @@
 // Text rendering for the client CLI: server stats, incoming messages, the bench report and
 // its progress bar. Pure functions of their inputs, so they are unit-tested directly.
 
+import { plural } from "../cli/plural.ts";
 import { formatBytes, formatCount, formatNs } from "../stats/summary.ts";
 import type { BenchProgress, BenchResult } from "./bench.ts";
 import type { IncomingMessage, ServerNotice, ServerStats } from "./protocol.ts";
@@ -23,6 +24,11 @@ export function groupDigits(n: number): string {
   return Math.round(n).toString().replace(/\B(?=(\d{3})+(?!\d))/g, ",");
 }
 
+/** `1 sample`, `1,024 samples`. */
+function count(n: number, word: string): string {
+  return plural(n, word, groupDigits(n));
+}
+
 /** Round-trip time given in ms, shown in the unit that suits it. */
 export function formatMs(ms: number): string {
   return formatNs(ms * 1e6);
@@ -34,7 +40,7 @@ export function formatMessage(m: IncomingMessage): string {
 }
 
 export function formatNotice(n: ServerNotice): string {
-  return n.code === "unrecognized_line" ? `server: ${n.message}` : `server error: ${n.code}${n.message ? ` (${n.message})` : ""}`;
+  return n.code === "unrecognized_line" ? `server: ${n.message}` : `server error: ${n.code}${n.message && n.message !== n.code ? ` (${n.message})` : ""}`;
 }
 
 /** The `stats` command's report. */
@@ -48,7 +54,7 @@ export function formatStats(s: ServerStats, where: string): string {
     ["errors", `${groupDigits(s.errorsTotal)}${s.errors.length > 0 ? ` (${s.errors.map((e) => `${e.name} ${groupDigits(e.count)}`).join(", ")})` : ""}`],
     [
       "backpressure",
-      `${groupDigits(s.highWaterCrossings)} high-water crossings, ${groupDigits(s.pausedReads)} paused reads, ${groupDigits(s.slowConsumersDropped)} slow consumers dropped`,
+      `${count(s.highWaterCrossings, "high-water crossing")}, ${count(s.pausedReads, "paused read")}, ${count(s.slowConsumersDropped, "slow consumer")} dropped`,
     ],
     ["latency", formatServerLatency(s)],
   ];
@@ -86,7 +92,7 @@ export function formatProgress(p: BenchProgress, width = 24): string {
 /** The human-readable end-of-bench report. */
 export function formatBenchResult(r: BenchResult): string {
   const where = `${r.protocol} ${r.host.includes(":") ? `[${r.host}]` : r.host}:${r.port}`;
-  const mode = r.mode === "closed" ? `closed loop, ${r.conns} conns x depth ${r.depth}` : `open loop at ${groupDigits(r.rate!)}/s over ${r.conns} conns`;
+  const mode = r.mode === "closed" ? `closed loop, ${count(r.conns, "conn")} x depth ${r.depth}` : `open loop at ${groupDigits(r.rate!)}/s over ${count(r.conns, "conn")}`;
   const lines = [`bench: ${where}, ${mode}, ${r.size}-byte payloads, ${r.durationSec} s`];
   if (r.stoppedEarly) lines.push(`  STOPPED EARLY: ${r.stoppedEarly}`);
   if (r.interrupted) lines.push(`  interrupted after ${r.elapsedSec.toFixed(2)} s: the figures cover that time`);
@@ -96,10 +102,10 @@ export function formatBenchResult(r: BenchResult): string {
   const late = r.sent - r.completed - r.errors - r.unanswered;
   lines.push(
     `  ${unit.padEnd(12)}${groupDigits(r.sent)} sent, ${groupDigits(r.completed)} completed in ${r.elapsedSec.toFixed(2)} s` +
-      `${late > 0 ? ` (${groupDigits(late)} more after it)` : ""}, ${groupDigits(r.errors)} errors, ${groupDigits(r.unanswered)} unanswered`,
+      `${late > 0 ? ` (${groupDigits(late)} more after it)` : ""}, ${count(r.errors, "error")}, ${groupDigits(r.unanswered)} unanswered`,
   );
   if (r.deliveries !== null) {
-    lines.push(`  ${"deliveries".padEnd(12)}${groupDigits(r.deliveries)} (${formatCount(r.deliveriesPerSec!)}/s: each line reaches the ${r.conns - 1} other connections)`);
+    lines.push(`  ${"deliveries".padEnd(12)}${groupDigits(r.deliveries)} (${formatCount(r.deliveriesPerSec!)}/s: each line reaches the ${count(r.conns - 1, "other connection")})`);
   }
   lines.push(`  ${"throughput".padEnd(12)}${formatCount(r.msgsPerSec)} msgs/s, ${(r.bytesPerSec / 1e6).toFixed(2)} MB/s of payload${r.protocol === "line" ? " delivered" : " each way"}`);
   const l = r.latencyNs;
@@ -107,7 +113,7 @@ export function formatBenchResult(r: BenchResult): string {
     lines.push(`  ${"latency".padEnd(12)}no replies`);
   } else {
     const basis = r.mode === "open" ? "from the intended send time" : "round trip";
-    lines.push(`  ${"latency".padEnd(12)}${groupDigits(l.count)} samples, ${basis}: min ${formatNs(l.min)}, mean ${formatNs(l.mean)}`);
+    lines.push(`  ${"latency".padEnd(12)}${count(l.count, "sample")}, ${basis}: min ${formatNs(l.min)}, mean ${formatNs(l.mean)}`);
     const rows: [string, number][] = [
       ["p50", l.p50], ["p75", l.p75], ["p90", l.p90], ["p99", l.p99], ["p99.9", l.p999], ["p99.99", l.p9999], ["max", l.max],
     ];

@@ -1,5 +1,6 @@
 // The framed protocol, client side: `u16 type, u16 length` frames (codec/framed.ts).
 
+import { plural } from "../cli/plural.ts";
 import { errorName } from "../protocols/codec/errors.ts";
 import {
   decodeErrorBody,
@@ -122,36 +123,36 @@ export class FramedWire implements Wire {
         return;
       case MsgType.WELCOME: {
         const w = decodeWelcome(body);
-        if (w === null) return sink.mismatch(`WELCOME body of ${body.length} bytes (expected 6)`);
+        if (w === null) return sink.mismatch(`WELCOME body of ${plural(body.length, "byte")} (expected 6)`);
         sink.reply({ op: "hello", clientId: w.clientId, label: null });
         return;
       }
       case MsgType.BROADCAST_ACK: {
         const n = decodeU32Body(body);
-        if (n === null) return sink.mismatch(`BROADCAST_ACK body of ${body.length} bytes (expected 4)`);
+        if (n === null) return sink.mismatch(`BROADCAST_ACK body of ${plural(body.length, "byte")} (expected 4)`);
         sink.reply({ op: "broadcast", recipients: n });
         return;
       }
       case MsgType.SEND_ACK:
-        if (decodeU32Body(body) === null) return sink.mismatch(`SEND_ACK body of ${body.length} bytes (expected 4)`);
+        if (decodeU32Body(body) === null) return sink.mismatch(`SEND_ACK body of ${plural(body.length, "byte")} (expected 4)`);
         sink.reply({ op: "send" });
         return;
       case MsgType.STATS_REPLY: {
         const s = decodeStatsReply(body);
-        if (s === null) return sink.mismatch(`malformed STATS_REPLY (${body.length} bytes)`);
+        if (s === null) return sink.mismatch(`malformed STATS_REPLY (${plural(body.length, "byte")})`);
         sink.reply({ op: "stats", stats: statsFromFramed(s) });
         return;
       }
       case MsgType.ERROR: {
         const e = decodeErrorBody(body);
-        if (e === null) return sink.mismatch(`ERROR body of ${body.length} bytes (expected >= 2)`);
+        if (e === null) return sink.mismatch(`ERROR body of ${plural(body.length, "byte")} (expected >= 2)`);
         sink.error(errorName(e.code), e.message);
         return;
       }
       case MsgType.BROADCAST_MSG:
       case MsgType.DIRECT_MSG: {
         const m = decodeIdAndPayload(body);
-        if (m === null) return sink.mismatch(`${typeName(f.type)} body of ${body.length} bytes (expected >= 4)`);
+        if (m === null) return sink.mismatch(`${typeName(f.type)} body of ${plural(body.length, "byte")} (expected >= 4)`);
         sink.message({
           kind: f.type === MsgType.BROADCAST_MSG ? "broadcast" : "direct",
           fromId: m.id,

@@ -4,6 +4,7 @@
 // until it comes back, the server refuses us (unauthorized: retrying cannot help), the
 // attempt limit is reached, or close() is called.
 
+import { plural } from "../cli/plural.ts";
 import { Client, connect, type ClientOptions, type CloseInfo } from "./client.ts";
 import { Listeners } from "./events.ts";
 import { ClientError, ConnectError, ConnectionClosedError } from "./errors.ts";
@@ -150,7 +151,7 @@ export class ReconnectingClient {
     let lastError: Error | null = null;
     while (!this.stopped) {
       if (this.backoff.exhausted) {
-        this.finish(new ClientError("gave_up", `gave up after ${this.backoff.attempt} attempts${lastError ? `: ${lastError.message}` : ""}`));
+        this.finish(new ClientError("gave_up", `gave up after ${plural(this.backoff.attempt, "attempt")}${lastError ? `: ${lastError.message}` : ""}`));
         return;
       }
       const delay = this.backoff.next();

@@ -5,6 +5,7 @@
 
 import { createInterface, type Interface } from "node:readline";
 import type { Readable, Writable } from "node:stream";
+import { noun } from "../cli/plural.ts";
 import { formatMs, formatStats, formatMessage } from "./format.ts";
 import { type CommandContext, where, wireStatus } from "./commands.ts";
 import { ClientError } from "./errors.ts";
@@ -57,8 +58,6 @@ export async function interactiveCommand(ctx: CommandContext, streams: ReplStrea
         if (verdict === "exit") return;
       }
       if (streams.terminal) rl.prompt();
-  // On a terminal readline takes Ctrl-C itself; turn it back into the signal the CLI handles.
-  rl.on("SIGINT", () => process.kill(process.pid, "SIGINT"));
     }
   })();
   const interrupted = new Promise<void>((resolve) => {
@@ -110,7 +109,7 @@ async function runLine(line: string, rc: ReconnectingClient, ctx: CommandContext
       if (rest === "") return print("usage: /broadcast TEXT");
       await attempt(print, async () => {
         const n = await rc.broadcast(rest);
-        print(n === null ? "broadcast sent (the line protocol does not acknowledge)" : `broadcast delivered to ${n} client${n === 1 ? "" : "s"}`);
+        print(n === null ? "broadcast sent (the line protocol does not acknowledge)" : `broadcast delivered to ${n} ${noun(n, "client")}`);
       });
       return;
     case "/send": {

@@ -5,7 +5,7 @@ import { describe, test, expect, afterAll } from "bun:test";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import {
-  ROOT, bunPath, startEchoServer, startServer, runServerCli, runClientCli, killAll, LISTENING_RE,
+  ROOT, bunPath, run, startEchoServer, startServer, runServerCli, runClientCli, killAll, ClientProcess, LISTENING_RE,
 } from "../util/process.ts";
 import { connect, expectEcho, patternBytes, readToEnd, sleep, unusedPort, waitFor } from "../util/tcp.ts";
 
@@ -21,7 +21,7 @@ describe("server CLI: --help, --version, usage errors", () => {
     expect(r.code).toBe(0);
     expect(r.stderr).toBe("");
     expect(r.stdout).toContain(`bunpoll ${VERSION}`);
-    expect(r.stdout).toContain("usage:");
+    expect(r.stdout).toContain("usage: bun run src/server.ts [options]\n");
     for (const flag of ["--protocol", "--host", "--port", "--listen", "--idle-timeout", "--high-water", "--max-buffered", "--drain-timeout", "--help", "--version"]) {
       expect(r.stdout).toContain(flag);
     }
@@ -52,12 +52,36 @@ describe("server CLI: --help, --version, usage errors", () => {
     [["--listen", "nope:5050"], '--listen: unknown protocol "nope"'],
     [["--listen", "echo:99999"], "--listen: port 99999 out of range"],
     [["stray"], 'unexpected argument "stray"'],
-  ])("%p exits 2 with the reason and the usage", async (args, reason) => {
+    [["--listen", "echo:7400", "--listen", "echo:7400"], "--listen: port 7400 given twice (echo:7400 and echo:7400)"],
+    [["--listen", "echo:7400", "--listen", "framed:7400"], "--listen: port 7400 given twice (echo:7400 and framed:7400)"],
+  ])("%p exits 2 with one line: the reason and where help is", async (args, reason) => {
     const r = await runServerCli([...args]);
     expect(r.code).toBe(2);
     expect(r.stdout).toBe("");
-    expect(r.stderr.split("\n")[0]).toStartWith(`bunpoll: ${reason}`);
-    expect(r.stderr).toContain("usage:");
+    expect(r.stderr).toStartWith(`bunpoll: ${reason}`);
+    expect(r.stderr).toEndWith("; try 'bun run src/server.ts --help'\n");
+    expect(r.stderr.split("\n")).toHaveLength(2); // one line and its newline
+  });
+
+  test("through npm the usage line and the hint name npm start", async () => {
+    const env = { ...process.env, npm_lifecycle_event: "start", npm_lifecycle_script: "bun run src/server.ts" };
+    const help = Bun.spawnSync([bunPath, "src/server.ts", "--help"], { cwd: ROOT, env });
+    expect(help.exitCode).toBe(0);
+    expect(help.stdout.toString()).toContain("usage: npm start -- [options]\n");
+    const bad = Bun.spawnSync([bunPath, "src/server.ts", "--nope"], { cwd: ROOT, env });
+    expect(bad.exitCode).toBe(2);
+    expect(bad.stderr.toString()).toBe("bunpoll: unknown option --nope; try 'npm start -- --help'\n");
+    // Inherited from some other script (npm test starting a server): not ours, not trusted.
+    const other = Bun.spawnSync([bunPath, "src/server.ts", "--help"], {
+      cwd: ROOT, env: { ...process.env, npm_lifecycle_event: "test", npm_lifecycle_script: "tsc --noEmit -p . && bun test" },
+    });
+    expect(other.stdout.toString()).toContain("usage: bun run src/server.ts [options]\n");
+  });
+
+  test("through npx the hint names npx bun", async () => {
+    const r = await run(["npx", "bun", "src/server.ts", "--nope"]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toBe("bunpoll: unknown option --nope; try 'npx bun src/server.ts --help'\n");
   });
 
   test("an invalid --host is reported and exits 1, nothing listens", async () => {
@@ -111,6 +135,38 @@ describe("server CLI: listening", () => {
       await expectEcho(b, Buffer.from("on b"));
     } finally {
       expect(await srv.stop()).toBe(0);
+    }
+  }, 30_000);
+
+  test("a listener that cannot bind: exit 1, one line naming it, nothing claims to listen", async () => {
+    const taken = await startEchoServer();
+    try {
+      const free = await unusedPort();
+      // The failing listener comes last, after one that opens fine.
+      const r = await runServerCli(["--listen", `echo:${free}`, "--listen", `framed:${taken.port}`]);
+      expect(r.code).toBe(1);
+      expect(r.stdout).toBe("");
+      expect(r.stderr).toBe(`bunpoll: cannot listen on 127.0.0.1:${taken.port}: address already in use (EADDRINUSE)\n`);
+      await expectEcho(taken.port, Buffer.from("first one unharmed"));
+    } finally {
+      expect(await taken.stop()).toBe(0);
+    }
+  }, 30_000);
+
+  test("stopping with one connection open says 1 connection, not 1 connections", async () => {
+    const srv = await startEchoServer();
+    const s = await connect(srv.port);
+    try {
+      const ended = readToEnd(s, 15_000, "FIN at shutdown");
+      s.write("x");
+      await waitFor(() => s.bytesRead === 1, 10_000, "the byte echoed"); // served before the stop
+      expect(await srv.stop("SIGTERM")).toBe(0);
+      expect((await ended).data.toString()).toBe("x");
+      expect(srv.stderr()).toContain("SIGTERM: stopping (1 connection open)");
+      expect(srv.stderr()).toContain("stopped: 1 connection served, 1 byte in, 1 byte out, all flushed");
+    } finally {
+      s.destroy();
+      await srv.stop("SIGKILL");
     }
   }, 30_000);
 
@@ -225,23 +281,75 @@ describe("client CLI", () => {
     expect(r.stdout).not.toContain("received");
   }, 30_000);
 
-  test("usage errors exit 2; --help and --version exit 0", async () => {
-    const none = await runClientCli([]);
-    expect(none.code).toBe(2);
-    expect(none.stderr).toContain("no command given");
-    const bad = await runClientCli(["frobnicate"]);
-    expect(bad.code).toBe(2);
-    expect(bad.stderr).toContain('unknown command "frobnicate"');
-    const noText = await runClientCli(["echo"]);
-    expect(noText.code).toBe(2);
-    expect(noText.stderr).toContain("echo needs TEXT");
-    const flag = await runClientCli(["--port", "x", "echo", "a"]);
-    expect(flag.code).toBe(2);
+  test("usage errors exit 2 with one line and where help is; --help and --version exit 0", async () => {
+    const cases: [string[], string][] = [
+      [[], "no command given"],
+      [["frobnicate"], 'unknown command "frobnicate"'],
+      [["echo"], "echo needs TEXT"],
+      [["--port", "x", "echo", "a"], '--port: expected an integer, got "x"'],
+      [["--protocol", "line", "ping"], "ping is not supported by the line protocol"],
+    ];
+    for (const [args, reason] of cases) {
+      const r = await runClientCli(args);
+      expect(r.code).toBe(2);
+      expect(r.stdout).toBe("");
+      expect(r.stderr).toStartWith(`bunpoll-client: ${reason}`);
+      expect(r.stderr).toEndWith("; try 'bun run src/client.ts --help'\n");
+      expect(r.stderr.split("\n")).toHaveLength(2);
+    }
     const help = await runClientCli(["--help"]);
     expect(help.code).toBe(0);
+    expect(help.stdout).toContain("usage: bun run src/client.ts [options] COMMAND [ARGS]\n");
     expect(help.stdout).toContain("echo TEXT");
     const version = await runClientCli(["--version"]);
     expect(version.code).toBe(0);
     expect(version.stdout.trim()).toBe(`bunpoll client ${VERSION}`);
+  }, 30_000);
+
+  test("through `npm run client` the usage line and the hint name it", async () => {
+    const env = { ...process.env, npm_lifecycle_event: "client", npm_lifecycle_script: "bun run src/client.ts" };
+    const help = Bun.spawnSync([bunPath, "src/client.ts", "--help"], { cwd: ROOT, env });
+    expect(help.stdout.toString()).toContain("usage: npm run client -- [options] COMMAND [ARGS]\n");
+    const bad = Bun.spawnSync([bunPath, "src/client.ts", "nope"], { cwd: ROOT, env });
+    expect(bad.exitCode).toBe(2);
+    expect(bad.stderr.toString()).toBe(`bunpoll-client: unknown command "nope"; try 'npm run client -- --help'\n`);
+  });
+
+  test("a 1-byte echo says 1 byte", async () => {
+    const srv = await startEchoServer();
+    try {
+      const r = await runClientCli(["--protocol", "echo", "--port", String(srv.port), "echo", "x"]);
+      expect(r.code).toBe(0);
+      expect(r.stdout).toContain(`sent     "x" (1 byte)\n`);
+      expect(r.stdout).toContain(`received "x" (1 byte)\n`);
+    } finally {
+      await srv.stop();
+    }
+  }, 30_000);
+
+  test("refused for want of a token: the error name is said once", async () => {
+    const srv = await startServer(["--protocol", "framed", "--port", "0", "--auth-token", "sekret"]);
+    try {
+      const r = await runClientCli(["--port", String(srv.port), "ping", "--count", "1"]);
+      expect(r.code).toBe(1);
+      expect(r.stderr).toBe(`bunpoll-client: cannot connect to 127.0.0.1:${srv.port}: the server refused the handshake: unauthorized\n`);
+    } finally {
+      await srv.stop();
+    }
+  }, 30_000);
+
+  test("interactive: 30 input lines and no listener leak warning", async () => {
+    const srv = await startServer(["--protocol", "framed", "--port", "0"]);
+    try {
+      const p = new ClientProcess(["--port", String(srv.port), "interactive"]);
+      await p.waitOut(/^connected to /m);
+      // Node warns (MaxListenersExceededWarning) once an emitter has 11 listeners for one event.
+      p.write("/ping\n".repeat(30) + "/exit\n");
+      expect(await p.exitCode(20_000)).toBe(0);
+      expect(p.stdout.match(/^pong in /gm)).toHaveLength(30);
+      expect(p.stderr).toBe("");
+    } finally {
+      await srv.stop();
+    }
   }, 30_000);
 });

@@ -1,7 +1,10 @@
-// src/cli/args.ts: the declarative flag parser shared by the server and client CLIs.
+// src/cli/: the declarative flag parser shared by the server and client CLIs, the command
+// their usage lines name, and counted nouns.
 
 import { describe, test, expect } from "bun:test";
 import { parseArgs, formatFlags, UsageError, type FlagSpecs } from "../../src/cli/args.ts";
+import { invocation, isCompiled } from "../../src/cli/invocation.ts";
+import { noun, plural } from "../../src/cli/plural.ts";
 
 const SPECS = {
   protocol: { type: "string", arg: "NAME", description: "protocol", default: "echo", choices: ["echo", "line"] },
@@ -111,5 +114,46 @@ describe("formatFlags", () => {
     // Descriptions start in one column.
     const starts = lines.map((l) => /^( {2}--\S+(?: \S+)?)( +)/.exec(l)!).map((m) => m[1]!.length + m[2]!.length);
     expect(new Set(starts).size).toBe(1);
+  });
+});
+
+describe("plural", () => {
+  test("1 takes the singular; 0, 2 and fractions the plural", () => {
+    expect(plural(1, "connection")).toBe("1 connection");
+    expect(plural(0, "connection")).toBe("0 connections");
+    expect(plural(2, "byte")).toBe("2 bytes");
+    expect(plural(1.5, "second")).toBe("1.5 seconds");
+    expect(plural(1234, "sample", "1,234")).toBe("1,234 samples");
+    expect(noun(1, "reply", "replies")).toBe("reply");
+    expect(noun(3, "reply", "replies")).toBe("replies");
+  });
+});
+
+describe("invocation", () => {
+  // These run from the sources under bun test, so not compiled.
+  const self = `bun run ${Bun.main.startsWith(process.cwd() + "/") ? Bun.main.slice(process.cwd().length + 1) : Bun.main}`;
+
+  test("from the sources: bun run and the script", () => {
+    expect(isCompiled()).toBe(false);
+    expect(invocation({})).toBe(self);
+  });
+
+  test("an npm script that runs this file: npm start --, npm run NAME --", () => {
+    const script = `bun run ${Bun.main}`;
+    expect(invocation({ npm_lifecycle_event: "start", npm_lifecycle_script: script })).toBe("npm start --");
+    expect(invocation({ npm_lifecycle_event: "client", npm_lifecycle_script: script })).toBe("npm run client --");
+    // Inherited from a script that runs something else: not how this process was started.
+    expect(invocation({ npm_lifecycle_event: "test", npm_lifecycle_script: "tsc --noEmit -p . && bun test" })).toBe(self);
+  });
+
+  test("npx bun SCRIPT: only when npx's shell is the parent", () => {
+    const env = { npm_lifecycle_event: "npx", npm_lifecycle_script: "bun" };
+    const rel = self.slice("bun run ".length);
+    expect(invocation(env, () => ["sh", "-c", `'bun' ${Bun.main} --nope`])).toBe(`npx bun ${rel}`);
+    expect(invocation(env, () => ["sh", "-c", `bun run ${Bun.main}`])).toBe(`npx bun ${rel}`);
+    // `npx bun test` starting a server: the variables are inherited, the parent is not npx's.
+    expect(invocation(env, () => ["sh", "-c", "'bun' test"])).toBe(self);
+    expect(invocation(env, () => [process.execPath, "test"])).toBe(self);
+    expect(invocation(env, () => null)).toBe(self);
   });
 });

@@ -47,6 +47,7 @@ describe("format", () => {
     expect(groupDigits(12)).toBe("12");
     expect(formatMessage({ kind: "direct", fromId: 4, from: "4", text: "hi", payload: new Uint8Array() })).toBe("direct from 4: hi");
     expect(formatNotice({ code: "rate_limited", message: "rate limited" })).toBe("server error: rate_limited (rate limited)");
+    expect(formatNotice({ code: "unauthorized", message: "unauthorized" })).toBe("server error: unauthorized"); // said once
     expect(formatNotice({ code: "unrecognized_line", message: "hello" })).toBe("server: hello");
   });
 
@@ -60,7 +61,7 @@ describe("format", () => {
       "  traffic       2.50KB in, 12.3MB out",
       "  messages      1,000,001 in, 999 out",
       "  errors        2 (no_such_client 2)",
-      "  backpressure  1 high-water crossings, 1 paused reads, 1 slow consumers dropped",
+      "  backpressure  1 high-water crossing, 1 paused read, 1 slow consumer dropped",
       "  latency       10 timed: p50 250ns, p90 1.50us, p99 25.0us, p99.9 25.0us, max 3.00ms",
       "  by kind          in        out",
       "    ping    1,000,001          0",
