@@ -8,7 +8,7 @@ import { parseArgs, formatFlags, UsageError, type FlagSpecs } from "./cli/args.t
 import { invocation } from "./cli/invocation.ts";
 import { plural } from "./cli/plural.ts";
 import { Reactor } from "./reactor/reactor.ts";
-import { SyscallError } from "../ffi/errno.ts";
+import { SyscallError, formatHostPort } from "../ffi/index.ts";
 import type { Handler } from "./stream/stream.ts";
 import { PROTOCOLS, PROTOCOL_NAMES, type ProtocolName } from "./protocols/registry.ts";
 import { createProtocolContext } from "./protocols/context.ts";
@@ -145,7 +145,7 @@ function main(argv: string[]): void {
   // nothing on stdout claiming to listen.
   const opened: string[] = [];
   for (const spec of specs) {
-    const where = spec.host.includes(":") ? `[${spec.host}]:${spec.port}` : `${spec.host}:${spec.port}`;
+    const where = formatHostPort(spec.host, spec.port);
     try {
       const handler: Handler<any> = PROTOCOLS[spec.protocol].create(ctx);
       const l = reactor.listen({ hostname: spec.host, port: spec.port, handler, connection });

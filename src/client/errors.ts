@@ -1,6 +1,7 @@
 // The client library's errors. Every one carries a machine-readable `code` so callers
 // (and the CLI's exit messages) can tell "the server said no" from "the server is gone".
 
+import { formatHostPort } from "../../ffi/structs.ts";
 import { ERROR_MESSAGES, errorCodeOf } from "../protocols/codec/errors.ts";
 
 export class ClientError extends Error {
@@ -81,6 +82,4 @@ export class ProtocolMismatchError extends ClientError {
   }
 }
 
-export function formatHostPort(host: string, port: number): string {
-  return host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`;
-}
+export { formatHostPort };

@@ -127,4 +127,21 @@ describe("README", () => {
       expect(await srv.stop()).toBe(0);
     }
   }, 30_000);
+
+  test("the library example is examples/listen.ts (type-checked by npm test) and serves, then stops by itself", async () => {
+    const blocks = fencedBlocks("ts").filter((b) => b.includes('from "bunpoll";'));
+    expect(blocks).toHaveLength(1);
+    const example = blocks[0]!;
+    expect(readFileSync(join(ROOT, "examples/listen.ts"), "utf8")).toBe(example);
+    const dir = mkdtempSync(join(tmpdir(), "bunpoll-readme-"));
+    dirs.push(dir);
+    expect(example.match(/port: 5050\b/g)).toHaveLength(1);
+    writeFileSync(join(dir, "listen.ts"), example.replace(/port: 5050\b/, "port: 0"));
+    mkdirSync(join(dir, "node_modules"));
+    symlinkSync(ROOT, join(dir, "node_modules/bunpoll"));
+    const r = await run([bunPath, join(dir, "listen.ts")], 15_000);
+    expect(r.stderr).toBe("");
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/^[1-9]\d* 0\n$/); // the port it got, no connections yet
+  }, 30_000);
 });
