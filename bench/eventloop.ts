@@ -68,11 +68,11 @@ reactor[Symbol.dispose]();
 // 4. An awaited request/reply through the client library: the reply resolves a promise in a
 // handler, and the caller's continuation must run before the reactor sleeps again.
 {
-  const { serve } = await import("../src/serve.ts");
+  const { serveHandler } = await import("../src/listen.ts");
   const { createFramedProtocol } = await import("../src/protocols/framed.ts");
   const { createProtocolContext } = await import("../src/protocols/context.ts");
   const { connect } = await import("../src/client/index.ts");
-  const server = serve({ port: 0, handler: createFramedProtocol(createProtocolContext()) });
+  const server = serveHandler({ port: 0 }, createFramedProtocol(createProtocolContext()));
   const c = await connect({ host: "127.0.0.1", port: server.port, protocol: "framed", reactor: server.reactor });
   const rtts: number[] = [];
   for (let i = 0; i < 3000; i++) {

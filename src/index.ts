@@ -1,6 +1,7 @@
 // bunpoll's package root: the library API with its types.
 export { listen, type ListenOptions, type SocketHandler, type Server } from "./listen.ts";
-export { serve, type ServeOptions } from "./serve.ts";
+export { serve, type ServeOptions, type HttpServer, type HttpRequest, type Routes, type RouteHandler, type MethodTable } from "./serve.ts";
+export { serveHandler } from "./listen.ts";
 export { Reactor, wakeReactor, reactorIndexOf, type ReactorOptions, type StopOptions } from "./reactor/reactor.ts";
 export type { Listener } from "./reactor/listener.ts";
 export type { ConnectionOptions } from "./stream/tcp-stream.ts";

@@ -81,7 +81,7 @@ export function listen<T = undefined>(options: ListenOptions<T>): Server {
   return serveHandler(options, handlerOf(options.socket, options.data));
 }
 
-/** The server around one listener with a Handler table (listen() and the deprecated serve()). */
+/** The server around one listener with a reactor Handler table (what listen() and serve() build on). */
 export function serveHandler<T>(options: Omit<ListenOptions<T>, "socket" | "data">, handler: Handler<T>): Server {
   const owned = options.reactor === undefined;
   using stack = new DisposableStack(); // owns a reactor made here until the listener is open

@@ -1,17 +1,102 @@
-// serve(): the TCP server API before listen(). Kept as a deprecated alias until the HTTP
-// server takes the name serve() in the shape of Bun.serve.
+// serve(): the HTTP server in the shape of Bun.serve: `fetch(req, server)` returning a
+// Response or a promise of one, `routes` (exact paths, `:params`, per-method handlers,
+// static Responses written as bytes), `error`, `maxRequestBodySize`, `idleTimeout` in
+// seconds. HTTP/1.1 over bunpoll's reactor (src/protocols/http/).
 
-import { serveHandler, type ListenOptions, type Server } from "./listen.ts";
-import type { Handler } from "./stream/stream.ts";
+import type { SocketAddress } from "../ffi/index.ts";
+import { serveHandler } from "./listen.ts";
+import { HttpApp, createHttpProtocol, type FetchHandler } from "./protocols/http/server.ts";
+import type { HttpRequest } from "./protocols/http/request.ts";
+import type { Routes } from "./protocols/http/routes.ts";
+import type { Reactor, ReactorOptions, StopOptions } from "./reactor/reactor.ts";
 
-export type { Server } from "./listen.ts";
+export type { HttpRequest } from "./protocols/http/request.ts";
+export type { Routes, RouteHandler, MethodTable } from "./protocols/http/routes.ts";
 
-/** @deprecated Use listen({ socket: {...} }). */
-export interface ServeOptions<T> extends Omit<ListenOptions<T>, "socket" | "data"> {
-  handler: Handler<T>;
+export interface ServeOptions {
+  /** IPv4 or IPv6 literal, or "localhost". Default 127.0.0.1. */
+  hostname?: string;
+  /** 0 picks a free port (read it back from server.port). Default 3000, as Bun. */
+  port?: number;
+  fetch?: FetchHandler;
+  routes?: Routes;
+  /** Turns an error a handler threw into a response (default: 500). */
+  error?: (error: Error) => Response | Promise<Response>;
+  /** Largest request body, bytes (413 past it). Default 128 MiB, as Bun. */
+  maxRequestBodySize?: number;
+  /** Seconds a keep-alive connection may stay silent (default 10, as Bun; 0: never). */
+  idleTimeout?: number;
+  /** Seconds a started request head may take to arrive (slowloris; default 10; 0: never). */
+  headerTimeout?: number;
+  /** Longest request line / header section, bytes (414 / 431 past them). */
+  maxRequestLine?: number;
+  maxHeaderBytes?: number;
+  /** Run on this reactor instead of a new one owned by the server. */
+  reactor?: Reactor;
+  reactorOptions?: ReactorOptions;
 }
 
-/** @deprecated Use listen({ hostname, port, socket: { open, data, ... } }), as Bun.listen. */
-export function serve<T = undefined>(options: ServeOptions<T>): Server {
-  return serveHandler(options, options.handler);
+export interface HttpServer extends AsyncDisposable {
+  readonly hostname: string;
+  readonly port: number;
+  readonly url: URL;
+  readonly address: SocketAddress;
+  /** Open connections on this server's reactor. */
+  readonly connections: number;
+  readonly reactor: Reactor;
+  /** The client's address, as Bun's server.requestIP(req). */
+  requestIP(req: HttpRequest): { address: string; port: number; family: "IPv4" | "IPv6" } | null;
+  /** Stops accepting; answers what arrived (Connection: close), then closes; resolves when done. */
+  stop(options?: StopOptions): Promise<void>;
+  readonly finished: Promise<void>;
+}
+
+export function serve(options: ServeOptions): HttpServer {
+  let stopping = false;
+  for (const [k, v] of [["idleTimeout", options.idleTimeout], ["headerTimeout", options.headerTimeout], ["maxRequestBodySize", options.maxRequestBodySize]] as const) {
+    if (v !== undefined && (typeof v !== "number" || !Number.isFinite(v) || v < 0)) throw new RangeError(`${k} must be a finite number >= 0, got ${String(v)}`);
+  }
+  const app = new HttpApp({
+    fetch: options.fetch,
+    routes: options.routes,
+    error: options.error,
+    limits: {
+      maxBodySize: options.maxRequestBodySize,
+      maxRequestLine: options.maxRequestLine,
+      maxHeaderBytes: options.maxHeaderBytes,
+    } as Record<string, number | undefined> as Partial<Record<"maxBodySize", number>>,
+    shuttingDown: () => stopping,
+  });
+  const server = serveHandler(
+    {
+      hostname: options.hostname,
+      port: options.port ?? 3000,
+      reactor: options.reactor,
+      reactorOptions: options.reactorOptions,
+      idleTimeoutMs: (options.idleTimeout ?? 10) * 1000,
+      frameTimeoutMs: (options.headerTimeout ?? 10) * 1000,
+    },
+    createHttpProtocol(app),
+  );
+  const host = server.address.family === 6 ? `[${server.address.address}]` : server.address.address;
+  return {
+    hostname: server.hostname,
+    port: server.port,
+    url: new URL(`http://${host}:${server.port}/`),
+    address: server.address,
+    get connections() {
+      return server.connections;
+    },
+    reactor: server.reactor,
+    requestIP: (req) => app.requestIP(req),
+    stop(opts?: StopOptions) {
+      stopping = true;
+      return server.stop(opts);
+    },
+    finished: server.finished,
+    [Symbol.asyncDispose]() {
+      stopping = true;
+      return server.stop();
+    },
+  };
 }

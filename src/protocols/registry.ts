@@ -8,6 +8,8 @@ import { createEchoProtocol } from "./echo.ts";
 import { createFramedProtocol } from "./framed.ts";
 import { createJsonProtocol } from "./json.ts";
 import { createLineProtocol } from "./line.ts";
+import { builtinApp } from "./http/app.ts";
+import { createHttpProtocol } from "./http/server.ts";
 
 export interface ProtocolEntry {
   defaultPort: number;
@@ -19,6 +21,7 @@ export const PROTOCOLS = {
   json: { defaultPort: 9999, create: (ctx) => createJsonProtocol(ctx) },
   line: { defaultPort: 7070, create: (ctx) => createLineProtocol(ctx) },
   echo: { defaultPort: 5050, create: () => createEchoProtocol() },
+  http: { defaultPort: 8080, create: (ctx) => createHttpProtocol(builtinApp(ctx)) },
 } satisfies Record<string, ProtocolEntry>;
 
 export type ProtocolName = keyof typeof PROTOCOLS;

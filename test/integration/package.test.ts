@@ -7,7 +7,7 @@ import { describe, test, expect, afterAll } from "bun:test";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { serve, Reactor } from "bunpoll";
+import { listen, serve, Reactor } from "bunpoll";
 import { connect as connectClient } from "bunpoll/client";
 import * as fromSources from "../../src/index.ts";
 import { ROOT, bunPath, run, killAll, startServer } from "../util/process.ts";
@@ -25,9 +25,10 @@ afterAll(async () => {
 describe("package exports", () => {
   test('"bunpoll" inside the repository is src/index.ts, and serves', async () => {
     expect(serve).toBe(fromSources.serve);
+    expect(listen).toBe(fromSources.listen);
     expect(Reactor).toBe(fromSources.Reactor);
     expect(connectClient).toBe(fromSources.connect);
-    const server = serve({ port: 0, handler: { data(conn, bytes) { conn.write(bytes); } } });
+    const server = listen({ port: 0, socket: { data(socket, bytes) { socket.write(bytes); } } });
     try {
       await expectEcho(server.port, Buffer.from("self-reference"));
     } finally {
@@ -56,8 +57,8 @@ describe("package exports", () => {
     expect(await Bun.file(join(dir, "node_modules/bunpoll/bench/run.ts")).exists()).toBe(false);
 
     writeFileSync(join(dir, "app.ts"), `
-import { serve } from "bunpoll";
-const server = serve({ port: 0, handler: { data(conn, bytes) { conn.write(bytes); } } });
+import { listen } from "bunpoll";
+const server = listen({ port: 0, socket: { data(socket, bytes) { socket.write(bytes); } } });
 console.log("port " + server.port);
 process.on("SIGTERM", async () => { await server.stop(); process.exit(0); });
 `);

@@ -16,7 +16,7 @@ import type { Poller } from "../../src/driver/epoll.ts";
 import { ScriptedBackend } from "../util/scripted-poller.ts";
 import { createListenSocket, localAddress, startConnect, setIntOption } from "../../src/driver/sockets.ts";
 import { StreamState, type CloseReason, type Connection, type Handler } from "../../src/stream/stream.ts";
-import { serve } from "../../src/serve.ts";
+import { serveHandler } from "../../src/listen.ts";
 import { createEchoProtocol } from "../../src/protocols/echo.ts";
 import {
   connect, echoRoundTrip, firstMismatch, patternBytes, readExactly, readToEnd, sleep, waitFor, withTimeout, writeAll,
@@ -871,9 +871,9 @@ describe("stop", () => {
     expect(reactor.stats.closeReasons.shutdown).toBe(1);
   });
 
-  test("serve() with port 0 reports the port and stops cleanly", async () => {
+  test("serveHandler() with port 0 reports the port and stops cleanly", async () => {
     const before = fdCount();
-    const server = serve({ port: 0, handler: createEchoProtocol(), reactorOptions: { log: () => {} } });
+    const server = serveHandler({ port: 0, reactorOptions: { log: () => {} } }, createEchoProtocol());
     expect(server.port).toBeGreaterThan(0);
     expect(server.hostname).toBe("127.0.0.1");
     const back = await echoRoundTrip(server.port, enc.encode("served"));
@@ -884,9 +884,9 @@ describe("stop", () => {
 });
 
 describe("connection options are checked where they enter", () => {
-  test("maxBuffered below highWaterMark: serve() and connect() throw a RangeError naming both, and open no fd", async () => {
+  test("maxBuffered below highWaterMark: serveHandler() and connect() throw a RangeError naming both, and open no fd", async () => {
     const before = fdCount();
-    expect(() => serve({ port: 0, handler: createEchoProtocol(), highWaterMark: 2048, maxBuffered: 1024, reactorOptions: { log: () => {} } }))
+    expect(() => serveHandler({ port: 0, highWaterMark: 2048, maxBuffered: 1024, reactorOptions: { log: () => {} } }, createEchoProtocol()))
       .toThrow("maxBuffered (1024) must be at least highWaterMark (2048)");
     const { reactor } = newReactor();
     const fds = fdCount();
@@ -914,18 +914,13 @@ describe("connection options are checked where they enter", () => {
     expect(fdCount()).toBe(fds);
   });
 
-  test("serve() passes frameTimeoutMs on: a frame left incomplete closes the connection", async () => {
+  test("serveHandler() passes frameTimeoutMs on: a frame left incomplete closes the connection", async () => {
     let inFrame = false;
     const closed: CloseReason[] = [];
-    const server = serve({
-      port: 0,
-      frameTimeoutMs: 100,
-      reactorOptions: { log: () => {} },
-      handler: {
-        data() { inFrame = true; },
-        inFrame: () => inFrame,
-        close(_c, reason) { closed.push(reason); },
-      },
+    const server = serveHandler({ port: 0, frameTimeoutMs: 100, reactorOptions: { log: () => {} } }, {
+      data() { inFrame = true; },
+      inFrame: () => inFrame,
+      close(_c, reason) { closed.push(reason); },
     });
     cleanups.push(() => void server.stop({ graceful: false }));
     const sock = await connect(server.port);

@@ -198,6 +198,12 @@ export class HttpParser {
     return this.state === State.Head && this.accLen === 0;
   }
 
+  /** Stops parsing without an error: nothing pushed from now on is interpreted. */
+  stop(): void {
+    this.state = State.Failed;
+    this.accLen = 0;
+  }
+
   /** Feeds bytes; calls the sink for what they complete. */
   push(buf: Uint8Array): void {
     let pos = 0;

@@ -1,0 +1,37 @@
+// The server CLI's built-in HTTP app (`--protocol http`): the TechEmpower Framework
+// Benchmarks' plaintext and json test types, an echo of the request body, a health check,
+// the stats as JSON, and an index page.
+
+import type { ProtocolContext } from "../context.ts";
+import { serverStatsMessage } from "../json.ts";
+import type { HttpRequest } from "./request.ts";
+import { HttpApp } from "./server.ts";
+
+const INDEX = `<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>bunpoll</title></head>
+<body><h1>bunpoll</h1>
+<ul>
+<li><a href="/plaintext">/plaintext</a>: Hello, World!</li>
+<li><a href="/json">/json</a>: {"message":"Hello, World!"}</li>
+<li>/echo: the request body back, any method</li>
+<li><a href="/healthz">/healthz</a>: ok</li>
+<li><a href="/stats">/stats</a>: the server's counters as JSON</li>
+</ul></body></html>
+`;
+
+export function builtinApp(ctx: ProtocolContext, log?: (line: string) => void): HttpApp {
+  return new HttpApp({
+    routes: {
+      "/plaintext": new Response("Hello, World!", { headers: { "content-type": "text/plain", server: "bunpoll" } }),
+      // The json test type serializes per request.
+      "/json": () => new Response(JSON.stringify({ message: "Hello, World!" }), { headers: { "content-type": "application/json", server: "bunpoll" } }),
+      "/echo": async (req: HttpRequest) =>
+        new Response(await req.bytes(), { headers: { "content-type": req.header("content-type") ?? "application/octet-stream" } }),
+      "/healthz": new Response("ok\n", { headers: { "content-type": "text/plain; charset=utf-8" } }),
+      "/stats": { GET: () => Response.json(serverStatsMessage(ctx.snapshot())) },
+      "/": { GET: new Response(INDEX, { headers: { "content-type": "text/html; charset=utf-8" } }) },
+    },
+    shuttingDown: () => ctx.shuttingDown,
+    log,
+  });
+}

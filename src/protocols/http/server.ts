@@ -1,0 +1,392 @@
+// HTTP/1.1 on a stream: the parser per connection, the app (routes, fetch), and responses
+// written strictly in request order, whatever order async handlers finish in.
+//
+// Each request takes a slot in its connection's queue when its head arrives; a slot is
+// written once its response is known and every slot before it has been written. A static
+// route answers from bytes serialized once, with no request object at all. After a
+// response that closes (Connection: close, HTTP/1.0, a refused request, shutdown) nothing
+// more is read or written.
+
+import type { ProtocolContext } from "../context.ts";
+import type { Handler, Stream } from "../../stream/stream.ts";
+import { DEFAULT_HTTP_LIMITS, HttpParser, type HttpLimits, type HttpParseError, type HttpParserSink, type RequestHead } from "./parser.ts";
+import { HttpRequest } from "./request.ts";
+import { DateField, errorResponse, headLines, STATUS_TEXT, type StaticResponse } from "./response.ts";
+import { compileRoutes, type RouteMatch, type Routes, type RouteTable } from "./routes.ts";
+
+/** Pipelined requests queued per connection before reading pauses. */
+const MAX_PIPELINE = 64;
+const utf8 = new TextEncoder();
+const CRLF = utf8.encode("\r\n");
+const CONTINUE = utf8.encode("HTTP/1.1 100 Continue\r\n\r\n");
+const EMPTY = new Uint8Array(0);
+
+export type FetchHandler = (req: HttpRequest, server: HttpServerInfo) => Response | Promise<Response> | undefined | Promise<Response | undefined>;
+
+/** What handlers can ask of the server (Bun.serve's `server` argument). */
+export interface HttpServerInfo {
+  requestIP(req: HttpRequest): { address: string; port: number; family: "IPv4" | "IPv6" } | null;
+}
+
+export interface HttpAppOptions {
+  fetch?: FetchHandler;
+  routes?: Routes;
+  /** Turns a thrown error into a response (default: 500 with a short text). */
+  error?: (error: Error) => Response | Promise<Response>;
+  limits?: Partial<HttpLimits>;
+  /** Requests arrived over TLS (the URL's scheme). */
+  tls?: boolean;
+  /** True while the server stops: responses say Connection: close. */
+  shuttingDown?: () => boolean;
+  log?: (line: string) => void;
+}
+
+/** What every connection of an HTTP listener shares. */
+export class HttpApp implements HttpServerInfo {
+  readonly limits: HttpLimits;
+  readonly routes: RouteTable;
+  readonly date = new DateField();
+  readonly fetch: FetchHandler | undefined;
+  readonly onError: ((error: Error) => Response | Promise<Response>) | undefined;
+  readonly tls: boolean;
+  readonly shuttingDown: () => boolean;
+  readonly log: (line: string) => void;
+  /** Requests answered, by status class (1xx..5xx at 1..5). */
+  readonly byClass = new Float64Array(6);
+
+  constructor(options: HttpAppOptions) {
+    this.limits = { ...DEFAULT_HTTP_LIMITS, ...options.limits };
+    this.routes = compileRoutes(options.routes ?? {});
+    this.fetch = options.fetch;
+    this.onError = options.error;
+    this.tls = options.tls ?? false;
+    this.shuttingDown = options.shuttingDown ?? (() => false);
+    this.log = options.log ?? ((l) => console.error(`[bunpoll] ${l}`));
+  }
+
+  requestIP(req: HttpRequest): { address: string; port: number; family: "IPv4" | "IPv6" } | null {
+    const s = streamOf.get(req);
+    if (s === undefined || s.remoteAddress === "") return null;
+    return { address: s.remoteAddress, port: s.remotePort, family: s.remoteAddress.includes(":") ? "IPv6" : "IPv4" };
+  }
+}
+
+const streamOf = new WeakMap<HttpRequest, Stream<any>>();
+
+interface Slot {
+  /** The response, once known. */
+  response: Response | null;
+  /** A static route's response (no Response object). */
+  fixed: StaticResponse | null;
+  /** A refused request's status and reason (written, then the connection closes). */
+  errorStatus: number;
+  errorMessage: string;
+  /** The body bytes, once known (a pending body is awaited first). */
+  body: Uint8Array | null;
+  ready: boolean;
+  isHead: boolean;
+  keepAlive: boolean;
+  needContinue: boolean;
+  request: HttpRequest | null;
+}
+
+/** Per-connection state (stream.data). */
+export class HttpSession implements HttpParserSink {
+  readonly parser: HttpParser;
+  private readonly queue: Slot[] = [];
+  /** The request whose body is arriving. */
+  private current: HttpRequest | null = null;
+  /** The head of the queue is being written, or a response closed the connection. */
+  private done = false;
+  private paused = false;
+  /** The client sent FIN: close once every response is written. */
+  peerEnded = false;
+
+  constructor(private readonly app: HttpApp, readonly stream: Stream<HttpSession>) {
+    this.parser = new HttpParser(this, app.limits);
+  }
+
+  /** Bytes from the stream. */
+  data(bytes: Uint8Array): void {
+    if (this.done) return; // after a closing response nothing more is interpreted
+    this.parser.push(bytes);
+    this.flush();
+  }
+
+  /** A head is being received (the frame-timeout hook: slowloris). */
+  get inHead(): boolean {
+    return !this.parser.idle && this.current === null && !this.parser.failed;
+  }
+
+  onHead(h: RequestHead): void {
+    const app = this.app;
+    const keepAlive = h.keepAlive && !app.shuttingDown();
+    const hasBody = h.chunked || h.contentLength > 0;
+    const slot: Slot = {
+      response: null, fixed: null, errorStatus: 0, errorMessage: "", body: null, ready: false,
+      isHead: h.method === "HEAD", keepAlive, needContinue: h.expectContinue && hasBody, request: null,
+    };
+    this.queue.push(slot);
+    // Route lookup on the target's path, without a request object for static routes.
+    const target = h.target;
+    const q = target.indexOf("?");
+    const path = target.charCodeAt(0) === 0x2f ? (q < 0 ? target : target.slice(0, q)) : "";
+    const match = path !== "" ? app.routes.match(h.method, path) : null;
+    if (match !== null && match.fixed !== null && !hasBody) {
+      slot.fixed = match.fixed;
+      slot.ready = true;
+      return;
+    }
+    if (match !== null && match.status !== 0) {
+      // 405: the path exists, the method does not.
+      slot.response = new Response(`${STATUS_TEXT[405]}\n`, { status: 405, headers: { allow: match.allow, "content-type": "text/plain; charset=utf-8" } });
+      this.settle(slot);
+      if (hasBody) this.current = null;
+      return;
+    }
+    const req = new HttpRequest(h, h.headStart, h.headEnd, app.tls);
+    streamOf.set(req, this.stream);
+    slot.request = req;
+    if (hasBody) this.current = req;
+    this.dispatch(slot, req, match);
+  }
+
+  onBody(buf: Uint8Array, offset: number, length: number): void {
+    this.current?.pushBody(buf, offset, length);
+  }
+
+  onEnd(): void {
+    this.current?.endBody();
+    this.current = null;
+    const last = this.queue[this.queue.length - 1];
+    if (last !== undefined && !last.keepAlive) {
+      this.done = true; // nothing after a closing request is read
+      this.parser.stop();
+    }
+    if (this.queue.length >= MAX_PIPELINE && !this.paused) {
+      this.paused = true;
+      this.stream.pause();
+    }
+  }
+
+  onError(e: HttpParseError): void {
+    this.current?.abort(e.message);
+    this.current = null;
+    this.queue.push({
+      response: null, fixed: null, errorStatus: e.status, errorMessage: e.message, body: null, ready: true,
+      isHead: false, keepAlive: false, needContinue: false, request: null,
+    });
+    this.done = true;
+  }
+
+  /** The connection closed: requests still waiting lose their client. */
+  closed(): void {
+    this.current?.abort("the client closed the connection");
+    for (const s of this.queue) s.request?.abort("the client closed the connection");
+    this.queue.length = 0;
+  }
+
+  private dispatch(slot: Slot, req: HttpRequest, match: RouteMatch | null): void {
+    const app = this.app;
+    let ret: ReturnType<FetchHandler>;
+    try {
+      if (match !== null && match.handler !== null) {
+        req.params = match.params;
+        ret = match.handler(req, app);
+      } else if (match !== null && match.fixed !== null) {
+        ret = new Response(match.fixed.body, { status: match.fixed.status }); // a static route with a request body
+      } else if (app.fetch !== undefined) {
+        ret = app.fetch(req, app);
+      } else {
+        ret = new Response(`${STATUS_TEXT[404]}\n`, { status: 404, headers: { "content-type": "text/plain; charset=utf-8" } });
+      }
+    } catch (e) {
+      this.failed(slot, e);
+      return;
+    }
+    if (ret instanceof Response) {
+      slot.response = ret;
+      this.settle(slot);
+    } else if (ret === undefined) {
+      slot.response = new Response(`${STATUS_TEXT[404]}\n`, { status: 404 });
+      this.settle(slot);
+    } else {
+      ret.then(
+        (r) => {
+          slot.response = r instanceof Response ? r : new Response(`${STATUS_TEXT[404]}\n`, { status: 404 });
+          this.settle(slot);
+          this.flush();
+        },
+        (e) => {
+          this.failed(slot, e);
+          this.flush();
+        },
+      );
+    }
+  }
+
+  /** A handler threw: the app's error handler answers, else a 500. */
+  private failed(slot: Slot, e: unknown): void {
+    const err = e instanceof Error ? e : new Error(String(e));
+    const onError = this.app.onError;
+    if (onError !== undefined) {
+      try {
+        const r = onError(err);
+        if (r instanceof Response) {
+          slot.response = r;
+          this.settle(slot);
+          return;
+        }
+        r.then(
+          (res) => {
+            slot.response = res;
+            this.settle(slot);
+            this.flush();
+          },
+          (e2) => {
+            this.app.log(`http: error handler threw: ${(e2 as Error)?.stack ?? e2}`);
+            this.internalError(slot);
+            this.flush();
+          },
+        );
+        return;
+      } catch (e2) {
+        this.app.log(`http: error handler threw: ${(e2 as Error)?.stack ?? e2}`);
+      }
+    } else {
+      this.app.log(`http: handler threw: ${err.stack ?? err}`);
+    }
+    this.internalError(slot);
+  }
+
+  private internalError(slot: Slot): void {
+    slot.response = new Response(`${STATUS_TEXT[500]}\n`, { status: 500, headers: { "content-type": "text/plain; charset=utf-8" } });
+    this.settle(slot);
+  }
+
+  /** The slot's response is known: get its body bytes (at once when they are in memory). */
+  private settle(slot: Slot): void {
+    const res = slot.response!;
+    if (res.body === null) {
+      slot.body = EMPTY;
+      slot.ready = true;
+      return;
+    }
+    const p = res.bytes();
+    const v = Bun.peek(p);
+    if (v instanceof Uint8Array) {
+      slot.body = v;
+      slot.ready = true;
+      return;
+    }
+    // A body still being produced (a stream): sent once complete.
+    p.then(
+      (b) => {
+        slot.body = b;
+        slot.ready = true;
+        this.flush();
+      },
+      (e) => {
+        this.app.log(`http: response body failed: ${(e as Error)?.message ?? e}`);
+        slot.response = new Response(null, { status: 500 });
+        slot.body = EMPTY;
+        slot.ready = true;
+        this.flush();
+      },
+    );
+  }
+
+  /** Writes every ready response at the head of the queue, in order. */
+  flush(): void {
+    const q = this.queue;
+    const s = this.stream;
+    while (q.length > 0) {
+      const slot = q[0]!;
+      if (slot.needContinue) {
+        slot.needContinue = false;
+        s.write(CONTINUE);
+      }
+      if (!slot.ready) break;
+      q.shift();
+      this.write(slot);
+      if (!slot.keepAlive) {
+        this.done = true;
+        this.closed();
+        s.end();
+        return;
+      }
+    }
+    if (this.peerEnded && q.length === 0 && this.current === null) {
+      s.end();
+      return;
+    }
+    if (this.paused && q.length < MAX_PIPELINE / 2) {
+      this.paused = false;
+      s.resume();
+    }
+  }
+
+  private write(slot: Slot): void {
+    const s = this.stream;
+    const app = this.app;
+    const date = app.date.get();
+    if (slot.errorStatus !== 0) {
+      app.byClass[(slot.errorStatus / 100) | 0]++;
+      s.write(errorResponse(slot.errorStatus, slot.errorMessage, app.date));
+      return;
+    }
+    const f = slot.fixed;
+    if (f !== null) {
+      app.byClass[(f.status / 100) | 0]++;
+      s.write(f.head);
+      s.write(date);
+      s.write(f.lengthLine);
+      if (!slot.keepAlive) s.write("connection: close\r\n");
+      s.write(CRLF);
+      if (!slot.isHead) s.write(f.body);
+      return;
+    }
+    const res = slot.response!;
+    const status = res.status;
+    app.byClass[(status / 100) | 0]++;
+    if (res.headers.get("connection")?.toLowerCase() === "close") slot.keepAlive = false;
+    const body = slot.body ?? EMPTY;
+    let head = headLines(status, res.statusText, res.headers) + date;
+    const noBody = status === 204 || status === 304 || (status >= 100 && status < 200);
+    if (!noBody) head += `content-length: ${body.length}\r\n`;
+    if (!slot.keepAlive) head += "connection: close\r\n";
+    s.write(head + "\r\n");
+    if (!slot.isHead && !noBody && body.length > 0) s.write(body);
+  }
+}
+
+/** The handler table of an HTTP listener. */
+export function createHttpProtocol(app: HttpApp): Handler<HttpSession> {
+  return {
+    open(stream) {
+      stream.data = new HttpSession(app, stream);
+    },
+    data(stream, bytes) {
+      stream.data.data(bytes);
+    },
+    end(stream) {
+      // The client finished sending: answer what arrived, then close (no half-open replies).
+      const s = stream.data;
+      if (s === undefined) return;
+      s.peerEnded = true;
+      s.flush();
+    },
+    close(stream) {
+      stream.data?.closed();
+    },
+    inFrame(stream) {
+      return stream.data !== undefined && stream.data.inHead;
+    },
+    allowHalfOpen: true,
+  };
+}
+
+/** The HTTP listener of the CLI: the built-in app over the process's context. */
+export function createHttpAppProtocol(_ctx: ProtocolContext, app: HttpApp): Handler<HttpSession> {
+  return createHttpProtocol(app);
+}
