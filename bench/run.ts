@@ -862,6 +862,8 @@ function syscallLines(results: Record<string, ServerResult>, unit: string): stri
 interface Ratios {
   /** a/b of each round where both servers succeeded and b's value is not 0. */
   values: number[];
+  /** The ratios of the rounds where neither server was DISTURBED. */
+  undisturbed: number[];
   disturbed: number;
   saturated: number;
   lagBound: number;
@@ -869,7 +871,7 @@ interface Ratios {
 
 /** Per-round ratios a/b of `metric` (rounds i of both ran back to back in one round). */
 function perRoundRatios(ra: Round[], rb: Round[], metric: Metric): Ratios {
-  const r: Ratios = { values: [], disturbed: 0, saturated: 0, lagBound: 0 };
+  const r: Ratios = { values: [], undisturbed: [], disturbed: 0, saturated: 0, lagBound: 0 };
   for (let i = 0; i < Math.min(ra.length, rb.length); i++) {
     const x = ra[i]!;
     const y = rb[i]!;
@@ -878,8 +880,10 @@ function perRoundRatios(ra: Round[], rb: Round[], metric: Metric): Ratios {
     const vb = (y as unknown as Record<string, unknown>)[metric];
     if (typeof va !== "number" || typeof vb !== "number" || vb === 0) continue;
     r.values.push(va / vb);
+    const dist = "msgsPerSec" in x && "msgsPerSec" in y && (disturbed(x) || disturbed(y));
+    if (dist) r.disturbed++;
+    else r.undisturbed.push(va / vb);
     if ("msgsPerSec" in x && "msgsPerSec" in y) {
-      if (disturbed(x) || disturbed(y)) r.disturbed++;
       if (x.loadgenSaturated || y.loadgenSaturated) r.saturated++;
       if ((x.lagLimitedPct ?? 0) > 5 || (y.lagLimitedPct ?? 0) > 5) r.lagBound++;
     }
@@ -890,7 +894,10 @@ function perRoundRatios(ra: Round[], rb: Round[], metric: Metric): Ratios {
 function ratioCaveats(r: Ratios, metric: Metric): string {
   const n = r.values.length;
   const caveats: string[] = [];
-  if (r.disturbed > 0) caveats.push(`DISTURBED in ${r.disturbed}/${n} rounds`);
+  if (r.disturbed > 0) {
+    const k = r.undisturbed.length;
+    caveats.push(`DISTURBED in ${r.disturbed}/${n} rounds` + (k > 0 ? ` (median of the other ${k}: ${median(r.undisturbed).toFixed(3)})` : ""));
+  }
   if (metric === "msgsPerSec" && r.saturated > 0) caveats.push(`loadgen >90% of its core in ${r.saturated}/${n} rounds`);
   if (r.lagBound > 0) caveats.push(`receivers behind (lag bound) in ${r.lagBound}/${n} rounds`);
   if (n < 3) caveats.push(`only ${n} round(s)`);
