@@ -536,7 +536,10 @@ export class HttpParser {
       p++;
       if (++digits > 13) return this.fail(400, "chunk size over 2^53"); // 14 hex digits can pass 2^53
     }
-    if (digits === 0) return this.fail(400, "invalid chunk size");
+    const next = line[p];
+    if (digits === 0 || (p < e && next !== 0x3b && next !== SP && next !== HTAB)) {
+      return this.fail(400, `invalid chunk size "${latin1.decode(line.subarray(s, Math.min(e, s + 20)))}" (hex digits only: no sign, prefix or separator)`);
+    }
     if (size > Number.MAX_SAFE_INTEGER) return this.fail(400, "chunk size over 2^53");
     // chunk-ext: *( BWS ";" BWS ext-name [ BWS "=" BWS ext-value ] ); anything else is an error.
     if (p < e && !validChunkExt(line, p, e)) return this.fail(400, "invalid chunk extension");

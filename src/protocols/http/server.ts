@@ -8,7 +8,7 @@
 // more is read or written.
 
 import type { ProtocolContext } from "../context.ts";
-import type { Handler, Stream } from "../../stream/stream.ts";
+import { StreamState, type Handler, type Stream } from "../../stream/stream.ts";
 import { DEFAULT_HTTP_LIMITS, HttpParser, type HttpLimits, type HttpParseError, type HttpParserSink, type RequestHead } from "./parser.ts";
 import { HttpRequest } from "./request.ts";
 import { DateField, errorResponse, headLines, STATUS_TEXT, type StaticResponse } from "./response.ts";
@@ -16,6 +16,8 @@ import { compileRoutes, type RouteMatch, type Routes, type RouteTable } from "./
 
 /** Pipelined requests queued per connection before reading pauses. */
 const MAX_PIPELINE = 64;
+/** Bodies larger than this are written a piece at a time, following the stream's drain. */
+const BODY_PIECE = 64 * 1024;
 const utf8 = new TextEncoder();
 const CRLF = utf8.encode("\r\n");
 const CONTINUE = utf8.encode("HTTP/1.1 100 Continue\r\n\r\n");
@@ -101,6 +103,8 @@ export class HttpSession implements HttpParserSink {
   private paused = false;
   /** The client sent FIN: close once every response is written. */
   peerEnded = false;
+  /** A large body being written piece by piece (flow control: the stream's drain). */
+  private sending: { bytes: Uint8Array; offset: number; keepAlive: boolean } | null = null;
 
   constructor(private readonly app: HttpApp, readonly stream: Stream<HttpSession>) {
     this.parser = new HttpParser(this, app.limits);
@@ -170,8 +174,12 @@ export class HttpSession implements HttpParserSink {
   }
 
   onError(e: HttpParseError): void {
-    this.current?.abort(e.message);
-    this.current = null;
+    if (this.current !== null) {
+      // The error is in a request's body: that request gets the error, not its handler's answer.
+      this.current.abort(e.message);
+      this.current = null;
+      this.queue.pop();
+    }
     this.queue.push({
       response: null, fixed: null, errorStatus: e.status, errorMessage: e.message, body: null, ready: true,
       isHead: false, keepAlive: false, needContinue: false, request: null,
@@ -296,10 +304,37 @@ export class HttpSession implements HttpParserSink {
     );
   }
 
+  /** The stream drained: go on with a large body. */
+  drained(): void {
+    if (this.sending !== null) this.flush();
+  }
+
+  /** Writes pieces of the large body in progress until the stream pushes back; true when done. */
+  private pump(): boolean {
+    const b = this.sending!;
+    const s = this.stream;
+    while (b.offset < b.bytes.length) {
+      const end = Math.min(b.bytes.length, b.offset + BODY_PIECE);
+      const ok = s.write(b.bytes, b.offset, end);
+      b.offset = end;
+      if (s.state >= StreamState.Lingering) return false; // the stream is gone
+      if (!ok && b.offset < b.bytes.length) return false;
+    }
+    this.sending = null;
+    if (!b.keepAlive) {
+      this.done = true;
+      this.closed();
+      s.end();
+      return false;
+    }
+    return true;
+  }
+
   /** Writes every ready response at the head of the queue, in order. */
   flush(): void {
     const q = this.queue;
     const s = this.stream;
+    if (this.sending !== null && !this.pump()) return;
     while (q.length > 0) {
       const slot = q[0]!;
       if (slot.needContinue) {
@@ -309,6 +344,10 @@ export class HttpSession implements HttpParserSink {
       if (!slot.ready) break;
       q.shift();
       this.write(slot);
+      if (this.sending !== null) {
+        if (!this.pump()) return;
+        continue;
+      }
       if (!slot.keepAlive) {
         this.done = true;
         this.closed();
@@ -356,7 +395,9 @@ export class HttpSession implements HttpParserSink {
     if (!noBody) head += `content-length: ${body.length}\r\n`;
     if (!slot.keepAlive) head += "connection: close\r\n";
     s.write(head + "\r\n");
-    if (!slot.isHead && !noBody && body.length > 0) s.write(body);
+    if (slot.isHead || noBody || body.length === 0) return;
+    if (body.length <= BODY_PIECE) s.write(body);
+    else this.sending = { bytes: body, offset: 0, keepAlive: slot.keepAlive };
   }
 }
 
@@ -368,6 +409,9 @@ export function createHttpProtocol(app: HttpApp): Handler<HttpSession> {
     },
     data(stream, bytes) {
       stream.data.data(bytes);
+    },
+    drain(stream) {
+      stream.data?.drained();
     },
     end(stream) {
       // The client finished sending: answer what arrived, then close (no half-open replies).
