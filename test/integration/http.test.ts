@@ -116,6 +116,13 @@ describe("the CLI's HTTP app, with curl", () => {
     expect(ended).toBe(true); // closed: the fifth request was never read
   });
 
+  test("OPTIONS * is answered with the methods the server takes", async () => {
+    const { text } = await raw(server.port, "OPTIONS * HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    const [r] = responses(text);
+    expect(r!.status).toBe(204);
+    expect(r!.headers["allow"]).toContain("GET");
+  });
+
   test("HTTP/1.0 closes after its response unless keep-alive is asked", async () => {
     const { text, ended } = await raw(server.port, "GET /healthz HTTP/1.0\r\n\r\n");
     expect(responses(text)[0]!.headers["connection"]).toBe("close");

@@ -133,6 +133,12 @@ export class HttpSession implements HttpParserSink {
     this.queue.push(slot);
     // Route lookup on the target's path, without a request object for static routes.
     const target = h.target;
+    if (target === "*" && app.fetch === undefined) {
+      // OPTIONS * (the parser allows * for OPTIONS only): the server's own capabilities.
+      slot.response = new Response(null, { status: 204, headers: { allow: "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS" } });
+      this.settle(slot);
+      return;
+    }
     const q = target.indexOf("?");
     const path = target.charCodeAt(0) === 0x2f ? (q < 0 ? target : target.slice(0, q)) : "";
     const match = path !== "" ? app.routes.match(h.method, path) : null;
