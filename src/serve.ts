@@ -26,6 +26,8 @@ export interface ServeOptions {
   maxRequestBodySize?: number;
   /** Seconds a keep-alive connection may stay silent (default 10, as Bun; 0: never). */
   idleTimeout?: number;
+  /** Seconds a request body may take to arrive after its head (408 past it; default 0: no limit). */
+  bodyTimeout?: number;
   /** Seconds a started request head may take to arrive (slowloris; default 10; 0: never). */
   headerTimeout?: number;
   /** Longest request line / header section, bytes (414 / 431 past them). */
@@ -53,19 +55,20 @@ export interface HttpServer extends AsyncDisposable {
 
 export function serve(options: ServeOptions): HttpServer {
   let stopping = false;
-  for (const [k, v] of [["idleTimeout", options.idleTimeout], ["headerTimeout", options.headerTimeout], ["maxRequestBodySize", options.maxRequestBodySize]] as const) {
+  for (const [k, v] of [["idleTimeout", options.idleTimeout], ["headerTimeout", options.headerTimeout], ["maxRequestBodySize", options.maxRequestBodySize], ["bodyTimeout", options.bodyTimeout]] as const) {
     if (v !== undefined && (typeof v !== "number" || !Number.isFinite(v) || v < 0)) throw new RangeError(`${k} must be a finite number >= 0, got ${String(v)}`);
   }
   const app = new HttpApp({
     fetch: options.fetch,
     routes: options.routes,
     error: options.error,
-    limits: {
+    limits: definedOnly({
       maxBodySize: options.maxRequestBodySize,
       maxRequestLine: options.maxRequestLine,
       maxHeaderBytes: options.maxHeaderBytes,
-    } as Record<string, number | undefined> as Partial<Record<"maxBodySize", number>>,
+    }),
     shuttingDown: () => stopping,
+    bodyTimeoutMs: (options.bodyTimeout ?? 0) * 1000,
   });
   const server = serveHandler(
     {
@@ -99,4 +102,11 @@ export function serve(options: ServeOptions): HttpServer {
       return server.stop();
     },
   };
+}
+
+/** The fields that are set (an undefined option keeps the default). */
+function definedOnly<T extends Record<string, number | undefined>>(o: T): Partial<Record<keyof T, number>> {
+  const out: Partial<Record<keyof T, number>> = {};
+  for (const k of Object.keys(o) as (keyof T)[]) if (o[k] !== undefined) out[k] = o[k] as number;
+  return out;
 }

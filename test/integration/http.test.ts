@@ -260,6 +260,15 @@ describe("serve() in Bun.serve's shape", () => {
     await waitFor(() => aborted, 5000, "the abort");
   });
 
+  test("bodyTimeout: a body that stops arriving gets 408 and the connection closes", async () => {
+    const s = start({ bodyTimeout: 0.2, async fetch(req) { return new Response(await req.text()); } });
+    const t0 = performance.now();
+    const { text, ended } = await raw(s.port, "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 10\r\n\r\nabc");
+    expect(responses(text).map((r) => r.status)).toEqual([408]);
+    expect(ended).toBe(true);
+    expect(performance.now() - t0).toBeGreaterThanOrEqual(150);
+  });
+
   test("Expect: 100-continue gets 100 Continue before the body is sent", async () => {
     const s = start({ async fetch(req) { return new Response(await req.text()); } });
     const c = await connect(s.port);

@@ -9,7 +9,7 @@
 
 import type { ProtocolContext } from "../context.ts";
 import { StreamState, type Handler, type Stream } from "../../stream/stream.ts";
-import { DEFAULT_HTTP_LIMITS, HttpParser, type HttpLimits, type HttpParseError, type HttpParserSink, type RequestHead } from "./parser.ts";
+import { DEFAULT_HTTP_LIMITS, HttpParseError, HttpParser, type HttpLimits, type HttpParserSink, type RequestHead } from "./parser.ts";
 import { HttpRequest } from "./request.ts";
 import { DateField, errorResponse, headLines, STATUS_TEXT, type StaticResponse } from "./response.ts";
 import { compileRoutes, type RouteMatch, type Routes, type RouteTable } from "./routes.ts";
@@ -38,6 +38,8 @@ export interface HttpAppOptions {
   limits?: Partial<HttpLimits>;
   /** Requests arrived over TLS (the URL's scheme). */
   tls?: boolean;
+  /** A request body must arrive within this many ms of its head (408 past it; 0: no limit). */
+  bodyTimeoutMs?: number;
   /** True while the server stops: responses say Connection: close. */
   shuttingDown?: () => boolean;
   log?: (line: string) => void;
@@ -51,6 +53,7 @@ export class HttpApp implements HttpServerInfo {
   readonly fetch: FetchHandler | undefined;
   readonly onError: ((error: Error) => Response | Promise<Response>) | undefined;
   readonly tls: boolean;
+  readonly bodyTimeoutMs: number;
   readonly shuttingDown: () => boolean;
   readonly log: (line: string) => void;
   /** Requests answered, by status class (1xx..5xx at 1..5). */
@@ -62,6 +65,7 @@ export class HttpApp implements HttpServerInfo {
     this.fetch = options.fetch;
     this.onError = options.error;
     this.tls = options.tls ?? false;
+    this.bodyTimeoutMs = options.bodyTimeoutMs ?? 0;
     this.shuttingDown = options.shuttingDown ?? (() => false);
     this.log = options.log ?? ((l) => console.error(`[bunpoll] ${l}`));
   }
@@ -103,6 +107,8 @@ export class HttpSession implements HttpParserSink {
   private paused = false;
   /** The client sent FIN: close once every response is written. */
   peerEnded = false;
+  /** Bounds the body in progress (HttpApp.bodyTimeoutMs). */
+  private bodyTimer: ReturnType<typeof setTimeout> | null = null;
   /** A large body being written piece by piece (flow control: the stream's drain). */
   private sending: { bytes: Uint8Array; offset: number; keepAlive: boolean } | null = null;
 
@@ -157,7 +163,13 @@ export class HttpSession implements HttpParserSink {
     const req = new HttpRequest(h, h.headStart, h.headEnd, app.tls);
     streamOf.set(req, this.stream);
     slot.request = req;
-    if (hasBody) this.current = req;
+    if (hasBody) {
+      this.current = req;
+      if (app.bodyTimeoutMs > 0) {
+        // Bodies are not the fast path: a Bun timer per request body is cheap enough.
+        this.bodyTimer = setTimeout(() => this.bodyTimedOut(), app.bodyTimeoutMs);
+      }
+    }
     this.dispatch(slot, req, match);
   }
 
@@ -165,7 +177,23 @@ export class HttpSession implements HttpParserSink {
     this.current?.pushBody(buf, offset, length);
   }
 
+  private bodyTimedOut(): void {
+    this.bodyTimer = null;
+    if (this.current === null || this.done) return;
+    this.parser.stop();
+    this.onError(new HttpParseError(408, `request body did not arrive within ${this.app.bodyTimeoutMs / 1000} s`));
+    this.flush();
+  }
+
+  private clearBodyTimer(): void {
+    if (this.bodyTimer !== null) {
+      clearTimeout(this.bodyTimer);
+      this.bodyTimer = null;
+    }
+  }
+
   onEnd(): void {
+    this.clearBodyTimer();
     this.current?.endBody();
     this.current = null;
     const last = this.queue[this.queue.length - 1];
@@ -180,6 +208,7 @@ export class HttpSession implements HttpParserSink {
   }
 
   onError(e: HttpParseError): void {
+    this.clearBodyTimer();
     if (this.current !== null) {
       // The error is in a request's body: that request gets the error, not its handler's answer.
       this.current.abort(e.message);
@@ -195,6 +224,7 @@ export class HttpSession implements HttpParserSink {
 
   /** The connection closed: requests still waiting lose their client. */
   closed(): void {
+    this.clearBodyTimer();
     this.current?.abort("the client closed the connection");
     for (const s of this.queue) s.request?.abort("the client closed the connection");
     this.queue.length = 0;
