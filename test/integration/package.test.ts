@@ -130,7 +130,7 @@ describe("README", () => {
   }, 30_000);
 
   test("the library example is examples/listen.ts (type-checked by npm test) and serves, then stops by itself", async () => {
-    const blocks = fencedBlocks("ts").filter((b) => b.includes('from "bunpoll";'));
+    const blocks = fencedBlocks("ts").filter((b) => b.includes('import { listen } from "bunpoll";'));
     expect(blocks).toHaveLength(1);
     const example = blocks[0]!;
     expect(readFileSync(join(ROOT, "examples/listen.ts"), "utf8")).toBe(example);
@@ -144,5 +144,22 @@ describe("README", () => {
     expect(r.stderr).toBe("");
     expect(r.code).toBe(0);
     expect(r.stdout).toMatch(/^[1-9]\d* 0\n$/); // the port it got, no connections yet
+  }, 30_000);
+
+  test("the HTTP example is examples/http.ts (type-checked by npm test) and serves, then stops by itself", async () => {
+    const blocks = fencedBlocks("ts").filter((b) => b.includes('import { serve } from "bunpoll";'));
+    expect(blocks).toHaveLength(1);
+    const example = blocks[0]!;
+    expect(readFileSync(join(ROOT, "examples/http.ts"), "utf8")).toBe(example);
+    const dir = mkdtempSync(join(tmpdir(), "bunpoll-readme-"));
+    dirs.push(dir);
+    expect(example.match(/port: 3000\b/g)).toHaveLength(1);
+    writeFileSync(join(dir, "http.ts"), example.replace(/port: 3000\b/, "port: 0"));
+    mkdirSync(join(dir, "node_modules"));
+    symlinkSync(ROOT, join(dir, "node_modules/bunpoll"));
+    const r = await run([bunPath, join(dir, "http.ts")], 15_000);
+    expect(r.stderr).toBe("");
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/^http:\/\/127\.0\.0\.1:[1-9]\d*\/\n$/);
   }, 30_000);
 });
