@@ -17,8 +17,8 @@ import type { SlowReadersConfig, SlowReadersResult } from "./clients/slow-reader
 
 /**
  * A sample: the bystander's worst round trip in flight within this span from the moment a
- * broadcast is written (the server reads it and fans it out within it, even when the
- * broadcaster's write leaves a few ms late) or from the moment midway to the next one.
+ * broadcast is written, or from the moment midway to the next one. The fan-out starts 0-2 ms
+ * after the broadcaster's timestamp (it is taken before the write, at nice 10).
  */
 const SPAN_MS = 6;
 /** Broadcasts closer together than this leave no quiet moment between them: not sampled. */
