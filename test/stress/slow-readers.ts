@@ -25,8 +25,12 @@ const SPAN_MS = 6;
 const MIN_GAP_MS = 20;
 /** Bound on the bystander's extra wait at a fan-out to the slow readers (median over broadcasts), µs. */
 const MAX_EXTRA_US = 1500;
-/** Bound on its median round trip with the slow readers attached, against the same load without them. */
-const MAX_MEDIAN_RATIO = 2;
+/**
+ * Bound on its median round trip with the slow readers attached, against the same load
+ * without them. These are windows of seconds, not interleaved samples: the machine's load
+ * moves between them, hence 3x and not 2x (README.md has the figures).
+ */
+const MAX_MEDIAN_RATIO = 3;
 
 export const slowReaders: Scenario = {
   name: "slow-readers",
