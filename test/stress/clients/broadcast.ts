@@ -7,7 +7,7 @@
 //
 // Body: u32 broadcaster index, u32 sequence number, then pattern bytes.
 
-import { config, finish, run, sleep } from "../lib/child.ts";
+import { config, emit, finish, run, sleep } from "../lib/child.ts";
 import { FramedClient, type FramedReply } from "../lib/net.ts";
 import { summarize, type Summary } from "../lib/stats.ts";
 import { Msg, patternBytes } from "../lib/wire.ts";
@@ -36,21 +36,24 @@ export interface BroadcastResult {
   /** Well-behaved clients the server disconnected, or whose request failed. */
   disconnected: number;
   firstProblem: string;
-  /** BROADCAST_ACK recipient counts over the run: they fall as slow consumers are dropped. */
+  /** BROADCAST_ACK recipient counts over the run: they rise as clients join, fall as slow consumers are dropped. */
   recipients: Summary;
-  /** ms from the first broadcast to the first ACK with fewer recipients than the first ACK. */
+  /** ms from the first broadcast to the first ACK below the peak count, after the peak (-1: none). */
   firstDropAtMs: number;
-  /** ms from the first broadcast to the first ACK whose recipient count is the final one. */
+  /** ms from the first broadcast to the first ACK, after the peak, whose recipient count is the final one. */
   settledAtMs: number;
   ackRtt: Summary;
-  /** ACK round trips before the first drop (slow readers attached) and after the last. */
+  /** ACK round trips at the peak recipient count (slow readers attached) and after they were all dropped. */
   ackRttBeforeDrop: Summary;
   ackRttAfterDrop: Summary;
   bytesReceived: number;
-  /** Wall-clock times (Date.now()) of the first broadcast, the first drop (-1: none), the last ACK. */
+  /** Wall-clock times (Date.now()) of the first broadcast, the first drop and the settling (-1: none), the last ACK. */
   firstBroadcastEpochMs: number;
   firstDropEpochMs: number;
+  settledEpochMs: number;
   lastAckEpochMs: number;
+  /** Just before each BROADCAST was written: epoch ms (performance.timeOrigin + now), 10 µs resolution, in order. */
+  sentEpochMs: number[];
 }
 
 const cfg = config<BroadcastConfig>();
@@ -117,10 +120,10 @@ run(async () => {
   let acked = 0;
   const recipients: number[] = [];
   const ackRtts: number[] = [];
-  let firstDropAt = -1;
   const t0 = performance.now();
   const epoch0 = Date.now();
   const ackAt: { at: number; n: number; rtt: number }[] = [];
+  const sentAt: number[] = [];
   const body = Buffer.from(PATTERN);
   const broadcaster = async (i: number) => {
     const c = receivers[i]!.client;
@@ -136,6 +139,7 @@ run(async () => {
       b.writeUInt32BE(sent[i]!, 4);
       sent[i]!++;
       const start = performance.now();
+      sentAt.push(performance.timeOrigin + start);
       const p = c.request(Msg.BROADCAST, b, 30_000).then(
         (r) => {
           if (r.type !== Msg.BROADCAST_ACK || r.body.length !== 4) return problem(`BROADCAST answered 0x${r.type.toString(16)}`);
@@ -144,7 +148,6 @@ run(async () => {
           recipients.push(n);
           ackAt.push({ at: now - t0, n, rtt: now - start });
           ackRtts.push(now - start);
-          if (firstDropAt < 0 && recipients.length > 1 && n < recipients[0]!) firstDropAt = now - t0;
           acked++;
         },
         (e: Error) => problem(`BROADCAST failed: ${e.message}`),
@@ -155,6 +158,7 @@ run(async () => {
     }
     await Promise.all(inflight);
   };
+  emit("started", { epochMs: epoch0 });
   await Promise.all(Array.from({ length: cfg.broadcasters }, (_, i) => broadcaster(i)));
   const total = sent.reduce((a, b) => a + b, 0);
   const expected = (r: Receiver) => (r.index < 0 ? total : total - sent[r.index]!);
@@ -173,8 +177,15 @@ run(async () => {
     }
     r.client.close();
   }
-  const finalN = recipients.length > 0 ? recipients[recipients.length - 1]! : 0;
-  const settled = ackAt.find((a) => a.n === finalN);
+  // ACKs come back in order per broadcaster, not across them: sort by arrival.
+  ackAt.sort((a, b) => a.at - b.at);
+  const finalN = ackAt.length > 0 ? ackAt[ackAt.length - 1]!.n : 0;
+  const peakN = ackAt.reduce((m, a) => Math.max(m, a.n), 0);
+  const peakIdx = ackAt.findIndex((a) => a.n === peakN);
+  const dropIdx = peakIdx < 0 ? -1 : ackAt.findIndex((a, i) => i > peakIdx && a.n < peakN);
+  const settledIdx = dropIdx < 0 ? -1 : ackAt.findIndex((a, i) => i >= dropIdx && a.n === finalN);
+  const at = (i: number) => (i < 0 ? -1 : ackAt[i]!.at);
+  const epochAt = (i: number) => (i < 0 ? -1 : epoch0 + ackAt[i]!.at);
   const result: BroadcastResult = {
     sent: total,
     acked,
@@ -186,15 +197,17 @@ run(async () => {
     disconnected,
     firstProblem: problems > 0 ? `${firstProblem} (${problems} problems)` : "",
     recipients: summarize(recipients),
-    firstDropAtMs: firstDropAt,
-    settledAtMs: settled ? settled.at : -1,
+    firstDropAtMs: at(dropIdx),
+    settledAtMs: at(settledIdx),
     ackRtt: summarize(ackRtts),
-    ackRttBeforeDrop: summarize(ackAt.filter((a) => a.n === recipients[0]).map((a) => a.rtt)),
-    ackRttAfterDrop: summarize(ackAt.filter((a) => a.n === finalN && finalN !== recipients[0]).map((a) => a.rtt)),
+    ackRttBeforeDrop: summarize(ackAt.filter((a, i) => a.n === peakN && (dropIdx < 0 || i < dropIdx)).map((a) => a.rtt)),
+    ackRttAfterDrop: summarize(ackAt.filter((a, i) => settledIdx >= 0 && i >= settledIdx).map((a) => a.rtt)),
     bytesReceived: receivers.reduce((a, r) => a + r.bytes, 0),
     firstBroadcastEpochMs: epoch0,
-    firstDropEpochMs: firstDropAt < 0 ? -1 : epoch0 + firstDropAt,
-    lastAckEpochMs: epoch0 + (ackAt.length > 0 ? ackAt[ackAt.length - 1]!.at : 0),
+    firstDropEpochMs: epochAt(dropIdx),
+    settledEpochMs: epochAt(settledIdx),
+    lastAckEpochMs: epochAt(ackAt.length - 1),
+    sentEpochMs: sentAt.sort((a, b) => a - b).map((x) => Math.round(x * 100) / 100),
   };
   finish(result);
 }, cfg.durationMs + cfg.graceMs + 90_000);

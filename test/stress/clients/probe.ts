@@ -1,16 +1,19 @@
-// The well-behaved client whose latency the acceptance figures quote: one framed
-// connection, one PING at a time (paced: the next one leaves `intervalMs` after the last
-// one left, or at once if the reply took longer), RTT measured from write to PONG.
-// Broadcasts that other clients cause are read and ignored, as any client would.
+// The well-behaved client whose latency the acceptance figures quote: one connection, one
+// request at a time (paced: the next one leaves `intervalMs` after the last one left, or at
+// once if the reply took longer), RTT measured from write to reply. framed: PING/PONG, and
+// broadcasts that other clients cause are read and ignored, as any client would. echo: 16
+// bytes echoed back; an echo connection receives no broadcasts.
 // Runs for `durationMs` or until the runner sends "stop".
 
 import { config, finish, onCommand, run, sleep, emit } from "../lib/child.ts";
-import { FramedClient } from "../lib/net.ts";
+import { EchoClient, FramedClient } from "../lib/net.ts";
 import { summarize, type Summary } from "../lib/stats.ts";
 import { Msg } from "../lib/wire.ts";
 
 export interface ProbeConfig {
   port: number;
+  /** Default framed. */
+  protocol?: "framed" | "echo";
   durationMs: number;
   intervalMs: number;
   /** Pings before measuring (JIT, connection warm-up). */
@@ -42,9 +45,9 @@ run(async () => {
   onCommand((line) => {
     if (line === "stop") stop = true;
   });
-  const c = await FramedClient.connect(cfg.port);
+  const c = cfg.protocol === "echo" ? await EchoClient.connect(cfg.port) : await FramedClient.connect(cfg.port);
   let pushed = 0;
-  c.onPush = () => pushed++;
+  if (c instanceof FramedClient) c.onPush = () => pushed++;
   const body = Buffer.alloc(16);
   let errors = 0;
   let firstError = "";
@@ -52,6 +55,13 @@ run(async () => {
   const at: number[] = [];
   const ping = async (seq: number): Promise<number> => {
     body.writeUInt32BE(seq, 0);
+    if (c instanceof EchoClient) {
+      const t0 = performance.now();
+      const r = await c.request(body, 5000);
+      const dt = performance.now() - t0;
+      if (!r.equals(body)) throw new Error(`echo ${seq} came back different`);
+      return dt;
+    }
     const t0 = performance.now();
     const r = await c.request(Msg.PING, body, 5000);
     const dt = performance.now() - t0;
@@ -62,7 +72,7 @@ run(async () => {
   for (let i = 0; i < (cfg.warmup ?? 200); i++) await ping(seq++);
   emit("ready");
   const start = performance.now();
-  const startEpochMs = Date.now();
+  const startEpochMs = performance.timeOrigin + start;
   const end = start + cfg.durationMs;
   while (!stop && performance.now() < end && c.ended === "open") {
     const t0 = performance.now();
@@ -99,7 +109,7 @@ run(async () => {
     pushed,
     timeline,
     startEpochMs,
-    sentAtMs: at.map((x) => Math.round(x)),
+    sentAtMs: at.map((x) => Math.round(x * 100) / 100),
     rttUs: rtts.map((x) => Math.round(x * 1000)),
   };
   finish(result);

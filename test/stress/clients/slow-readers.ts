@@ -1,8 +1,9 @@
 // Slow readers: `conns` framed connections that never read (paused right after connect,
-// so the kernel's receive buffer fills and the server's output queue grows). Emits
-// "connected"; on the command "check" it resumes reading on each connection and waits
-// for the server's close (EOF or reset) after the buffered bytes, which tells whether the
-// server dropped it.
+// so the kernel's receive buffer fills and the server's output queue grows). With
+// `onCommand`, it emits "ready" and connects on the command "connect" (so that a load can
+// be measured before and after they attach); otherwise at once. Emits "connected"; on the
+// command "check" it resumes reading on each connection and waits for the server's close
+// (EOF or reset) after the buffered bytes, which tells whether the server dropped it.
 
 import type net from "node:net";
 import { command, config, emit, finish, run } from "../lib/child.ts";
@@ -12,6 +13,8 @@ import { summarize, type Summary } from "../lib/stats.ts";
 export interface SlowReadersConfig {
   port: number;
   conns: number;
+  /** Connect on the command "connect" instead of at once. */
+  onCommand?: boolean;
   /** After "check": how long to wait for each connection's close. */
   checkMs: number;
   maxMs: number;
@@ -33,6 +36,12 @@ export interface SlowReadersResult {
 const cfg = config<SlowReadersConfig>();
 
 run(async () => {
+  if (cfg.onCommand) {
+    const go = command("connect");
+    emit("ready");
+    await go;
+  }
+  const startEpochMs = Date.now();
   const sockets: net.Socket[] = [];
   let connectErrors = 0;
   await Promise.all(
@@ -47,7 +56,7 @@ run(async () => {
       }
     }),
   );
-  emit("connected", { connected: sockets.length });
+  emit("connected", { connected: sockets.length, startEpochMs, doneEpochMs: Date.now() });
   await command("check");
   const outcomes = await Promise.all(
     sockets.map(

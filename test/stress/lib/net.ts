@@ -177,3 +177,67 @@ export async function jsonStats(port: number, timeoutMs = 10_000): Promise<JsonS
     c.socket.end(); // our FIN first: the server sees EOF and closes its side
   }
 }
+
+/**
+ * Raw echo client, one request at a time: `request` sends bytes and resolves with the next
+ * as many bytes the server sends back. An echo connection is no hub member: it never
+ * receives broadcasts, so its round trip is the server loop's responsiveness alone.
+ */
+export class EchoClient {
+  ended: EndKind = "open";
+  endError = "";
+  private buf: Buffer = Buffer.alloc(0);
+  private waiter: { want: number; resolve: (b: Buffer) => void; reject: (e: Error) => void; timer: ReturnType<typeof setTimeout> } | null = null;
+
+  constructor(readonly socket: net.Socket) {
+    socket.on("data", (chunk: Buffer) => {
+      this.buf = this.buf.length === 0 ? chunk : Buffer.concat([this.buf, chunk]);
+      const w = this.waiter;
+      if (w !== null && this.buf.length >= w.want) {
+        this.waiter = null;
+        clearTimeout(w.timer);
+        const out = Buffer.from(this.buf.subarray(0, w.want));
+        this.buf = this.buf.subarray(w.want);
+        w.resolve(out);
+      }
+    });
+    socket.on("end", () => this.finish("eof", ""));
+    socket.on("error", (e: NodeJS.ErrnoException) => this.finish(e.code === "ECONNRESET" || e.code === "EPIPE" ? "reset" : "error", e.message));
+    socket.on("close", () => this.finish("local", ""));
+  }
+
+  request(bytes: Uint8Array, timeoutMs = 10_000): Promise<Buffer> {
+    if (this.ended !== "open") return Promise.reject(new Error(`echo request: connection already ended (${this.ended})`));
+    if (this.waiter !== null) return Promise.reject(new Error("echo request: one at a time"));
+    const p = new Promise<Buffer>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.waiter = null;
+        reject(new Error(`echo request: no reply within ${timeoutMs} ms`));
+        this.socket.destroy();
+      }, timeoutMs);
+      this.waiter = { want: bytes.length, resolve, reject, timer };
+    });
+    this.socket.write(bytes);
+    return p;
+  }
+
+  private finish(kind: EndKind, message: string): void {
+    if (this.ended !== "open") return;
+    this.ended = kind;
+    this.endError = message;
+    const w = this.waiter;
+    this.waiter = null;
+    if (w !== null) {
+      clearTimeout(w.timer);
+      w.reject(new Error(`connection ended (${kind}${message ? `: ${message}` : ""}) with a request outstanding`));
+    }
+  }
+
+  close(): void {
+    this.socket.destroy();
+  }
+
+  static async connect(port: number, opts?: ConnectOptions): Promise<EchoClient> {
+    return new EchoClient(await connectSocket(port, opts));
+  }
+}

@@ -80,8 +80,8 @@ export async function probeFor(port: number, ms: number, intervalMs = 1): Promis
 }
 
 /** Starts the probe; stop it with `stopProbe`. Resolves once it is warmed up and measuring. */
-export async function startProbe(port: number, maxMs: number, intervalMs = 1): Promise<ClientProcess<ProbeResult>> {
-  const p = spawnClient<ProbeResult>("probe", { port, durationMs: maxMs, intervalMs }, { nice: 0 });
+export async function startProbe(port: number, maxMs: number, intervalMs = 1, protocol: "framed" | "echo" = "framed"): Promise<ClientProcess<ProbeResult>> {
+  const p = spawnClient<ProbeResult>("probe", { port, protocol, durationMs: maxMs, intervalMs }, { nice: 0 });
   await p.event("ready", 30_000);
   return p;
 }
