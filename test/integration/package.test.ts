@@ -129,37 +129,30 @@ describe("README", () => {
     }
   }, 30_000);
 
-  test("the library example is examples/listen.ts (type-checked by npm test) and serves, then stops by itself", async () => {
-    const blocks = fencedBlocks("ts").filter((b) => b.includes('import { listen } from "bunpoll";'));
+  /** The README's one ts block containing `marker`: equal to examples/FILE, and run with port 0. */
+  async function runExample(marker: string, file: string, port: number): Promise<string> {
+    const blocks = fencedBlocks("ts").filter((b) => b.includes(marker));
     expect(blocks).toHaveLength(1);
     const example = blocks[0]!;
-    expect(readFileSync(join(ROOT, "examples/listen.ts"), "utf8")).toBe(example);
+    expect(readFileSync(join(ROOT, "examples", file), "utf8")).toBe(example);
     const dir = mkdtempSync(join(tmpdir(), "bunpoll-readme-"));
     dirs.push(dir);
-    expect(example.match(/port: 5050\b/g)).toHaveLength(1);
-    writeFileSync(join(dir, "listen.ts"), example.replace(/port: 5050\b/, "port: 0"));
+    const portRe = new RegExp(`port: ${port}\\b`, "g");
+    expect(example.match(portRe)).toHaveLength(1);
+    writeFileSync(join(dir, file), example.replace(portRe, "port: 0"));
     mkdirSync(join(dir, "node_modules"));
     symlinkSync(ROOT, join(dir, "node_modules/bunpoll"));
-    const r = await run([bunPath, join(dir, "listen.ts")], 15_000);
+    const r = await run([bunPath, join(dir, file)], 15_000);
     expect(r.stderr).toBe("");
-    expect(r.code).toBe(0);
-    expect(r.stdout).toMatch(/^[1-9]\d* 0\n$/); // the port it got, no connections yet
+    expect(r.code).toBe(0); // stops by itself
+    return r.stdout;
+  }
+
+  test("the library example is examples/listen.ts (type-checked by npm test) and serves, then stops by itself", async () => {
+    expect(await runExample('import { listen } from "bunpoll";', "listen.ts", 5050)).toMatch(/^[1-9]\d* 0\n$/); // its port, no connections yet
   }, 30_000);
 
   test("the HTTP example is examples/http.ts (type-checked by npm test) and serves, then stops by itself", async () => {
-    const blocks = fencedBlocks("ts").filter((b) => b.includes('import { serve } from "bunpoll";'));
-    expect(blocks).toHaveLength(1);
-    const example = blocks[0]!;
-    expect(readFileSync(join(ROOT, "examples/http.ts"), "utf8")).toBe(example);
-    const dir = mkdtempSync(join(tmpdir(), "bunpoll-readme-"));
-    dirs.push(dir);
-    expect(example.match(/port: 3000\b/g)).toHaveLength(1);
-    writeFileSync(join(dir, "http.ts"), example.replace(/port: 3000\b/, "port: 0"));
-    mkdirSync(join(dir, "node_modules"));
-    symlinkSync(ROOT, join(dir, "node_modules/bunpoll"));
-    const r = await run([bunPath, join(dir, "http.ts")], 15_000);
-    expect(r.stderr).toBe("");
-    expect(r.code).toBe(0);
-    expect(r.stdout).toMatch(/^http:\/\/127\.0\.0\.1:[1-9]\d*\/\n$/);
+    expect(await runExample('import { serve } from "bunpoll";', "http.ts", 3000)).toMatch(/^http:\/\/127\.0\.0\.1:[1-9]\d*\/\n$/);
   }, 30_000);
 });
