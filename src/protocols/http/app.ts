@@ -5,6 +5,7 @@
 import type { ProtocolContext } from "../context.ts";
 import { serverStatsMessage } from "../json.ts";
 import { formatPrometheus, PROMETHEUS_CONTENT_TYPE } from "../../stats/prometheus.ts";
+import { processLog } from "../../log.ts";
 import type { HttpRequest } from "./request.ts";
 import { HttpApp } from "./server.ts";
 
@@ -35,7 +36,7 @@ export function builtinApp(ctx: ProtocolContext, log?: (line: string) => void): 
       "/": { GET: new Response(INDEX, { headers: { "content-type": "text/html; charset=utf-8" } }) },
     },
     shuttingDown: () => ctx.shuttingDown,
-    log,
+    log: log ?? ((line) => processLog.component(line, { event: "http_error", level: "error" })),
   });
   const apps = appsOf.get(ctx);
   if (apps === undefined) appsOf.set(ctx, [app]);
