@@ -6,6 +6,7 @@
 import pkg from "../package.json" with { type: "json" };
 import { parseArgs, formatFlags, UsageError, type FlagSpecs } from "./cli/args.ts";
 import { invocation } from "./cli/invocation.ts";
+import { LOG_FORMATS, processLog as log, type LogFormat } from "./log.ts";
 import { plural } from "./cli/plural.ts";
 import { Reactor } from "./reactor/reactor.ts";
 import { SyscallError, formatHostPort } from "../ffi/index.ts";
@@ -14,7 +15,6 @@ import { PROTOCOLS, PROTOCOL_NAMES, type ProtocolName } from "./protocols/regist
 import { createProtocolContext } from "./protocols/context.ts";
 import { StatsIntervalReporter } from "./stats/summary.ts";
 import { fdLimit } from "./driver/sockets.ts";
-import { LOG_FORMATS, processLog as log, type LogFormat } from "./log.ts";
 
 const FLAGS = {
   protocol: { type: "string", arg: "NAME", description: `protocol: ${PROTOCOL_NAMES.join("|")}`, default: "framed", choices: PROTOCOL_NAMES },
