@@ -6,6 +6,7 @@
 import pkg from "../package.json" with { type: "json" };
 import { parseArgs, formatFlags, UsageError, type FlagSpecs } from "./cli/args.ts";
 import { invocation } from "./cli/invocation.ts";
+import { LOG_FORMATS, processLog as log, type LogFormat } from "./log.ts";
 import { plural } from "./cli/plural.ts";
 import { Reactor } from "./reactor/reactor.ts";
 import { SyscallError, formatHostPort } from "../ffi/index.ts";
@@ -33,6 +34,7 @@ const FLAGS = {
   "stats-interval": { type: "number", arg: "SEC", description: "print a one-line stats summary every SEC (0: never)", default: 0, min: 0 },
   stats: { type: "bool", description: "count messages and time them (--no-stats turns it off)", default: true },
   "drain-timeout": { type: "number", arg: "SEC", description: "on SIGINT/SIGTERM, flush queued output for at most SEC", default: 5, min: 0 },
+  "log-format": { type: "string", arg: "FORMAT", description: "text, or json: one JSON object per line (time, level, event, connection, remote, reason, message)", default: "text", choices: LOG_FORMATS },
   help: { type: "bool", description: "show this help" },
   version: { type: "bool", description: "print the version" },
 } as const satisfies FlagSpecs;
@@ -73,11 +75,23 @@ function parseListen(spec: string, host: string): ListenSpec {
 
 /** A bad flag or value: one line naming it and where help is, exit 2. */
 function usageError(e: UsageError): never {
-  console.error(`bunpoll: ${e.message}; try '${PROGRAM} --help'`);
+  log.error("usage_error", `${e.message}; try '${PROGRAM} --help'`);
   process.exit(2);
 }
 
+/** --log-format as given, read before the other flags so that their errors use it too. */
+function earlyLogFormat(argv: string[]): LogFormat {
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (a === "--") break;
+    const v = a === "--log-format" ? argv[i + 1] : a.startsWith("--log-format=") ? a.slice(13) : undefined;
+    if (v === "json") return "json";
+  }
+  return "text";
+}
+
 function main(argv: string[]): void {
+  log.format = earlyLogFormat(argv);
   let flags: ReturnType<typeof parseArgs>["flags"];
   try {
     const parsed = parseArgs(argv, FLAGS);
@@ -95,6 +109,7 @@ function main(argv: string[]): void {
     console.log(`bunpoll ${pkg.version}`);
     process.exit(0);
   }
+  log.format = flags["log-format"] as LogFormat;
   const host = flags.host as string;
   let specs: ListenSpec[];
   try {
@@ -133,7 +148,7 @@ function main(argv: string[]): void {
   });
   // Headroom below the fd limit: epoll, eventfd, the EMFILE reserve fd, stdio and Bun's own.
   const maxConns = (flags["max-conns"] as number | undefined) ?? Math.max(16, fdLimit() - 64);
-  const reactor = new Reactor({ maxConnections: maxConns, busyPollUs: flags["busy-poll"] as number });
+  const reactor = new Reactor({ maxConnections: maxConns, busyPollUs: flags["busy-poll"] as number, log: log.component });
   ctx.addReactor(reactor.stats);
   const connection = {
     idleTimeoutMs: (flags["idle-timeout"] as number) * 1000,
@@ -143,64 +158,67 @@ function main(argv: string[]): void {
   };
   // Every listener is open before any is announced: a failure on the last one leaves
   // nothing on stdout claiming to listen.
-  const opened: string[] = [];
+  const opened: (() => void)[] = [];
   for (const spec of specs) {
     const where = formatHostPort(spec.host, spec.port);
     try {
       const handler: Handler<any> = PROTOCOLS[spec.protocol].create(ctx);
       const l = reactor.listen({ hostname: spec.host, port: spec.port, handler, connection });
-      opened.push(`bunpoll ${pkg.version} listening on ${l.describe()} (${spec.protocol}), pid ${process.pid}`);
+      const fields = { address: l.describe(), protocol: spec.protocol, pid: process.pid, version: pkg.version };
+      opened.push(() => log.print("listening", `bunpoll ${pkg.version} listening on ${l.describe()} (${spec.protocol}), pid ${process.pid}`, fields));
     } catch (e) {
       reactor[Symbol.dispose]();
       if (e instanceof SyscallError && e.code === "EADDRINUSE") {
-        console.error(`bunpoll: cannot listen on ${where}: address already in use (EADDRINUSE)`);
+        log.error("listen_failed", `cannot listen on ${where}: address already in use (EADDRINUSE)`, { address: where, code: e.code });
       } else {
-        console.error(`bunpoll: cannot listen on ${where}: ${(e as Error).message}`);
+        log.error("listen_failed", `cannot listen on ${where}: ${(e as Error).message}`, { address: where });
       }
       process.exit(1);
     }
   }
-  for (const line of opened) console.log(line);
+  for (const announce of opened) announce();
   if (!authToken && !specs.every((s) => isLoopback(s.host))) {
-    console.error(`bunpoll: warning: listening on non-loopback address ${host} without --auth-token: anyone who can reach it can connect`);
+    log.warn("unauthenticated", `warning: listening on non-loopback address ${host} without --auth-token: anyone who can reach it can connect`, { host });
   }
   const statsEvery = flags["stats-interval"] as number;
   if (statsEvery > 0) {
     const reporter = new StatsIntervalReporter(() => ctx.snapshot(), ctx.stats.latency);
-    setInterval(() => console.log(reporter.line()), statsEvery * 1000);
+    setInterval(() => log.print("stats", reporter.line()), statsEvery * 1000);
   }
 
   let signals = 0;
   const onSignal = (sig: NodeJS.Signals) => {
     if (++signals > 1) {
-      console.error(`bunpoll: second ${sig}, exiting now`);
+      log.warn("second_signal", `second ${sig}, exiting now`, { signal: sig });
       process.exit(1);
     }
     const open = reactor.connectionCount;
     // Requests that already arrived are answered normally during reactor.stop()'s final read
     // pass; anything that arrives after it is answered SHUTTING_DOWN until our FIN goes out.
-    console.error(`bunpoll: ${sig}: stopping (${plural(open, "connection")} open), draining for at most ${flags["drain-timeout"]} s`);
+    log.info("stopping", `${sig}: stopping (${plural(open, "connection")} open), draining for at most ${flags["drain-timeout"]} s`, { signal: sig, connections: open });
     const stopped = reactor.stop({ graceful: true, drainTimeoutMs: (flags["drain-timeout"] as number) * 1000 });
     ctx.shuttingDown = true;
     stopped
       .then(() => {
         const s = reactor.stats;
         const forced = s.closeReasons.shutdown;
-        console.error(
-          `bunpoll: stopped: ${plural(s.connectionsTotal, "connection")} served, ${plural(s.bytesIn, "byte")} in, ${plural(s.bytesOut, "byte")} out` +
+        log.info(
+          "stopped",
+          `stopped: ${plural(s.connectionsTotal, "connection")} served, ${plural(s.bytesIn, "byte")} in, ${plural(s.bytesOut, "byte")} out` +
             (forced > 0 ? `, ${forced} closed at the drain timeout` : ", all flushed"),
+          { connections: s.connectionsTotal, bytes_in: s.bytesIn, bytes_out: s.bytesOut, forced },
         );
         reactor[Symbol.dispose]();
         process.exit(0);
       }, (e) => {
-        console.error(`bunpoll: error while stopping: ${(e as Error).stack ?? e}`);
+        log.error("stop_failed", `error while stopping: ${(e as Error).stack ?? e}`);
         process.exit(1);
       });
   };
   process.on("SIGINT", onSignal);
   process.on("SIGTERM", onSignal);
   reactor.start().catch((e) => {
-    console.error(`bunpoll: reactor failed: ${(e as Error).stack ?? e}`);
+    log.error("reactor_failed", `reactor failed: ${(e as Error).stack ?? e}`);
     process.exit(1);
   });
 }

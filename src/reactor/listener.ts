@@ -45,7 +45,7 @@ export class Listener<T = unknown> implements IoListener, Disposable {
 
   onAcceptError(err: number): void {
     if (err === -Errno.EMFILE || err === -Errno.ENFILE) this.onFdExhaustion(err);
-    else this.reactor.log(`accept4 on ${this.describe()}: ${errorFromRc("accept4", err).message}`);
+    else this.reactor.log(`accept4 on ${this.describe()}: ${errorFromRc("accept4", err).message}`, { event: "accept_error", level: "error" });
   }
 
   /**
@@ -58,7 +58,7 @@ export class Listener<T = unknown> implements IoListener, Disposable {
     const now = r.now;
     if (now - this.lastExhaustionLog >= 1000) {
       this.lastExhaustionLog = now;
-      r.log(`accept4 on ${this.describe()}: ${errorFromRc("accept4", err).message}: out of file descriptors, refusing new connections`);
+      r.log(`accept4 on ${this.describe()}: ${errorFromRc("accept4", err).message}: out of file descriptors, refusing new connections`, { event: "fd_exhaustion", level: "error" });
     }
     const shed = r.driver.shedPending(this.fd, ACCEPTS_PER_WAKEUP);
     if (shed > 0) r.stats.countClose("server-full", shed);

@@ -89,10 +89,23 @@ export interface ReactorOptions extends Omit<EpollDriverOptions, "poller"> {
    * turn every YIELD_EVERY_MS.
    */
   busyPollUs?: number;
-  /** Where diagnostics go. */
-  log?: (line: string) => void;
+  /** Where diagnostics go; `context` says what a line is about (for structured logs). */
+  log?: (line: string, context?: LogContext) => void;
   /** A scripted poller for tests (EpollDriverOptions.poller). */
   poller?: EpollDriverOptions["poller"];
+}
+
+/** What a diagnostic line is about: src/log.ts prints it as fields with --log-format json. */
+export interface LogContext {
+  /** A short stable name: "slow_consumer", "frame_timeout", "handler_error"... */
+  event: string;
+  level: "info" | "warn" | "error";
+  connection?: number;
+  reason?: string;
+  /** The connection's peer, read (getpeername) only if the line is printed. */
+  peer?: { readonly remoteAddress: string; readonly remotePort: number };
+  /** Lines like this one left out in the last second (logThrottled). */
+  suppressed?: number;
 }
 
 export interface StopOptions {
@@ -118,7 +131,7 @@ export class Reactor implements Disposable {
   flushPass = 0;
   /** performance.now() at the start of the current turn. */
   now = performance.now();
-  readonly log: (line: string) => void;
+  readonly log: (line: string, context?: LogContext) => void;
 
   private readonly dirty: TcpStream<any>[] = [];
   /** Open connections. Found through the driver's table (no per-connection Set entry: memory). */
@@ -193,7 +206,7 @@ export class Reactor implements Disposable {
       this.register(stream, READABLE);
     } catch (e) {
       this.driver.closeFd(fd);
-      this.log(`could not register connection fd ${fd}: ${(e as Error).message}`);
+      this.log(`could not register connection fd ${fd}: ${(e as Error).message}`, { event: "register_failed", level: "error" });
       return null;
     }
     this.stats.connectionsActive++;
@@ -295,7 +308,7 @@ export class Reactor implements Disposable {
    * Logs at most one line per second per `key`; the next line says how many were
    * suppressed. 2,000 slowloris connections timing out together make one line, not 2,000.
    */
-  logThrottled(key: string, line: string): void {
+  logThrottled(key: string, line: string, context?: LogContext): void {
     const now = performance.now();
     let t = this.throttle.get(key);
     if (t === undefined) {
@@ -306,7 +319,8 @@ export class Reactor implements Disposable {
       t.suppressed++;
       return;
     }
-    this.log(t.suppressed > 0 ? `${line} (and ${t.suppressed} more like it in the last second)` : line);
+    if (t.suppressed > 0) this.log(`${line} (and ${t.suppressed} more like it in the last second)`, context && { ...context, suppressed: t.suppressed });
+    else this.log(line, context);
     t.last = now;
     t.suppressed = 0;
   }

@@ -202,7 +202,7 @@ export class TcpStream<T = unknown> implements Stream<T>, IoStream, TimerNode, D
     const before = q.length;
     if (before === 0 || before + n <= this.options.maxBuffered) return q;
     this.reactor.stats.slowConsumersDropped++;
-    this.reactor.logThrottled("slow-consumer", `connection ${this.id}: closed as slow consumer (${before} bytes queued, the next write would pass maxBuffered ${this.options.maxBuffered})`);
+    this.reactor.logThrottled("slow-consumer", `connection ${this.id}: closed as slow consumer (${before} bytes queued, the next write would pass maxBuffered ${this.options.maxBuffered})`, { event: "slow_consumer", level: "warn", connection: this.id, reason: "slow-consumer", peer: this });
     this.close("slow-consumer");
     return null;
   }
@@ -275,7 +275,7 @@ export class TcpStream<T = unknown> implements Stream<T>, IoStream, TimerNode, D
       try {
         h.call(this.handler, this, reason, error);
       } catch (e) {
-        r.log(`connection ${this.id}: close handler threw: ${(e as Error)?.stack ?? e}`);
+        r.log(`connection ${this.id}: close handler threw: ${(e as Error)?.stack ?? e}`, { event: "handler_error", level: "error", connection: this.id, reason });
       }
     }
   }
@@ -470,7 +470,7 @@ export class TcpStream<T = unknown> implements Stream<T>, IoStream, TimerNode, D
     }
     const frameTimeout = this.options.frameTimeoutMs;
     if (this.frameStarted > 0 && frameTimeout > 0 && now - this.frameStarted >= frameTimeout) {
-      this.reactor.logThrottled("frame-timeout", `connection ${this.id}: closed: a frame stayed incomplete for ${frameTimeout} ms`);
+      this.reactor.logThrottled("frame-timeout", `connection ${this.id}: closed: a frame stayed incomplete for ${frameTimeout} ms`, { event: "frame_timeout", level: "warn", connection: this.id, reason: "frame-timeout", peer: this });
       this.close("frame-timeout");
       return;
     }
@@ -615,10 +615,10 @@ export class TcpStream<T = unknown> implements Stream<T>, IoStream, TimerNode, D
       try {
         h.call(this.handler, this, err);
       } catch (e2) {
-        this.reactor.log(`connection ${this.id}: error handler threw: ${(e2 as Error)?.stack ?? e2}`);
+        this.reactor.log(`connection ${this.id}: error handler threw: ${(e2 as Error)?.stack ?? e2}`, { event: "handler_error", level: "error", connection: this.id, reason: "error", peer: this });
       }
     } else {
-      this.reactor.log(`connection ${this.id}: handler threw, closing it: ${err.stack ?? err}`);
+      this.reactor.log(`connection ${this.id}: handler threw, closing it: ${err.stack ?? err}`, { event: "handler_error", level: "error", connection: this.id, reason: "error", peer: this });
     }
     this.close("error", err);
   }

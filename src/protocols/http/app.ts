@@ -4,6 +4,8 @@
 
 import type { ProtocolContext } from "../context.ts";
 import { serverStatsMessage } from "../json.ts";
+import { formatPrometheus, PROMETHEUS_CONTENT_TYPE } from "../../stats/prometheus.ts";
+import { processLog } from "../../log.ts";
 import type { HttpRequest } from "./request.ts";
 import { HttpApp } from "./server.ts";
 
@@ -16,11 +18,12 @@ const INDEX = `<!doctype html>
 <li>/echo: the request body back, any method</li>
 <li><a href="/healthz">/healthz</a>: ok</li>
 <li><a href="/stats">/stats</a>: the server's counters as JSON</li>
+<li><a href="/metrics">/metrics</a>: the same in the Prometheus text format</li>
 </ul></body></html>
 `;
 
 export function builtinApp(ctx: ProtocolContext, log?: (line: string) => void): HttpApp {
-  return new HttpApp({
+  const app = new HttpApp({
     routes: {
       "/plaintext": new Response("Hello, World!", { headers: { "content-type": "text/plain", server: "bunpoll" } }),
       // The json test type serializes per request.
@@ -29,9 +32,24 @@ export function builtinApp(ctx: ProtocolContext, log?: (line: string) => void): 
         new Response(await req.bytes(), { headers: { "content-type": req.header("content-type") ?? "application/octet-stream" } }),
       "/healthz": new Response("ok\n", { headers: { "content-type": "text/plain; charset=utf-8" } }),
       "/stats": { GET: () => Response.json(serverStatsMessage(ctx.snapshot())) },
+      "/metrics": { GET: () => metricsResponse(ctx) },
       "/": { GET: new Response(INDEX, { headers: { "content-type": "text/html; charset=utf-8" } }) },
     },
     shuttingDown: () => ctx.shuttingDown,
-    log,
+    log: log ?? ((line) => processLog.component(line, { event: "http_error", level: "error" })),
   });
+  const apps = appsOf.get(ctx);
+  if (apps === undefined) appsOf.set(ctx, [app]);
+  else apps.push(app);
+  return app;
+}
+
+/** The built-in apps of each context: /metrics sums the HTTP counters of every listener. */
+const appsOf = new WeakMap<ProtocolContext, HttpApp[]>();
+
+function metricsResponse(ctx: ProtocolContext): Response {
+  const byClass = new Float64Array(6);
+  for (const app of appsOf.get(ctx) ?? []) for (let k = 0; k < 6; k++) byClass[k]! += app.byClass[k]!;
+  const text = formatPrometheus({ snapshot: ctx.snapshot(), latency: ctx.stats.latency, httpByClass: byClass });
+  return new Response(text, { headers: { "content-type": PROMETHEUS_CONTENT_TYPE } });
 }
