@@ -214,6 +214,16 @@ describe("serve() in Bun.serve's shape", () => {
     expect(await get("/nothing")).toEqual([404, "fallback", null, null]);
   });
 
+  test("a response without Content-Type gets its body's own type, as Bun.serve writes it", async () => {
+    const s = start({ fetch: (req) => (req.url.endsWith("/json") ? Response.json({ a: 1 }) : new Response("hi")) });
+    const text = await fetch(`http://127.0.0.1:${s.port}/`);
+    expect(text.headers.get("content-type")).toBe("text/plain;charset=utf-8");
+    expect(await text.text()).toBe("hi");
+    const json = await fetch(`http://127.0.0.1:${s.port}/json`);
+    expect(json.headers.get("content-type")).toBe("application/json;charset=utf-8");
+    expect(await json.json()).toEqual({ a: 1 });
+  });
+
   test("a handler that throws gets the error handler's response (else 500); the connection goes on", async () => {
     const s = start({
       fetch(req) {

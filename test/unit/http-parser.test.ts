@@ -36,8 +36,8 @@ function parse(chunks: Uint8Array[], limits?: Partial<HttpLimits>): { events: Ev
         if (last && "body" in last) last.body += s;
         else events.push({ body: s });
       },
-      onEnd(h) {
-        events.push({ end: h.trailers.map(([n, v]) => [n, v]) });
+      onEnd(trailers) {
+        events.push({ end: trailers.map(([n, v]) => [n, v]) });
       },
       onError(e: HttpParseError) {
         events.push({ error: e.status });

@@ -42,8 +42,8 @@ export interface HttpParserSink {
   onHead(head: RequestHead): void;
   /** Body bytes (de-chunked), buf[offset, offset + length), valid during the call only. */
   onBody(buf: Uint8Array, offset: number, length: number): void;
-  /** The request is complete (its body, and trailers if chunked). */
-  onEnd(head: RequestHead): void;
+  /** The request is complete; `trailers` are a chunked body's trailer fields ([lower-case name, value]). */
+  onEnd(trailers: readonly [string, string][]): void;
   /** The request is malformed: answer error.status, then close. No further call follows. */
   onError(error: HttpParseError): void;
 }
@@ -94,6 +94,8 @@ for (let c = 0; c < 6; c++) {
 }
 
 const CR = 13, LF = 10, SP = 32, HTAB = 9, COLON = 58;
+const NO_BYTES = new Uint8Array(0);
+const NO_TRAILERS: [string, string][] = [];
 
 /** The head of one request. Reused by its parser from request to request. */
 export class RequestHead {
@@ -121,8 +123,6 @@ export class RequestHead {
   expectContinue = false;
   /** "Connection: upgrade" with an Upgrade field. */
   upgrade = false;
-  /** Trailer fields of a chunked body (as [name, value], lower-case names), set before onEnd. */
-  trailers: [string, string][] = [];
 
   /** The request-target as text (a copy). */
   get target(): string {
@@ -165,6 +165,8 @@ export class RequestHead {
   }
 }
 
+const sharedHead = new RequestHead();
+
 const enum State {
   Head,
   BodyLength,
@@ -177,15 +179,21 @@ const enum State {
 
 export class HttpParser {
   private state = State.Head;
-  readonly head = new RequestHead();
+  /**
+   * The head being parsed. One per thread: a head is complete and handed over within one
+   * push(), so parsers never share it across reads, and an idle connection holds no spans.
+   */
+  readonly head = sharedHead;
   /** Gathered bytes of a head, chunk-size line or trailer section split across reads. */
-  private acc = new Uint8Array(1024);
+  /** Created when a head, chunk line or trailer section is split across reads (idle: none). */
+  private acc: Uint8Array = NO_BYTES;
   private accLen = 0;
   /** Body bytes still expected (Content-Length, or the current chunk). */
   private remaining = 0;
   private bodyTotal = 0;
   /** CRLF bytes after a chunk's data seen so far (0..2). */
   private crlfSeen = 0;
+  private trailers: [string, string][] = NO_TRAILERS;
 
   constructor(private readonly sink: HttpParserSink, readonly limits: HttpLimits = DEFAULT_HTTP_LIMITS) {}
 
@@ -202,6 +210,7 @@ export class HttpParser {
   stop(): void {
     this.state = State.Failed;
     this.accLen = 0;
+    this.acc = NO_BYTES;
   }
 
   /** Feeds bytes; calls the sink for what they complete. */
@@ -275,7 +284,9 @@ export class HttpParser {
     if (stop >= 0) {
       const used = stop - from; // bytes of buf that belong to this head
       this.accLen = 0;
-      this.parseHead(this.acc, 0, stop);
+      const gathered = this.acc;
+      this.acc = NO_BYTES; // an idle connection keeps no buffer
+      this.parseHead(gathered, 0, stop);
       return pos + used;
     }
     if (this.accLen > limits.maxHeaderBytes) return this.failHeadSize(this.acc, 0, this.accLen);
@@ -306,7 +317,7 @@ export class HttpParser {
   private append(buf: Uint8Array, from: number, to: number): void {
     const n = to - from;
     if (this.accLen + n > this.acc.length) {
-      let size = this.acc.length * 2;
+      let size = Math.max(this.acc.length * 2, 1024);
       while (size < this.accLen + n) size *= 2;
       const bigger = new Uint8Array(size);
       bigger.set(this.acc.subarray(0, this.accLen));
@@ -327,7 +338,7 @@ export class HttpParser {
     h.chunked = false;
     h.expectContinue = false;
     h.upgrade = false;
-    h.trailers = [];
+    this.trailers = NO_TRAILERS;
     // Request line: method SP request-target SP HTTP-version CRLF.
     let p = start;
     const lineEnd = lineEndOf(buf, p, stop);
@@ -518,6 +529,7 @@ export class HttpParser {
         this.append(buf, pos, i + 1);
         const a = this.acc, n = this.accLen;
         this.accLen = 0;
+        this.acc = NO_BYTES;
         if (n < 2 || a[n - 2] !== CR) return (this.fail(400, "bare LF in a chunked body"), end);
         done(a, 0, n - 2);
         return i + 1;
@@ -577,19 +589,23 @@ export class HttpParser {
       if (FIELD_VALUE[b] !== 1) return this.fail(400, "control character in a trailer value");
       if (b !== SP && b !== HTAB) ve = k + 1;
     }
-    this.head.trailers.push([name, latin1.decode(line.subarray(p, ve))]);
+    if (this.trailers === NO_TRAILERS) this.trailers = [];
+    this.trailers.push([name, latin1.decode(line.subarray(p, ve))]);
   }
 
   private finish(): void {
     this.state = State.Head;
     this.remaining = 0;
-    this.sink.onEnd(this.head);
+    const t = this.trailers;
+    this.trailers = NO_TRAILERS;
+    this.sink.onEnd(t);
   }
 
   private fail(status: number, message: string): void {
     if (this.state === State.Failed) return;
     this.state = State.Failed;
     this.accLen = 0;
+    this.acc = NO_BYTES;
     this.sink.onError(new HttpParseError(status, message));
   }
 

@@ -94,6 +94,8 @@ interface Slot {
   keepAlive: boolean;
   needContinue: boolean;
   request: HttpRequest | null;
+  /** The body's own type when the response has no Content-Type field. */
+  contentType?: string;
 }
 
 /** Per-connection state (stream.data). */
@@ -316,6 +318,26 @@ export class HttpSession implements HttpParserSink {
       slot.ready = true;
       return;
     }
+    if (!res.headers.has("content-type")) {
+      // Bun.serve writes the body's own type (a string's text/plain;charset=utf-8): so do we.
+      const bp = res.blob();
+      const blob = Bun.peek(bp);
+      const take = (b: Blob, bytes: Uint8Array) => {
+        slot.body = bytes;
+        slot.contentType = b.type;
+        slot.ready = true;
+      };
+      if (blob instanceof Blob) {
+        const bytes = Bun.peek(blob.bytes());
+        if (bytes instanceof Uint8Array) return take(blob, bytes);
+      }
+      // A body still being produced (a stream): sent once complete.
+      bp.then((b) => b.bytes().then((bytes) => take(b, bytes))).then(
+        () => this.flush(),
+        (e) => this.bodyFailed(slot, e),
+      );
+      return;
+    }
     const p = res.bytes();
     const v = Bun.peek(p);
     if (v instanceof Uint8Array) {
@@ -330,13 +352,7 @@ export class HttpSession implements HttpParserSink {
         slot.ready = true;
         this.flush();
       },
-      (e) => {
-        this.app.log(`http: response body failed: ${(e as Error)?.message ?? e}`);
-        slot.response = new Response(null, { status: 500 });
-        slot.body = EMPTY;
-        slot.ready = true;
-        this.flush();
-      },
+      (e) => this.bodyFailed(slot, e),
     );
   }
 
@@ -364,6 +380,14 @@ export class HttpSession implements HttpParserSink {
       return false;
     }
     return true;
+  }
+
+  private bodyFailed(slot: Slot, e: unknown): void {
+    this.app.log(`http: response body failed: ${(e as Error)?.message ?? e}`);
+    slot.response = new Response(null, { status: 500 });
+    slot.body = EMPTY;
+    slot.ready = true;
+    this.flush();
   }
 
   /** Writes every ready response at the head of the queue, in order. */
@@ -427,6 +451,7 @@ export class HttpSession implements HttpParserSink {
     if (res.headers.get("connection")?.toLowerCase() === "close") slot.keepAlive = false;
     const body = slot.body ?? EMPTY;
     let head = headLines(status, res.statusText, res.headers) + date;
+    if (slot.contentType) head += `content-type: ${slot.contentType}\r\n`;
     const noBody = status === 204 || status === 304 || (status >= 100 && status < 200);
     if (!noBody) head += `content-length: ${body.length}\r\n`;
     if (!slot.keepAlive) head += "connection: close\r\n";
