@@ -416,6 +416,10 @@ const TARGETS: Target[] = [
     what: "http plaintext: bunpoll serve({fetch}) CPU/req <= 1.0 x Bun.serve fetch" },
   { scenario: "plaintext-p16", protocol: "http", a: "bunpoll", b: "bun-serve", metric: "msgsPerSec", op: ">=", limit: 5,
     what: "http plaintext pipelined 16: bunpoll CLI req/s >= 5 x Bun.serve static route" },
+  { scenario: "plaintext-p16", protocol: "http", a: "bunpoll", b: "bun-serve-fetch", metric: "msgsPerSec", op: ">=", limit: 5,
+    what: "http plaintext pipelined 16 (the same bar against Bun.serve fetch): bunpoll CLI req/s >= 5 x Bun.serve fetch" },
+  { scenario: "plaintext-p16", protocol: "http", a: "c-http", b: "bun-serve", metric: "msgsPerSec", op: ">=", limit: 5,
+    what: "http plaintext pipelined 16 (reference, not a target): C epoll req/s >= 5 x Bun.serve static route" },
   { scenario: "plaintext-p16", protocol: "http", a: "bunpoll", b: "c-http", metric: "cpuUsPerMsg", op: "<=", limit: 1.5,
     what: "http plaintext pipelined 16: bunpoll CLI CPU/req <= 1.5 x C epoll" },
   { scenario: "plaintext-p16", protocol: "http", a: "bunpoll", b: "bun-serve", metric: "cpuUsPerMsg", op: "<=", limit: 0.2,
@@ -1471,7 +1475,10 @@ const allResults: Record<string, Record<string, ServerResult>> = {};
 for (const scName of opts.scenarios) {
   const sc = SCENARIOS[scName]!;
   const results: Record<string, ServerResult> = {};
-  const servers = opts.servers.filter((n) => SERVERS[n]!.only?.includes(scName) ?? true);
+  // The static-* scenarios run only the servers that serve the static directory.
+  const servers = opts.servers.filter(
+    (n) => (SERVERS[n]!.only?.includes(scName) ?? true) && (!STATIC_SCENARIOS.includes(scName) || SERVERS[n]!.httpStatic === true),
+  );
   for (const name of servers) results[name] = { median: null, rounds: [] };
 
   for (let round = 1; round <= opts.rounds; round++) {
@@ -1528,7 +1535,7 @@ for (const scName of opts.scenarios) {
           (protocol === "http" ? ", each after one GET /plaintext (keep-alive)" : "");
   const table =
     sc.kind === "load" ? loadTable(results) : sc.kind === "http" ? httpTable(results) : sc.kind === "fanout" ? fanoutTable(results, sc) : idleTable(results);
-  const section = `${title}\n\n${sc.what}.\n\n${table}\n${opts.syscalls && sc.kind !== "idle" ? syscallLines(results, sc.kind === "fanout" ? "delivery" : "message") : ""}`;
+  const section = `${title}\n\n${sc.what}.\n\n${table}\n${opts.syscalls && sc.kind !== "idle" && sc.kind !== "http" ? syscallLines(results, sc.kind === "fanout" ? "delivery" : "message") : ""}`;
   allResults[scName] = results;
   process.stdout.write(`\n${section}\n`);
   md.push(section);
