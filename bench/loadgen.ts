@@ -6,7 +6,7 @@
 //       [--server-pid PID] [--json]
 //   bun bench/loadgen.ts --fanout --port P [--receivers R] [--window W] [--lag L] [--size S]
 //       [--duration SEC] [--warmup SEC] [--server-pid PID] [--json]
-//   bun bench/loadgen.ts --idle --port P --conns N [--hold SEC] [--json]
+//   bun bench/loadgen.ts --idle --port P --conns N [--hold SEC] [--http-get PATH] [--json]
 //
 // Load mode: every connection keeps D messages in flight. Replies are matched FIFO to
 // their send times (TCP keeps order, and both protocols answer in order), so each reply
@@ -61,6 +61,8 @@ interface Options {
   warmup: number;
   json: boolean;
   idle: boolean;
+  /** --idle: send `GET PATH` on each connection and read its response before holding it. */
+  httpGet: string;
   hold: number;
   serverPid: number;
   connectConcurrency: number;
@@ -77,7 +79,7 @@ function usage(msg: string): never {
       `[--conns C] [--depth D] [--size S] [--duration SEC] [--warmup SEC] [--server-pid PID] [--json]\n` +
       `       bun bench/loadgen.ts --fanout --port P [--receivers R] [--window W] [--lag L] [--size S] ` +
       `[--duration SEC] [--warmup SEC] [--server-pid PID] [--json]\n` +
-      `       bun bench/loadgen.ts --idle --port P --conns N [--hold SEC] [--json]\n`,
+      `       bun bench/loadgen.ts --idle --port P --conns N [--hold SEC] [--http-get PATH] [--json]\n`,
   );
   process.exit(2);
 }
@@ -94,6 +96,7 @@ function parseArgs(argv: string[]): Options {
     warmup: 1,
     json: false,
     idle: false,
+    httpGet: "",
     hold: 600,
     serverPid: 0,
     connectConcurrency: 256,
@@ -132,6 +135,11 @@ function parseArgs(argv: string[]): Options {
       case "--json": o.json = true; break;
       case "--idle": o.idle = true; break;
       case "--hold": o.hold = num(); break;
+      case "--http-get": {
+        o.httpGet = next();
+        if (!/^\/[\x21-\x7e]*$/.test(o.httpGet)) usage(`--http-get needs a path such as /plaintext, got ${o.httpGet}`);
+        break;
+      }
       case "--server-pid": o.serverPid = num(); break;
       case "--connect-concurrency": o.connectConcurrency = num(); break;
       case "--fanout": o.fanout = true; break;
@@ -874,8 +882,30 @@ async function runFanout(o: Options): Promise<void> {
 // ---------------------------------------------------------------------------------------
 // Idle mode
 
+/**
+ * --http-get: per connection, the bytes of its one response read so far, and the promise
+ * of its completion (a head, then Content-Length bytes of body).
+ */
+interface IdleHttp {
+  got: string;
+  done: () => void;
+  fail: (e: Error) => void;
+}
+
+/** A complete HTTP/1.1 response in `got`? Throws on a status other than 200 or no Content-Length. */
+function httpResponseComplete(got: string): boolean {
+  const end = got.indexOf("\r\n\r\n");
+  if (end < 0) return false;
+  const head = got.slice(0, end);
+  if (!/^HTTP\/1\.1 200 /.test(head)) throw new Error(`response was not 200: ${head.slice(0, head.indexOf("\r\n"))}`);
+  const m = /\r\ncontent-length:\s*(\d+)/i.exec(head);
+  if (m === null) throw new Error("response has no Content-Length");
+  return got.length - (end + 4) >= Number(m[1]);
+}
+
 async function runIdle(o: Options): Promise<void> {
-  const socks: Socket<undefined>[] = [];
+  const socks: Socket<IdleHttp | undefined>[] = [];
+  const request = o.httpGet ? `GET ${o.httpGet} HTTP/1.1\r\nHost: ${o.host}\r\n\r\n` : "";
   let closedEarly = 0;
   let stopping = false;
   const t0 = performance.now();
@@ -886,16 +916,40 @@ async function runIdle(o: Options): Promise<void> {
     while (nextIdx < o.conns) {
       nextIdx++;
       try {
-        const s = await Bun.connect({
+        const s = await Bun.connect<IdleHttp | undefined>({
           hostname: o.host,
           port: o.port,
           socket: {
-            data() {},
-            close() {
+            data(sock, chunk) {
+              const h = sock.data;
+              if (h === undefined) return;
+              // latin1: one char per byte, so lengths are byte counts
+              h.got += chunk.toString("latin1");
+              try {
+                if (httpResponseComplete(h.got)) h.done();
+              } catch (e) {
+                h.fail(e as Error);
+              }
+            },
+            close(sock) {
               if (!stopping) closedEarly++;
+              sock.data?.fail(new Error("closed before its response was complete"));
             },
           },
         });
+        if (request !== "") {
+          // One request, its whole response read, then the connection is held idle.
+          try {
+            await new Promise<void>((resolve, reject) => {
+              s.data = { got: "", done: resolve, fail: reject };
+              s.write(request);
+            });
+          } catch (e) {
+            s.terminate();
+            throw e;
+          }
+          s.data = undefined;
+        }
         socks.push(s);
       } catch (e) {
         failed++;

@@ -5,6 +5,8 @@
 //       [--servers bunpoll,bunpoll-nostats,bun-listen,node-net,c-epoll] [--protocol echo|framed]
 //       [--rounds N] [--duration SEC] [--warmup SEC] [--idle-conns N] [--fanout-window N] [--syscalls]
 //       [--before REF]
+//   bun run bench/run.ts --protocol http [--scenarios plaintext,plaintext-p16,json,static-4k,static-1m,idle]
+//       [--servers bunpoll,bunpoll-fetch,bunpoll-static,bun-serve,bun-serve-fetch,node-http,c-http,nginx] ...
 //
 // Servers run interleaved over rounds, the order rotating (A B C, B C A, C A B, ...) so
 // that the machine's slow drifts and the first slot hit every server alike; medians across
@@ -13,11 +15,14 @@
 // issue's targets (TARGETS) are checked on per-round ratios of the servers involved.
 // --before REF adds bunpoll as of commit REF (a git worktree, bench/lib/before.ts) as
 // bunpoll-before*, and compares each bunpoll variant with its twin (BEFORE_CHECKS).
+// --protocol http runs the HTTP scenarios with wrk (bench/wrk.lua) as the load generator,
+// against HTTP servers only; server CPU is read by the runner around wrk's run.
 
-import { existsSync, mkdirSync, readFileSync, readlinkSync, writeFileSync } from "node:fs";
+import { randomBytes } from "node:crypto";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readlinkSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import type { Subprocess } from "bun";
-import { clockTicksPerSecond, fdCount, statusKiB } from "./lib/proc.ts";
+import { clockTicksPerSecond, cpuNs, cpuTimes, fdCount, machineCpu, statusKiB } from "./lib/proc.ts";
 import { ensureCServer, portInUse, waitForPort } from "./lib/servers.ts";
 import { type BeforeTree, describeCheckout, ensureBeforeTree } from "./lib/before.ts";
 
@@ -28,7 +33,7 @@ const resultsDir = `${root}bench/results`;
 // ---------------------------------------------------------------------------------------
 // Configuration
 
-type Protocol = "echo" | "framed";
+type Protocol = "echo" | "framed" | "http";
 
 interface LoadScenario {
   kind: "load";
@@ -50,7 +55,22 @@ interface FanoutScenario {
   size: number;
   what: string;
 }
-type Scenario = LoadScenario | IdleScenario | FanoutScenario;
+/** HTTP: wrk -t1 -c`conns`, `depth` requests pipelined per connection (bench/wrk.lua). */
+interface HttpScenario {
+  kind: "http";
+  path: string;
+  conns: number;
+  depth: number;
+  /** The body every response must have (checked once before the load), or a static file's size. */
+  expect: { body: string } | { staticFile: string; bytes: number };
+  what: string;
+}
+type Scenario = LoadScenario | IdleScenario | FanoutScenario | HttpScenario;
+
+/** The protocols a scenario runs with: idle with any, HTTP ones with http only. */
+function scenarioProtocols(sc: Scenario): Protocol[] {
+  return sc.kind === "idle" ? ["echo", "framed", "http"] : sc.kind === "http" ? ["http"] : ["echo", "framed"];
+}
 
 const SCENARIOS: Record<string, Scenario> = {
   pingpong: { kind: "load", conns: 1, depth: 1, size: 64, what: "1 connection, 1 message in flight, 64 B: latency floor" },
@@ -66,7 +86,32 @@ const SCENARIOS: Record<string, Scenario> = {
       "framed BROADCAST of 64 B from 1 sender to 100 receivers (all HELLO'd, one loadgen process), " +
       "16 broadcasts awaiting their BROADCAST_ACK: fan-out throughput and cost per delivery",
   },
+  // --protocol http
+  plaintext: {
+    kind: "http", path: "/plaintext", conns: 50, depth: 1, expect: { body: "Hello, World!" },
+    what: "wrk -t1 -c50 GET /plaintext, one request in flight per connection: cost per request",
+  },
+  "plaintext-p16": {
+    kind: "http", path: "/plaintext", conns: 50, depth: 16, expect: { body: "Hello, World!" },
+    what: "wrk -t1 -c50 GET /plaintext pipelined 16 deep (bench/wrk.lua): throughput when reads carry many requests",
+  },
+  json: {
+    kind: "http", path: "/json", conns: 50, depth: 1, expect: { body: '{"message":"Hello, World!"}' },
+    what: "wrk -t1 -c50 GET /json (the body serialized per request), one in flight per connection",
+  },
+  "static-4k": {
+    kind: "http", path: "/4k.bin", conns: 50, depth: 1, expect: { staticFile: "4k.bin", bytes: 4096 },
+    what: "wrk -t1 -c50 GET of a 4 KiB static file (sendfile), one in flight per connection",
+  },
+  "static-1m": {
+    kind: "http", path: "/1m.bin", conns: 50, depth: 1, expect: { staticFile: "1m.bin", bytes: 1 << 20 },
+    what: "wrk -t1 -c50 GET of a 1 MiB static file (sendfile): wrk saturates first, compare CPU/request",
+  },
 };
+const STATIC_SCENARIOS = Object.keys(SCENARIOS).filter((n) => {
+  const sc = SCENARIOS[n]!;
+  return sc.kind === "http" && "staticFile" in sc.expect;
+});
 
 interface ServerDef {
   /** The argv to run, or a string saying why this server cannot run here. */
@@ -81,7 +126,13 @@ interface ServerDef {
   bunpollFlags?: string[];
   /** A --before server: the name of the current server it is the "before" of. */
   beforeOf?: string;
+  /** The --protocol values it speaks (default echo and framed). */
+  protocols?: Protocol[];
+  /** Serves the static files of the static-* scenarios (they run only such servers). */
+  httpStatic?: boolean;
 }
+
+const speaks = (def: ServerDef, p: Protocol): boolean => (def.protocols ?? ["echo", "framed"]).includes(p);
 
 /** bunpoll's src/server.ts in the checkout `dir()` (with a trailing slash), with `extra` flags. */
 function bunpollServer(extra: string[], dir: () => string | null = () => root, only?: string[]): ServerDef {
@@ -97,7 +148,88 @@ function bunpollServer(extra: string[], dir: () => string | null = () => root, o
     broadcast: true,
     only,
     bunpollFlags: extra,
+    protocols: ["echo", "framed", "http"],
   };
+}
+
+// --protocol http: the files of the static-* scenarios, written once per run into a temp
+// directory (removed at exit) that bunpoll --static and nginx both serve.
+let staticDirPath: string | null = null;
+const tempDirs: string[] = [];
+function staticDir(): string {
+  if (staticDirPath !== null) return staticDirPath;
+  const d = mkdtempSync(`${os.tmpdir()}/bunpoll-bench-static-`);
+  tempDirs.push(d);
+  for (const n of STATIC_SCENARIOS) {
+    const sc = SCENARIOS[n] as HttpScenario;
+    if ("staticFile" in sc.expect) writeFileSync(`${d}/${sc.expect.staticFile}`, randomBytes(sc.expect.bytes));
+  }
+  staticDirPath = d;
+  return d;
+}
+function removeTempDirs(): void {
+  for (const d of tempDirs.splice(0)) rmSync(d, { recursive: true, force: true });
+}
+
+let staticFlag: boolean | undefined;
+/** Does this checkout's src/server.ts know `--static DIR`? (Its --help lists every flag.) */
+function bunpollHasStatic(): boolean {
+  if (staticFlag === undefined) {
+    const r = Bun.spawnSync([bun, `${root}src/server.ts`, "--help"], { cwd: root, stdout: "pipe", stderr: "pipe" });
+    staticFlag = /--static\b/.test(r.stdout.toString() + r.stderr.toString());
+  }
+  return staticFlag;
+}
+
+/**
+ * nginx as the static-file baseline: a config generated per start (its port) in a temp
+ * directory, one process (master_process off: the PID we hold is the one that serves, as
+ * for every other server), one worker's worth of connections, sendfile and tcp_nopush on,
+ * no access log, keep-alive for 1,000,000 requests (in effect unlimited) and 300 s.
+ */
+function nginxCommand(port: number): string[] | string {
+  const exe = Bun.which("nginx") ?? (existsSync("/usr/sbin/nginx") ? "/usr/sbin/nginx" : null);
+  if (exe === null) return "nginx is not installed (apt-get install -y nginx)";
+  const prefix = mkdtempSync(`${os.tmpdir()}/bunpoll-bench-nginx-`);
+  tempDirs.push(prefix);
+  const conf = `${prefix}/nginx.conf`;
+  writeFileSync(
+    conf,
+    `worker_processes 1;
+master_process off;
+daemon off;
+pid ${prefix}/nginx.pid;
+error_log stderr warn;
+events {
+  worker_connections 20000;
+  use epoll;
+}
+http {
+  types {
+    application/octet-stream bin;
+    text/html html;
+    text/plain txt;
+  }
+  default_type application/octet-stream;
+  access_log off;
+  sendfile on;
+  tcp_nopush on;
+  tcp_nodelay on;
+  keepalive_requests 1000000;
+  keepalive_timeout 300s;
+  client_body_temp_path ${prefix}/client_body;
+  proxy_temp_path ${prefix}/proxy;
+  fastcgi_temp_path ${prefix}/fastcgi;
+  uwsgi_temp_path ${prefix}/uwsgi;
+  scgi_temp_path ${prefix}/scgi;
+  server {
+    listen 127.0.0.1:${port};
+    root ${staticDir()};
+  }
+}
+`,
+  );
+  return [exe, "-p", `${prefix}/`, "-c", conf, "-e", "stderr"];
 }
 
 // To add a server: one entry here. Its program must take the flags shown and listen on
@@ -132,6 +264,62 @@ const SERVERS: Record<string, ServerDef> = {
       return exe ? [exe, "--protocol", protocol, "--port", `${port}`] : "no C compiler (cc) or the build failed";
     },
     broadcast: true,
+  },
+  // --protocol http. bunpoll (above) is the CLI's built-in app, default flags.
+  // The library: serve({ fetch }) with default options, a new Response per request.
+  "bunpoll-fetch": {
+    command: (port) => [bun, "bench/servers/bunpoll-fetch.ts", "--port", `${port}`],
+    broadcast: false,
+    protocols: ["http"],
+    only: ["plaintext", "plaintext-p16", "json"],
+  },
+  // The CLI with --static DIR: the static-* scenarios.
+  "bunpoll-static": {
+    command: (port) =>
+      bunpollHasStatic()
+        ? [bun, `${root}src/server.ts`, "--protocol", "http", "--host", "127.0.0.1", "--port", `${port}`, "--static", staticDir()]
+        : "pending: this checkout's src/server.ts has no --static flag yet",
+    broadcast: false,
+    protocols: ["http"],
+    httpStatic: true,
+    only: STATIC_SCENARIOS,
+  },
+  // Bun.serve with /plaintext as a static route (its fastest path).
+  "bun-serve": {
+    command: (port) => [bun, "bench/baselines/bun-serve.ts", "--mode", "routes", "--port", `${port}`],
+    broadcast: false,
+    protocols: ["http"],
+  },
+  // Bun.serve with everything in fetch(req), a new Response per request.
+  "bun-serve-fetch": {
+    command: (port) => [bun, "bench/baselines/bun-serve.ts", "--mode", "fetch", "--port", `${port}`],
+    broadcast: false,
+    protocols: ["http"],
+    only: ["plaintext", "plaintext-p16", "json"],
+  },
+  // node:http, run by Node.
+  "node-http": {
+    command: (port) => {
+      const node = Bun.which("node");
+      return node ? [node, "bench/baselines/node-http.js", "--port", `${port}`] : "node is not on PATH";
+    },
+    broadcast: false,
+    protocols: ["http"],
+  },
+  "c-http": {
+    command: (port) => {
+      const exe = ensureCServer(root, "c-http");
+      return exe ? [exe, "--port", `${port}`] : "no C compiler (cc) or the build failed";
+    },
+    broadcast: false,
+    protocols: ["http"],
+  },
+  nginx: {
+    command: (port) => nginxCommand(port),
+    broadcast: false,
+    protocols: ["http"],
+    httpStatic: true,
+    only: STATIC_SCENARIOS,
   },
 };
 
@@ -181,7 +369,8 @@ interface Target {
   /** Only with this --protocol (fanout is always framed). */
   protocol: Protocol;
   a: string;
-  b: string;
+  /** Absent: the limit applies to `a`'s own per-round values, not to a ratio. */
+  b?: string;
   metric: Metric;
   op: "<=" | ">=";
   limit: number;
@@ -218,6 +407,33 @@ const TARGETS: Target[] = [
     what: "fanout (CPU view, not an issue target): bunpoll CPU/delivery <= 0.83 x Bun.listen" },
   { scenario: "fanout", protocol: "framed", a: "bunpoll", b: "bun-listen-naive", metric: "msgsPerSec", op: ">=", limit: 1.2,
     what: "fanout (info): bunpoll deliveries/s >= 1.2 x Bun.listen writing per delivery" },
+  // Issue 11 (http)
+  { scenario: "plaintext", protocol: "http", a: "bunpoll", b: "bun-serve", metric: "cpuUsPerMsg", op: "<=", limit: 0.9,
+    what: "http plaintext: bunpoll CLI CPU/req <= 0.9 x Bun.serve static route" },
+  { scenario: "plaintext", protocol: "http", a: "c-http", b: "bun-serve", metric: "cpuUsPerMsg", op: "<=", limit: 0.9,
+    what: "http plaintext (reference, not a target): C epoll CPU/req <= 0.9 x Bun.serve static route" },
+  { scenario: "plaintext", protocol: "http", a: "bunpoll-fetch", b: "bun-serve-fetch", metric: "cpuUsPerMsg", op: "<=", limit: 1,
+    what: "http plaintext: bunpoll serve({fetch}) CPU/req <= 1.0 x Bun.serve fetch" },
+  { scenario: "plaintext-p16", protocol: "http", a: "bunpoll", b: "bun-serve", metric: "msgsPerSec", op: ">=", limit: 5,
+    what: "http plaintext pipelined 16: bunpoll CLI req/s >= 5 x Bun.serve static route" },
+  { scenario: "plaintext-p16", protocol: "http", a: "bunpoll", b: "bun-serve-fetch", metric: "msgsPerSec", op: ">=", limit: 5,
+    what: "http plaintext pipelined 16 (the same bar against Bun.serve fetch): bunpoll CLI req/s >= 5 x Bun.serve fetch" },
+  { scenario: "plaintext-p16", protocol: "http", a: "c-http", b: "bun-serve", metric: "msgsPerSec", op: ">=", limit: 5,
+    what: "http plaintext pipelined 16 (reference, not a target): C epoll req/s >= 5 x Bun.serve static route" },
+  { scenario: "plaintext-p16", protocol: "http", a: "bunpoll", b: "c-http", metric: "cpuUsPerMsg", op: "<=", limit: 1.5,
+    what: "http plaintext pipelined 16: bunpoll CLI CPU/req <= 1.5 x C epoll" },
+  { scenario: "plaintext-p16", protocol: "http", a: "bunpoll", b: "bun-serve", metric: "cpuUsPerMsg", op: "<=", limit: 0.2,
+    what: "http plaintext pipelined 16 (CPU view, not an issue target): bunpoll CLI CPU/req <= 0.2 x Bun.serve" },
+  { scenario: "static-4k", protocol: "http", a: "bunpoll-static", b: "nginx", metric: "msgsPerSec", op: ">=", limit: 0.8,
+    what: "http static 4 KiB: bunpoll --static req/s >= 0.8 x nginx (1 worker)" },
+  { scenario: "static-4k", protocol: "http", a: "bunpoll-static", b: "nginx", metric: "cpuUsPerMsg", op: "<=", limit: 1.25,
+    what: "http static 4 KiB: bunpoll --static CPU/req <= 1.25 x nginx" },
+  { scenario: "static-1m", protocol: "http", a: "bunpoll-static", b: "nginx", metric: "msgsPerSec", op: ">=", limit: 0.8,
+    what: "http static 1 MiB: bunpoll --static req/s >= 0.8 x nginx (1 worker; wrk-bound)" },
+  { scenario: "static-1m", protocol: "http", a: "bunpoll-static", b: "nginx", metric: "cpuUsPerMsg", op: "<=", limit: 1.25,
+    what: "http static 1 MiB: bunpoll --static CPU/req <= 1.25 x nginx" },
+  { scenario: "idle", protocol: "http", a: "bunpoll", metric: "kibPerConn", op: "<=", limit: 1,
+    what: "http idle keep-alive (one GET each): bunpoll CLI RSS <= 1 KiB per connection" },
 ];
 
 interface Options {
@@ -238,7 +454,7 @@ function usage(msg: string): never {
   const variants = Object.keys(SERVERS).filter((n) => n !== "bunpoll" && SERVERS[n]!.bunpollFlags !== undefined && SERVERS[n]!.beforeOf === undefined);
   process.stderr.write(
     `run: ${msg}\nusage: bun run bench/run.ts [--quick] [--scenarios ${Object.keys(SCENARIOS).join(",")}] ` +
-      `[--servers ${Object.keys(SERVERS).join(",")}] [--protocol echo|framed (fanout: always framed)] [--rounds N] ` +
+      `[--servers ${Object.keys(SERVERS).join(",")}] [--protocol echo|framed|http (fanout: always framed)] [--rounds N] ` +
       `[--duration SEC] [--warmup SEC] [--idle-conns N] [--fanout-window N] [--syscalls] [--before REF]\n` +
       `  --before REF adds bunpoll-before${variants.map((n) => `[${n.slice("bunpoll".length)}]`).join("")}: ` +
       `src/server.ts of commit REF (a git worktree in ${os.tmpdir()}/bunpoll-before/), with the same flags\n`,
@@ -248,7 +464,7 @@ function usage(msg: string): never {
 
 function parseArgs(argv: string[]): Options {
   const o: Options = {
-    scenarios: Object.keys(SCENARIOS),
+    scenarios: [],
     servers: [],
     protocol: "echo",
     rounds: 2,
@@ -260,6 +476,7 @@ function parseArgs(argv: string[]): Options {
     before: null,
   };
   let servers: string[] | null = null;
+  let scenarios: string[] | null = null;
   let rounds: number | null = null;
   let duration: number | null = null;
   let warmup: number | null = null;
@@ -284,12 +501,12 @@ function parseArgs(argv: string[]): Options {
     switch (a) {
       case "--quick": o.quick = true; break;
       case "--syscalls": o.syscalls = true; break;
-      case "--scenarios": o.scenarios = list(SCENARIOS); break;
+      case "--scenarios": scenarios = list(SCENARIOS); break;
       case "--servers": servers = names(); break; // checked below, once --before has added its servers
       case "--before": o.before = next(); break;
       case "--protocol": {
         const p = next();
-        if (p !== "echo" && p !== "framed") usage(`unknown protocol ${p}`);
+        if (p !== "echo" && p !== "framed" && p !== "http") usage(`unknown protocol ${p}`);
         o.protocol = p;
         break;
       }
@@ -302,11 +519,18 @@ function parseArgs(argv: string[]): Options {
     }
   }
   if (o.before !== null) addBeforeServers();
+  // Default: every scenario and every server for the protocol.
+  const forProtocol = Object.keys(SCENARIOS).filter((n) => scenarioProtocols(SCENARIOS[n]!).includes(o.protocol));
+  for (const n of scenarios ?? []) {
+    if (!forProtocol.includes(n)) usage(`scenario ${n} does not run with --protocol ${o.protocol} (those that do: ${forProtocol.join(",")})`);
+  }
+  o.scenarios = scenarios ?? forProtocol;
   for (const n of servers ?? []) {
     if (!(n in SERVERS)) usage(`unknown name ${n} for --servers${n.startsWith("bunpoll-before") ? " (needs --before REF)" : ""}`);
+    if (!speaks(SERVERS[n]!, o.protocol)) usage(`server ${n} does not speak --protocol ${o.protocol}`);
   }
   // Default: every server, each --before twin right after its current server.
-  o.servers = servers ?? Object.keys(SERVERS).filter((n) => SERVERS[n]!.beforeOf === undefined).flatMap((n) => [
+  o.servers = servers ?? Object.keys(SERVERS).filter((n) => SERVERS[n]!.beforeOf === undefined && speaks(SERVERS[n]!, o.protocol)).flatMap((n) => [
     n, ...Object.keys(SERVERS).filter((t) => SERVERS[t]!.beforeOf === n),
   ]);
   if (o.before !== null && !o.servers.some((n) => SERVERS[n]!.beforeOf !== undefined)) {
@@ -328,6 +552,7 @@ const live = new Set<Subprocess>();
 const onSignal = (sig: string): void => {
   process.stderr.write(`\nrun: ${sig}, killing ${live.size} child process(es)\n`);
   for (const p of live) p.kill("SIGKILL");
+  removeTempDirs();
   process.exit(130);
 };
 process.on("SIGINT", () => onSignal("SIGINT"));
@@ -533,6 +758,11 @@ interface LoadRound {
   recipientsMin?: number | null;
   recipientsMax?: number | null;
   lagLimitedPct?: number;
+  // http only
+  /** Response bytes (heads and bodies) per second, as wrk counts them. */
+  bytesPerSec?: number;
+  /** wrk's socket errors and timeouts, when there were any. */
+  wrkErrors?: string;
 }
 interface IdleRound {
   ok: true;
@@ -659,6 +889,8 @@ async function runIdleRound(name: string, o: Options): Promise<Round> {
     lg = spawnPinned(1, [
       bun, "bench/loadgen.ts", "--idle", "--json", "--host", "127.0.0.1", "--port", `${s.port}`,
       "--conns", `${o.idleConns}`, "--hold", "300",
+      // HTTP: each connection sends one GET and reads the response, then stays open (keep-alive).
+      ...(o.protocol === "http" ? ["--http-get", "/plaintext"] : []),
     ], "pipe");
     const lines = new Lines(lg.stdout);
     const lgErr = new Tail(lg.stderr);
@@ -694,6 +926,162 @@ async function runIdleRound(name: string, o: Options): Promise<Round> {
       lg.stdin.end(); // the loadgen's signal to close its connections and exit
       await waitExit(lg, 10_000);
     }
+    await stop(s.proc);
+  }
+}
+
+/** The summary line bench/wrk.lua's done() prints. Latencies in µs. */
+interface WrkSummary {
+  requests: number;
+  durationUs: number;
+  bytes: number;
+  connectErrors: number;
+  readErrors: number;
+  writeErrors: number;
+  statusErrors: number;
+  timeouts: number;
+  p50: number;
+  p90: number;
+  p99: number;
+  p999: number;
+  max: number;
+  mean: number;
+}
+
+function parseWrk(stdout: string): WrkSummary | null {
+  const line = stdout.split("\n").find((l) => l.startsWith("WRK_JSON "));
+  if (line === undefined) return null;
+  try {
+    return JSON.parse(line.slice("WRK_JSON ".length)) as WrkSummary;
+  } catch {
+    return null;
+  }
+}
+
+/** wrk's -d and --latency want whole seconds. */
+const wholeSeconds = (s: number): number => Math.max(1, Math.round(s));
+
+/** wrk pinned to core 1 against `url`; resolves with its output and CPU time (µs), or an error. */
+async function runWrk(url: string, sc: HttpScenario, seconds: number): Promise<{ out: string; cpuUs: number } | string> {
+  const wrk = Bun.which("wrk");
+  if (wrk === null) return "wrk is not installed (apt-get install -y wrk)";
+  const p = spawnPinned(1, [
+    wrk, "-t1", `-c${sc.conns}`, `-d${seconds}s`, "--timeout", "5s", "--latency", "-s", `${root}bench/wrk.lua`, url, "--", `${sc.depth}`,
+  ], "ignore");
+  const out = new Tail(p.stdout, 20_000);
+  const err = new Tail(p.stderr);
+  const finished = await waitExit(p, (seconds + 30) * 1000);
+  await Promise.race([Promise.all([out.done, err.done]), Bun.sleep(1000)]);
+  if (!finished) return "wrk timed out";
+  if (p.exitCode !== 0) return `wrk failed (exit ${p.exitCode})${brief(err.text + out.text)}`;
+  // taskset and sh exec into wrk: the child's rusage is wrk's own.
+  const ru = p.resourceUsage();
+  return { out: out.text, cpuUs: ru ? Number(ru.cpuTime.user + ru.cpuTime.system) : NaN };
+}
+
+/** One GET before the load: the server answers 200 with the scenario's body (or file), so a wrong server fails loudly. */
+async function checkHttpResponse(port: number, sc: HttpScenario): Promise<string | null> {
+  try {
+    const res = await fetch(`http://127.0.0.1:${port}${sc.path}`, {
+      headers: { connection: "close" },
+      signal: AbortSignal.timeout(5000),
+    });
+    const body = new Uint8Array(await res.arrayBuffer());
+    if (res.status !== 200) return `GET ${sc.path} answered ${res.status}`;
+    if ("body" in sc.expect) {
+      const text = new TextDecoder().decode(body);
+      if (text !== sc.expect.body) return `GET ${sc.path} answered ${JSON.stringify(text.slice(0, 60))}, expected ${JSON.stringify(sc.expect.body)}`;
+    } else {
+      const want = readFileSync(`${staticDir()}/${sc.expect.staticFile}`);
+      if (body.length !== want.length || !Buffer.from(body).equals(want)) {
+        return `GET ${sc.path} answered ${body.length} bytes that differ from the ${want.length}-byte file`;
+      }
+    }
+    return null;
+  } catch (e) {
+    return `GET ${sc.path} failed: ${(e as Error).message}`;
+  }
+}
+
+/**
+ * One HTTP round: start the server, check one response, warm up with wrk, then a measured
+ * wrk run with the server's CPU (schedstat, exact), the machine's and wrk's read around it.
+ * The CPU window is the wrk process's life (its connects and exit add a few ms in which
+ * the server is idle); requests are wrk's count over its -d window.
+ */
+async function runHttpRound(name: string, sc: HttpScenario, o: Options): Promise<Round> {
+  if ("staticFile" in sc.expect && !SERVERS[name]!.httpStatic) {
+    return { ok: false, error: "skipped: this server does not serve the static directory" };
+  }
+  const s = await startServer(name, "http");
+  if (typeof s === "string") return { ok: false, error: s };
+  try {
+    await Bun.sleep(200); // let the probe connection's close settle
+    const bad = await checkHttpResponse(s.port, sc);
+    if (bad !== null) return { ok: false, error: `wrong response: ${bad}` };
+    const url = `http://127.0.0.1:${s.port}${sc.path}`;
+    const warm = await runWrk(url, sc, wholeSeconds(o.warmup));
+    if (typeof warm === "string") return { ok: false, error: `warm-up: ${warm}` };
+    const gone0 = serverGone(s);
+    if (gone0) return { ok: false, error: gone0 };
+
+    const seconds = wholeSeconds(o.duration);
+    const ns0 = cpuNs(s.pid);
+    const ticks0 = cpuTimes(s.pid);
+    const m0 = machineCpu();
+    const t0 = performance.now();
+    const run = await runWrk(url, sc, seconds);
+    const t1 = performance.now();
+    const ns1 = cpuNs(s.pid);
+    const ticks1 = cpuTimes(s.pid);
+    const m1 = machineCpu();
+    const gone = serverGone(s);
+    if (gone) return { ok: false, error: gone };
+    if (typeof run === "string") return { ok: false, error: run };
+    const w = parseWrk(run.out);
+    if (w === null) return { ok: false, error: `no WRK_JSON line in wrk's output${brief(run.out)}` };
+    if (w.requests === 0) return { ok: false, error: `wrk completed no request${brief(run.out)}` };
+
+    const windowUs = (t1 - t0) * 1000;
+    const pctOfCore = (us: number): number => (us / windowUs) * 100;
+    const serverUs = ns0 !== null && ns1 !== null ? (ns1 - ns0) / 1000 : null;
+    const tickUser = ticks0 && ticks1 ? ticks1.user - ticks0.user : null;
+    const tickAll = ticks0 && ticks1 ? tickUser! + (ticks1.sys - ticks0.sys) : null;
+    const userShare = tickAll !== null && tickAll > 0 ? tickUser! / tickAll : null;
+    const per = (us: number | null): number | null => (us === null ? null : us / w.requests);
+    const loadgenCpuPct = pctOfCore(run.cpuUs);
+    const errs = [
+      w.connectErrors && `${w.connectErrors} connect`, w.readErrors && `${w.readErrors} read`,
+      w.writeErrors && `${w.writeErrors} write`, w.timeouts && `${w.timeouts} timeouts`,
+    ].filter(Boolean);
+    const r: LoadRound = {
+      ok: true,
+      msgsPerSec: w.requests / (w.durationUs / 1e6),
+      // wrk times a pipelined batch from its write to its last response, and its
+      // percentiles above ~p90 come out 0 then: 0 is "not measured".
+      p50: w.p50 || NaN,
+      p99: w.p99 || NaN,
+      p999: w.p999 || NaN,
+      max: w.max,
+      cpuUsPerMsg: per(serverUs),
+      userUsPerMsg: per(serverUs !== null && userShare !== null ? serverUs * userShare : null),
+      sysUsPerMsg: per(serverUs !== null && userShare !== null ? serverUs * (1 - userShare) : null),
+      rssKiB: statusKiB(s.pid, "VmRSS"),
+      hwmKiB: statusKiB(s.pid, "VmHWM"),
+      loadgenCpuPct,
+      loadgenSaturated: loadgenCpuPct > 90,
+      otherCpuPct: m0 && m1 && serverUs !== null ? pctOfCore(m1.busy - m0.busy - serverUs - run.cpuUs) : null,
+      stealPct: m0 && m1 ? pctOfCore(m1.steal - m0.steal) : null,
+      messages: w.requests,
+      windowS: w.durationUs / 1e6,
+      protocolErrors: w.statusErrors,
+      unexpectedCloses: w.readErrors + w.writeErrors + w.connectErrors + w.timeouts,
+      exe: s.exe,
+      bytesPerSec: w.bytes / (w.durationUs / 1e6),
+      ...(errs.length > 0 ? { wrkErrors: `wrk errors: ${errs.join(", ")}` } : {}),
+    };
+    return r;
+  } finally {
     await stop(s.proc);
   }
 }
@@ -746,6 +1134,27 @@ function loadTable(results: Record<string, ServerResult>): string {
     }
     rows.push(
       `| ${name} | ${fmtInt(m.msgsPerSec)} | ${fmt(m.p50)} | ${fmt(m.p99)} | ${fmt(m.p999)} | ` +
+        `${fmt(m.cpuUsPerMsg, 3)} | ${fmt(m.userUsPerMsg, 3)} | ${fmt((m.rssKiB as number) / 1024)} | ` +
+        `${fmt(m.loadgenCpuPct, 0)}% | ${notes} |`,
+    );
+  }
+  return rows.join("\n");
+}
+
+function httpTable(results: Record<string, ServerResult>): string {
+  const rows = [
+    "| server | req/s | MiB/s | p50 µs | p99 µs | p999 µs | CPU µs/req | user µs/req | RSS MiB | wrk CPU | notes |",
+    "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+  ];
+  for (const [name, r] of Object.entries(results)) {
+    const notes = notesFor(r);
+    const m = r.median;
+    if (m === null) {
+      rows.push(`| ${name} | - | - | - | - | - | - | - | - | - | ${notes} |`);
+      continue;
+    }
+    rows.push(
+      `| ${name} | ${fmtInt(m.msgsPerSec)} | ${fmt((m.bytesPerSec as number) / 1048576)} | ${fmt(m.p50, 0)} | ${fmt(m.p99, 0)} | ${fmt(m.p999, 0)} | ` +
         `${fmt(m.cpuUsPerMsg, 3)} | ${fmt(m.userUsPerMsg, 3)} | ${fmt((m.rssKiB as number) / 1024)} | ` +
         `${fmt(m.loadgenCpuPct, 0)}% | ${notes} |`,
     );
@@ -827,8 +1236,12 @@ function notesFor(r: ServerResult, fan?: FanoutScenario): string {
     const lag = Math.max(...ok.map((x) => x.lagLimitedPct ?? 0));
     if (lag > 5) notes.push(`receivers fell behind: ${lag.toFixed(0)}% of sends held by the lag bound (loadgen-bound)`);
   }
+  const wrkErrors = [...new Set(ok.map((x) => x.wrkErrors).filter((e) => e !== undefined))];
+  if (wrkErrors.length > 0) notes.push(wrkErrors.join("; "));
   const m = r.median;
-  if (typeof m?.protocolErrors === "number" && m.protocolErrors > 0) notes.push(`${m.protocolErrors} protocol errors`);
+  if (typeof m?.protocolErrors === "number" && m.protocolErrors > 0) {
+    notes.push(`${m.protocolErrors} ${m.bytesPerSec !== undefined ? "non-2xx/3xx responses" : "protocol errors"}`);
+  }
   if (typeof m?.unexpectedCloses === "number" && m.unexpectedCloses > 0) notes.push(`${m.unexpectedCloses} unexpected closes`);
   if (typeof m?.accepted === "number" && typeof m.conns === "number" && m.accepted < m.conns) {
     notes.push("server did not accept every connection in time");
@@ -869,12 +1282,15 @@ interface Ratios {
   lagBound: number;
 }
 
-/** Per-round ratios a/b of `metric` (rounds i of both ran back to back in one round). */
-function perRoundRatios(ra: Round[], rb: Round[], metric: Metric): Ratios {
+/**
+ * Per-round ratios a/b of `metric` (rounds i of both ran back to back in one round);
+ * without rb, a's own per-round values (an absolute target).
+ */
+function perRoundRatios(ra: Round[], rb: Round[] | undefined, metric: Metric): Ratios {
   const r: Ratios = { values: [], undisturbed: [], disturbed: 0, saturated: 0, lagBound: 0 };
-  for (let i = 0; i < Math.min(ra.length, rb.length); i++) {
+  for (let i = 0; i < Math.min(ra.length, rb?.length ?? ra.length); i++) {
     const x = ra[i]!;
-    const y = rb[i]!;
+    const y: Round = rb === undefined ? ({ ...x, [metric]: 1 } as Round) : rb[i]!;
     if (!x.ok || !y.ok) continue;
     const va = (x as unknown as Record<string, unknown>)[metric];
     const vb = (y as unknown as Record<string, unknown>)[metric];
@@ -915,11 +1331,12 @@ function targetsSection(all: Record<string, Record<string, ServerResult>>, proto
     const sc = SCENARIOS[t.scenario]!;
     if (res === undefined || (sc.kind !== "fanout" && protocol !== t.protocol)) continue;
     const ra = res[t.a]?.rounds;
-    const rb = res[t.b]?.rounds;
-    if (ra === undefined || rb === undefined) continue;
+    const rb = t.b === undefined ? undefined : res[t.b]?.rounds;
+    if (ra === undefined || (t.b !== undefined && rb === undefined)) continue;
     const r = perRoundRatios(ra, rb, t.metric);
     if (r.values.length === 0) {
-      rows.push(`| ${t.what} | - | - | not measured | ${t.a} or ${t.b} failed |`);
+      const why = [ra, rb].flatMap((rs) => rs?.filter((x): x is FailedRound => !x.ok).map((x) => x.error) ?? []);
+      rows.push(`| ${t.what} | - | - | not measured | ${[...new Set(why)].join("; ").replaceAll("|", "/") || `${t.a} or ${t.b} failed`} |`);
       continue;
     }
     const med = median(r.values);
@@ -933,7 +1350,8 @@ function targetsSection(all: Record<string, Record<string, ServerResult>>, proto
   return (
     "## Targets\n\n" +
     "Ratio = first server / second server, computed within each round (servers of a round run back to back), " +
-    "median over rounds. CPU = server CPU time per message (fanout: per delivery).\n\n" +
+    "median over rounds (a target with one server: its own value, median over rounds). " +
+    "CPU = server CPU time per message (fanout: per delivery; http: per request).\n\n" +
     rows.join("\n") +
     "\n"
   );
@@ -1057,7 +1475,10 @@ const allResults: Record<string, Record<string, ServerResult>> = {};
 for (const scName of opts.scenarios) {
   const sc = SCENARIOS[scName]!;
   const results: Record<string, ServerResult> = {};
-  const servers = opts.servers.filter((n) => SERVERS[n]!.only?.includes(scName) ?? true);
+  // The static-* scenarios run only the servers that serve the static directory.
+  const servers = opts.servers.filter(
+    (n) => (SERVERS[n]!.only?.includes(scName) ?? true) && (!STATIC_SCENARIOS.includes(scName) || SERVERS[n]!.httpStatic === true),
+  );
   for (const name of servers) results[name] = { median: null, rounds: [] };
 
   for (let round = 1; round <= opts.rounds; round++) {
@@ -1067,22 +1488,32 @@ for (const scName of opts.scenarios) {
     for (const name of [...servers.slice(k), ...servers.slice(0, k)]) {
       process.stderr.write(`[${scName} ${round}/${opts.rounds}] ${name} ... `);
       let r: Round;
+      let roundSeconds = 0;
       try {
-        r = sc.kind === "idle" ? await runIdleRound(name, opts) : await runLoadRound(name, sc, opts);
+        const t0 = performance.now();
+        r =
+          sc.kind === "idle"
+            ? await runIdleRound(name, opts)
+            : sc.kind === "http"
+              ? await runHttpRound(name, sc, opts)
+              : await runLoadRound(name, sc, opts);
+        roundSeconds = (performance.now() - t0) / 1000;
       } catch (e) {
         r = { ok: false, error: `harness error: ${(e as Error).message}` };
       }
       results[name]!.rounds.push(r);
-      if (!r.ok) process.stderr.write(`${r.error}\n`);
+      const took = ` [${roundSeconds.toFixed(1)} s]`;
+      if (!r.ok) process.stderr.write(`${r.error}${took}\n`);
       else if ("msgsPerSec" in r) {
-        const unit = sc.kind === "fanout" ? "delivery" : "msg";
+        const unit = sc.kind === "fanout" ? "delivery" : sc.kind === "http" ? "req" : "msg";
+        const units = { delivery: "deliveries", req: "req", msg: "msgs" }[unit];
         process.stderr.write(
-          `${fmtInt(r.msgsPerSec)} ${unit === "msg" ? "msgs" : "deliveries"}/s, p50 ${fmt(r.p50)} p99 ${fmt(r.p99)} µs, ` +
-            `${fmt(r.cpuUsPerMsg, 3)} CPU µs/${unit}, loadgen ${fmt(r.loadgenCpuPct, 0)}%` +
-            `${disturbed(r) ? `, DISTURBED (other ${fmt(r.otherCpuPct, 0)}%)` : ""}\n`,
+          `${fmtInt(r.msgsPerSec)} ${units}/s, p50 ${fmt(r.p50)} p99 ${fmt(r.p99)} µs, ` +
+            `${fmt(r.cpuUsPerMsg, 3)} CPU µs/${unit}, ${sc.kind === "http" ? "wrk" : "loadgen"} ${fmt(r.loadgenCpuPct, 0)}%` +
+            `${disturbed(r) ? `, DISTURBED (other ${fmt(r.otherCpuPct, 0)}%)` : ""}${took}\n`,
         );
       } else {
-        process.stderr.write(`${fmtInt(r.conns)} conns, ${fmt(r.kibPerConn, 2)} KiB/conn\n`);
+        process.stderr.write(`${fmtInt(r.conns)} conns, ${fmt(r.kibPerConn, 2)} KiB/conn${took}\n`);
       }
     }
   }
@@ -1096,12 +1527,15 @@ for (const scName of opts.scenarios) {
   const title =
     sc.kind === "load"
       ? `## ${scName} (${protocol}): ${sc.conns} conn x ${sc.depth} in flight x ${sc.size} B`
+      : sc.kind === "http"
+        ? `## ${scName} (http): wrk -t1 -c${sc.conns}, GET ${sc.path}${sc.depth > 1 ? `, pipelined ${sc.depth} deep` : ""}`
       : sc.kind === "fanout"
         ? `## ${scName} (framed): 1 sender -> ${sc.receivers} receivers x ${sc.size} B, ${sc.window} broadcasts awaiting ACK`
-        : `## ${scName}: ${opts.idleConns.toLocaleString("en-US")} idle connections`;
+        : `## ${scName}${protocol === "http" ? " (http)" : ""}: ${opts.idleConns.toLocaleString("en-US")} idle connections` +
+          (protocol === "http" ? ", each after one GET /plaintext (keep-alive)" : "");
   const table =
-    sc.kind === "load" ? loadTable(results) : sc.kind === "fanout" ? fanoutTable(results, sc) : idleTable(results);
-  const section = `${title}\n\n${sc.what}.\n\n${table}\n${opts.syscalls && sc.kind !== "idle" ? syscallLines(results, sc.kind === "fanout" ? "delivery" : "message") : ""}`;
+    sc.kind === "load" ? loadTable(results) : sc.kind === "http" ? httpTable(results) : sc.kind === "fanout" ? fanoutTable(results, sc) : idleTable(results);
+  const section = `${title}\n\n${sc.what}.\n\n${table}\n${opts.syscalls && sc.kind !== "idle" && sc.kind !== "http" ? syscallLines(results, sc.kind === "fanout" ? "delivery" : "message") : ""}`;
   allResults[scName] = results;
   process.stdout.write(`\n${section}\n`);
   md.push(section);
@@ -1159,5 +1593,6 @@ md.push(
   "",
 );
 writeFileSync(`${resultsDir}/latest.md`, md.join("\n"));
+removeTempDirs();
 process.stderr.write(`wrote ${resultsDir}/latest.md (${((Date.now() - started.getTime()) / 1000).toFixed(0)} s)\n`);
 process.exit(0);

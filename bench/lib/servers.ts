@@ -3,35 +3,37 @@
 import { existsSync, mkdirSync, statSync } from "node:fs";
 import type { Subprocess } from "bun";
 
-let cServer: string | null | undefined;
+const cBinaries = new Map<string, string | null>();
 
 /**
- * Build bench/baselines/c-epoll.c with the system cc into bench/build/ (gitignored), once
- * per process, and only when the source is newer than the binary. Returns the binary's path,
- * or null (with a note on stderr) when there is no cc or the build fails.
+ * Build bench/baselines/<name>.c (c-epoll, c-http) with the system cc into bench/build/
+ * (gitignored), once per process, and only when the source is newer than the binary.
+ * Returns the binary's path, or null (with a note on stderr) when there is no cc or the
+ * build fails.
  */
-export function ensureCServer(root: string): string | null {
-  if (cServer !== undefined) return cServer;
-  const src = `${root}bench/baselines/c-epoll.c`;
-  const out = `${root}bench/build/c-epoll`;
+export function ensureCServer(root: string, name = "c-epoll"): string | null {
+  const known = cBinaries.get(name);
+  if (known !== undefined) return known;
+  const built = buildC(root, name);
+  cBinaries.set(name, built);
+  return built;
+}
+
+function buildC(root: string, name: string): string | null {
+  const src = `${root}bench/baselines/${name}.c`;
+  const out = `${root}bench/build/${name}`;
   const cc = Bun.which("cc");
   if (cc === null) {
-    process.stderr.write("note: no `cc` on PATH; the c-epoll baseline is skipped\n");
-    cServer = null;
+    process.stderr.write(`note: no \`cc\` on PATH; the ${name} baseline is skipped\n`);
     return null;
   }
-  if (existsSync(out) && statSync(out).mtimeMs >= statSync(src).mtimeMs) {
-    cServer = out;
-    return out;
-  }
+  if (existsSync(out) && statSync(out).mtimeMs >= statSync(src).mtimeMs) return out;
   mkdirSync(`${root}bench/build`, { recursive: true });
   const r = Bun.spawnSync([cc, "-O2", "-Wall", "-o", out, src], { stderr: "pipe" });
   if (r.exitCode !== 0) {
-    process.stderr.write(`note: building c-epoll failed; skipped:\n${r.stderr.toString()}\n`);
-    cServer = null;
+    process.stderr.write(`note: building ${name} failed; skipped:\n${r.stderr.toString()}\n`);
     return null;
   }
-  cServer = out;
   return out;
 }
 
