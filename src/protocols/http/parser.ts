@@ -86,6 +86,13 @@ for (let c = 0x80; c <= 0xff; c++) FIELD_VALUE[c] = 1;
 FIELD_VALUE[0x20] = 1;
 FIELD_VALUE[0x09] = 1;
 
+/** Bytes of a URI host's reg-name or IPv4 form: unreserved, pct-encoded ("%"), sub-delims. */
+const REG_NAME = new Uint8Array(256);
+for (let c = 0x30; c <= 0x39; c++) REG_NAME[c] = 1;
+for (let c = 0x41; c <= 0x5a; c++) REG_NAME[c] = 1;
+for (let c = 0x61; c <= 0x7a; c++) REG_NAME[c] = 1;
+for (const c of "-._~%!$&'()*+,;=") REG_NAME[c.charCodeAt(0)] = 1;
+
 const HEX = new Int8Array(256).fill(-1);
 for (let c = 0; c < 10; c++) HEX[0x30 + c] = c;
 for (let c = 0; c < 6; c++) {
@@ -717,8 +724,7 @@ function validHost(buf: Uint8Array, s: number, e: number): boolean {
   } else {
     while (p < e && buf[p] !== COLON) {
       const b = buf[p]!;
-      const ok = (b >= 0x30 && b <= 0x39) || ((b | 0x20) >= 0x61 && (b | 0x20) <= 0x7a) || "-._~%!$&'()*+,;=".includes(String.fromCharCode(b));
-      if (!ok) return false;
+      if (REG_NAME[b] !== 1) return false;
       p++;
     }
   }

@@ -18,7 +18,8 @@ const utf8 = new TextEncoder();
 
 /** "date: <IMF-fixdate>\r\n", formatted at most once a second. */
 export class DateField {
-  private second = -1;
+  /** The second the line was formatted for (epoch seconds). */
+  second = -1;
   private line = "";
   get(): string {
     const now = Date.now();
@@ -52,7 +53,32 @@ export interface StaticResponse {
   readonly body: Uint8Array;
   /** "content-length: N\r\n". */
   readonly lengthLine: Uint8Array;
+  /** The whole keep-alive response for `second` (the Date field changes once a second). */
+  whole?: Uint8Array;
+  /** Bytes of `whole` up to and including the blank line (a HEAD's answer). */
+  headLength?: number;
+  second?: number;
 }
+
+/** The complete keep-alive response of a static route, rebuilt once a second for its Date. */
+export function wholeResponse(f: StaticResponse, date: DateField): Uint8Array {
+  const line = date.get();
+  if (f.second === date.second && f.whole !== undefined) return f.whole;
+  const dateBytes = utf8.encode(line);
+  const headLength = f.head.length + dateBytes.length + f.lengthLine.length + 2;
+  const whole = new Uint8Array(new ArrayBuffer(headLength + f.body.length));
+  let p = 0;
+  for (const part of [f.head, dateBytes, f.lengthLine, CRLF_BYTES, f.body]) {
+    whole.set(part, p);
+    p += part.length;
+  }
+  f.whole = whole;
+  f.headLength = headLength;
+  f.second = date.second;
+  return whole;
+}
+
+const CRLF_BYTES = utf8.encode("\r\n");
 
 /** Serializes a Response once; its body must be in memory (a string, bytes, a Blob, JSON). */
 export async function staticResponse(res: Response): Promise<StaticResponse> {

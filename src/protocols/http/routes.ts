@@ -31,6 +31,8 @@ interface Entry {
 interface Target {
   fixed: StaticResponse | null;
   handler: RouteHandler | null;
+  /** The match an exact path returns: built once, no allocation per request. */
+  exact: RouteMatch;
 }
 
 interface Pattern {
@@ -77,6 +79,7 @@ export class RouteTable {
     }
     let t = entry.methods.get(method) ?? (method === "HEAD" ? entry.methods.get("GET") : undefined) ?? entry.any;
     if (t === undefined || t === null) return { fixed: null, handler: null, params, status: 405, allow: entry.allow };
+    if (params === NO_PARAMS) return t.exact;
     return { fixed: t.fixed, handler: t.handler, params, status: 0, allow: "" };
   }
 
@@ -123,8 +126,9 @@ function toEntry(path: string, value: RouteTarget | MethodTable): Entry {
 }
 
 function toTarget(what: string, t: RouteTarget): Target {
-  if (typeof t === "function") return { fixed: null, handler: t };
-  return { fixed: serializeOnce(what, t), handler: null };
+  const fixed = typeof t === "function" ? null : serializeOnce(what, t);
+  const handler = typeof t === "function" ? t : null;
+  return { fixed, handler, exact: { fixed, handler, params: NO_PARAMS, status: 0, allow: "" } };
 }
 
 /** A static Response's bytes, taken once at startup (its body must already be in memory). */

@@ -11,7 +11,7 @@ import type { ProtocolContext } from "../context.ts";
 import { StreamState, type Handler, type Stream } from "../../stream/stream.ts";
 import { DEFAULT_HTTP_LIMITS, HttpParseError, HttpParser, type HttpLimits, type HttpParserSink, type RequestHead } from "./parser.ts";
 import { HttpRequest } from "./request.ts";
-import { DateField, errorResponse, headLines, STATUS_TEXT, type StaticResponse } from "./response.ts";
+import { DateField, errorResponse, headLines, STATUS_TEXT, wholeResponse, type StaticResponse } from "./response.ts";
 import { compileRoutes, type RouteMatch, type Routes, type RouteTable } from "./routes.ts";
 
 /** Pipelined requests queued per connection before reading pauses. */
@@ -435,6 +435,13 @@ export class HttpSession implements HttpParserSink {
       return;
     }
     const f = slot.fixed;
+    if (f !== null && slot.keepAlive) {
+      // One copy of bytes assembled once a second.
+      app.byClass[(f.status / 100) | 0]++;
+      const whole = wholeResponse(f, app.date);
+      s.write(whole, 0, slot.isHead ? f.headLength! : whole.length);
+      return;
+    }
     if (f !== null) {
       app.byClass[(f.status / 100) | 0]++;
       s.write(f.head);
