@@ -9,7 +9,7 @@
 
 import type { ProtocolContext } from "../context.ts";
 import { StreamState, type Handler, type Stream } from "../../stream/stream.ts";
-import { DEFAULT_HTTP_LIMITS, HttpParseError, HttpParser, type HttpLimits, type HttpParserSink, type RequestHead } from "./parser.ts";
+import { DEFAULT_HTTP_LIMITS, HttpParseError, HttpParser, latin1Range, type HttpLimits, type HttpParserSink, type RequestHead } from "./parser.ts";
 import { HttpRequest } from "./request.ts";
 import { DateField, errorResponse, headLines, STATUS_TEXT, wholeResponse, type StaticResponse } from "./response.ts";
 import { compileRoutes, type RouteMatch, type Routes, type RouteTable } from "./routes.ts";
@@ -139,17 +139,23 @@ export class HttpSession implements HttpParserSink {
       isHead: h.method === "HEAD", keepAlive, needContinue: h.expectContinue && hasBody, request: null,
     };
     this.queue.push(slot);
-    // Route lookup on the target's path, without a request object for static routes.
-    const target = h.target;
-    if (target === "*" && app.fetch === undefined) {
+    // Route lookup on the target's path, without a request object for static routes, and
+    // for exact routes without making a string of the path.
+    const raw = h.raw;
+    const ts = h.targetStart, te = h.targetEnd;
+    if (te - ts === 1 && raw[ts] === 0x2a && app.fetch === undefined) {
       // OPTIONS * (the parser allows * for OPTIONS only): the server's own capabilities.
       slot.response = new Response(null, { status: 204, headers: { allow: "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS" } });
       this.settle(slot);
       return;
     }
-    const q = target.indexOf("?");
-    const path = target.charCodeAt(0) === 0x2f ? (q < 0 ? target : target.slice(0, q)) : "";
-    const match = path !== "" ? app.routes.match(h.method, path) : null;
+    let match: RouteMatch | null = null;
+    if (raw[ts] === 0x2f) {
+      let pe = ts;
+      while (pe < te && raw[pe] !== 0x3f) pe++; // the path ends at "?"
+      const exact = app.routes.matchExactBytes(h.method, raw, ts, pe);
+      match = exact !== undefined ? exact : app.routes.match(h.method, latin1Range(raw, ts, pe));
+    }
     if (match !== null && match.fixed !== null && !hasBody) {
       slot.fixed = match.fixed;
       slot.ready = true;
