@@ -160,6 +160,23 @@ describe("the CLI's HTTP app, with curl", () => {
   test("stop: SIGTERM exits 0", async () => {
     expect(await server.stop()).toBe(0);
   });
+
+  test("SIGTERM with requests in flight: every request that arrived is answered, then EOF; exit 0", async () => {
+    const srv = await startServer(["--protocol", "http", "--port", "0"]);
+    const socks = await Promise.all([1, 2, 3].map(() => connect(srv.port, { allowHalfOpen: true })));
+    const reads = socks.map((s) => readToEnd(s, 10_000));
+    const batch = "GET /plaintext HTTP/1.1\r\nHost: x\r\n\r\n".repeat(40);
+    for (const s of socks) s.write(batch);
+    srv.proc.kill("SIGTERM");
+    for (const r of await Promise.all(reads)) {
+      const rs = responses(r.data.toString("latin1"));
+      expect(rs.length).toBe(40); // nothing accepted is dropped
+      expect(rs.every((x) => x.status === 200 && x.body === "Hello, World!")).toBe(true);
+      expect(r.ended).toBe(true); // a clean EOF, no reset
+    }
+    for (const s of socks) s.end(); // our FIN: the server stops lingering for it
+    expect(await srv.exited).toBe(0);
+  });
 });
 
 describe("serve() in Bun.serve's shape", () => {
