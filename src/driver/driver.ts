@@ -103,6 +103,8 @@ export interface Driver extends Disposable {
    * the answer with its next completion instead.)
    */
   readNow(stream: IoStream): void;
+  /** Accepts up to max connections waiting in a listener's backlog now (a graceful stop). */
+  acceptNow(listener: IoListener, max: number): void;
   /** shutdown(SHUT_WR): our FIN. Returns 0 or -errno. */
   shutdownWrite(fd: number): number;
   /** The socket's pending error (SO_ERROR) as -errno, 0 when none; never throws. */

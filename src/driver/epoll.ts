@@ -296,9 +296,14 @@ export class EpollDriver implements Driver {
   }
 
   /** Bounded accepts per wake-up, so a connection storm cannot starve established streams. */
-  private acceptReady(l: IoListener): void {
+  /** Accepts what waits in a listener's backlog now, up to max (a graceful stop takes them in). */
+  acceptNow(l: IoListener, max: number): void {
+    this.acceptReady(l, max);
+  }
+
+  private acceptReady(l: IoListener, max = ACCEPTS_PER_WAKEUP): void {
     const lfd = l.fd;
-    for (let i = 0; i < ACCEPTS_PER_WAKEUP && this.entries[lfd] === l; i++) {
+    for (let i = 0; i < max && this.entries[lfd] === l; i++) {
       // No address out-parameters: the peer address is fetched lazily if a handler asks.
       const fd = rc(libc.accept4(lfd, null, null, SOCK_NONBLOCK | SOCK_CLOEXEC));
       if (fd >= 0) {

@@ -478,6 +478,9 @@ export class Reactor implements Disposable {
   stop(options: StopOptions = {}): Promise<void> {
     if (this.stopping) return this.stopping;
     const graceful = options.graceful ?? true;
+    // Connections the kernel completed but we had not accepted yet are taken in first: closing
+    // the listener would reset them, though their clients may already have sent requests.
+    if (graceful) for (const l of this.listeners) this.driver.acceptNow(l, 4096);
     for (const l of [...this.listeners]) l.close();
     this.now = performance.now();
     if (!graceful) {

@@ -165,8 +165,10 @@ describe("the CLI's HTTP app, with curl", () => {
     const srv = await startServer(["--protocol", "http", "--port", "0"]);
     const socks = await Promise.all([1, 2, 3].map(() => connect(srv.port, { allowHalfOpen: true })));
     const reads = socks.map((s) => readToEnd(s, 10_000));
+    const firstBytes = socks.map((s) => new Promise<void>((r) => s.once("data", () => r())));
     const batch = "GET /plaintext HTTP/1.1\r\nHost: x\r\n\r\n".repeat(40);
     for (const s of socks) s.write(batch);
+    await Promise.all(firstBytes); // the server is answering: the requests have arrived
     srv.proc.kill("SIGTERM");
     for (const r of await Promise.all(reads)) {
       const rs = responses(r.data.toString("latin1"));

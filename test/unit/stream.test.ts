@@ -16,6 +16,7 @@ import { StreamState, type CloseReason, type Handler, type Stream } from "../../
 import { DEFAULT_CONNECTION_OPTIONS } from "../../src/stream/tcp-stream.ts";
 import { WrappingStream } from "../../src/stream/wrap.ts";
 import { connect, readExactly, readToEnd, sleep, waitFor, withTimeout } from "../util/tcp.ts";
+import { ScriptedBackend } from "../util/scripted-poller.ts";
 
 const cleanups: (() => void | Promise<void>)[] = [];
 afterEach(async () => {
@@ -369,6 +370,26 @@ describe("fds return to baseline on every path", () => {
       for (const c of clients) c.destroy();
     }
     await waitFor(() => fdCount() <= before, 5000, "fds back to baseline");
+  });
+});
+
+describe("graceful stop", () => {
+  test("connections still in the listen backlog are taken in and answered, not reset", async () => {
+    // A poller that reports nothing: the listener never hears of the connection, which stays
+    // in the kernel's backlog, completed, with its request sent, until stop().
+    const r = new Reactor({ poller: new ScriptedBackend(), log: () => {} });
+    cleanups.push(() => r[Symbol.dispose]());
+    const l = r.listen({ port: 0, handler: { data: (st, b) => void st.write(b) }, connection: { lingerMs: 100 } });
+    const c = await connect(l.port, { allowHalfOpen: true });
+    c.write("still answered");
+    await sleep(20);
+    const stopped = r.stop({ graceful: true, drainTimeoutMs: 2000 });
+    const { data, ended, error } = await readToEnd(c, 5000);
+    expect(error).toBeUndefined(); // before: ECONNRESET
+    expect(dec.decode(data)).toBe("still answered");
+    expect(ended).toBe(true);
+    c.end();
+    await withTimeout(stopped, 5000, "stop");
   });
 });
 
