@@ -324,26 +324,9 @@ export class HttpSession implements HttpParserSink {
       slot.ready = true;
       return;
     }
-    if (!res.headers.has("content-type")) {
-      // Bun.serve writes the body's own type (a string's text/plain;charset=utf-8): so do we.
-      const bp = res.blob();
-      const blob = Bun.peek(bp);
-      const take = (b: Blob, bytes: Uint8Array) => {
-        slot.body = bytes;
-        slot.contentType = b.type;
-        slot.ready = true;
-      };
-      if (blob instanceof Blob) {
-        const bytes = Bun.peek(blob.bytes());
-        if (bytes instanceof Uint8Array) return take(blob, bytes);
-      }
-      // A body still being produced (a stream): sent once complete.
-      bp.then((b) => b.bytes().then((bytes) => take(b, bytes))).then(
-        () => this.flush(),
-        (e) => this.bodyFailed(slot, e),
-      );
-      return;
-    }
+    // Bun.serve labels a body without a Content-Type text/plain;charset=utf-8 (a Blob's own
+    // type is already in the headers): so do we.
+    if (!res.headers.has("content-type")) slot.contentType = "text/plain;charset=utf-8";
     const p = res.bytes();
     const v = Bun.peek(p);
     if (v instanceof Uint8Array) {
