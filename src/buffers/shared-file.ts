@@ -7,8 +7,12 @@
 export type FileCloser = (fd: number) => void;
 
 // A backstop, not the ownership: a reference dropped without release() (a FileResponse
-// built and never written) still closes its fd once collected.
-const leaked = new FinalizationRegistry<{ fd: number; close: FileCloser }>((h) => h.close(h.fd));
+// built and never written) still closes its fd once collected, and says so: that is a bug
+// of whoever held it (Node warns the same way about an unclosed FileHandle).
+const leaked = new FinalizationRegistry<{ fd: number; close: FileCloser }>((h) => {
+  h.close(h.fd);
+  console.warn(`[bunpoll] warning: a SharedFile (fd ${h.fd}) was garbage-collected without release(); its fd is closed now`);
+});
 
 /**
  * Reference-counted like SharedBytes: the opener holds one reference and each queued range

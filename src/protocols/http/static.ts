@@ -229,7 +229,9 @@ export function staticFiles(dir: string, options: StaticFilesOptions = {}): (req
       if (!rel.trailingSlash && rel.segments.length > 0) {
         // Relative links in the index page resolve against the directory only with its slash.
         const q = req.url.indexOf("?");
-        return new Response(null, { status: 301, headers: { location: `${rawPath}/${q < 0 ? "" : req.url.slice(q)}` } });
+        // Built from the checked segments: "//host" must not become a protocol-relative Location.
+        const location = `/${rel.segments.map(encodeURIComponent).join("/")}/${q < 0 ? "" : req.url.slice(q)}`;
+        return new Response(null, { status: 301, headers: { location } });
       }
       opened = open([...rel.segments, index].join("/"));
       name = index;
