@@ -45,6 +45,9 @@ const files = {
   pread: { args: [T.i32, T.ptr, T.u64, T.i64], returns: T.i64_fast },
   fstat: { args: [T.i32, T.ptr], returns: T.i32 }, // struct stat: layout in structs.ts
   readlink: { args: [T.ptr, T.ptr, T.u64], returns: T.i64_fast },
+  // syscall(SYS_openat2, dirfd, path, struct open_how *, size): glibc 2.36 has no openat2
+  // wrapper. Only that call goes through it (the fixed signature below is openat2's).
+  syscall: { args: [T.i64, T.i32, T.ptr, T.ptr, T.u64], returns: T.i64_fast },
 } as const satisfies Record<string, FFIFunction>;
 
 const mem = {

@@ -61,6 +61,10 @@ const STAT_LAYOUTS: Record<string, StatLayout> = {
 
 export const statLayout: StatLayout = STAT_LAYOUTS[process.arch] ?? STAT_LAYOUTS.x64!;
 
+/** struct open_how (openat2): u64 flags, u64 mode, u64 resolve; in 32-bit words, low first. */
+export const OPEN_HOW_SIZE = 24;
+export const openHow = { flagsWord: 0, modeWord: 2, resolveWord: 4 } as const;
+
 export const SOCKADDR_IN_SIZE = 16;
 export const SOCKADDR_IN6_SIZE = 28;
 /** Big enough for any address family we accept. */

@@ -4,7 +4,7 @@
 // through a real reactor: a file range between two in-memory writes arrives in order.
 
 import { afterAll, afterEach, describe, expect, test } from "bun:test";
-import { mkdtempSync, readlinkSync, rmSync, truncateSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readlinkSync, rmSync, symlinkSync, truncateSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { libc, rc, Errno, SOL_SOCKET, SO_SNDBUF, SO_RCVBUF, SOCK_NONBLOCK, SOCK_CLOEXEC } from "../../ffi/index.ts";
@@ -13,7 +13,7 @@ import { SharedBytes } from "../../src/buffers/shared-bytes.ts";
 import { SharedFile } from "../../src/buffers/shared-file.ts";
 import { WriteQueue } from "../../src/buffers/write-queue.ts";
 import { sendQueue } from "../../src/driver/epoll.ts";
-import { FileKind, openFile, readFileRange, type OpenedFile } from "../../src/driver/files.ts";
+import { FileKind, openFile, openNormalizedFile, readFileRange, type OpenedFile } from "../../src/driver/files.ts";
 import { createListenSocket, localAddress, setIntOption, startConnect } from "../../src/driver/sockets.ts";
 import { Reactor } from "../../src/reactor/reactor.ts";
 import { connect, readToEnd } from "../util/tcp.ts";
@@ -91,6 +91,21 @@ describe("openFile and SharedFile", () => {
     o.file.release();
     expect(openFile(join(dir, "missing"))).toBe(-Errno.ENOENT);
     expect(openFile(`${dir}/a\0b`)).toBe(-Errno.ENOENT);
+  });
+
+  test("openNormalizedFile: one openat2 for a path without links; through a link, the link's real target", () => {
+    const p = fileWith("norm.bin", pattern(10));
+    const direct = openNormalizedFile(p) as OpenedFile;
+    expect(direct.kind).toBe(FileKind.Regular);
+    expect(direct.realPath).toBe(p);
+    expect(readlinkSync(`/proc/self/fd/${direct.file.fd}`)).toBe(p);
+    direct.file.release();
+    const link = join(dir, "norm-link");
+    symlinkSync("norm.bin", link);
+    const viaLink = openNormalizedFile(link) as OpenedFile;
+    expect(viaLink.realPath).toBe(p); // not the link's own path: what the fd really is
+    viaLink.file.release();
+    expect(openNormalizedFile(join(dir, "nope"))).toBe(-Errno.ENOENT);
   });
 
   test("readFileRange reads a range with pread; a range past the end of a truncated file throws", () => {

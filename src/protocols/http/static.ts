@@ -10,7 +10,7 @@
 // 9110 allows and which spares a multipart body.
 
 import { realpathSync, statSync } from "node:fs";
-import { FileKind, openFile, type OpenedFile } from "../../driver/files.ts";
+import { FileKind, openNormalizedFile, type OpenedFile } from "../../driver/files.ts";
 import type { SharedFile } from "../../buffers/shared-file.ts";
 import { STATUS_TEXT } from "./response.ts";
 
@@ -202,7 +202,8 @@ export function staticFiles(dir: string, options: StaticFilesOptions = {}): (req
 
   /** Opens root/rel; null unless what was opened really lies under the root. */
   const open = (rel: string): OpenedFile | null => {
-    const o = openFile(rel === "" ? root : `${inside}${rel}`);
+    // Normalized: root is a real path, and the segments hold no "", ".", ".." or "/".
+    const o = openNormalizedFile(rel === "" ? root : `${inside}${rel}`);
     if (typeof o === "number") return null;
     const real = o.realPath;
     if (real === null || (real !== root && !real.startsWith(inside))) {
