@@ -16,6 +16,8 @@ import { sendQueue } from "../../src/driver/epoll.ts";
 import { FileKind, openFile, openNormalizedFile, readFileRange, type OpenedFile } from "../../src/driver/files.ts";
 import { createListenSocket, localAddress, setIntOption, startConnect } from "../../src/driver/sockets.ts";
 import { Reactor } from "../../src/reactor/reactor.ts";
+import { WrappingStream } from "../../src/stream/wrap.ts";
+import type { Handler, Stream } from "../../src/stream/stream.ts";
 import { connect, readToEnd } from "../util/tcp.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "bunpoll-file-range-"));
@@ -311,6 +313,62 @@ describe("TcpStream.writeFile through a real reactor", () => {
       expect(Buffer.compare(data, Buffer.from(expected))).toBe(0);
       expect(fileFd).toBeGreaterThan(0);
       expect(fdOn(fileFd, path)).toBe(false);
+      await reactor.stop();
+      await loop;
+    } finally {
+      reactor[Symbol.dispose]();
+    }
+  });
+});
+
+/** A toy transform (each byte XORed with a key), standing in for TLS: no sendfile possible. */
+class XorStream<T> extends WrappingStream<T> {
+  constructor(inner: Stream<any>, handler: Handler<T>, private readonly key: number) {
+    super(inner, handler);
+    this.install();
+  }
+  protected decode(wire: Uint8Array): void | Promise<void> {
+    return this.deliver(Uint8Array.from(wire, (x) => x ^ this.key));
+  }
+  protected encode(plain: Uint8Array, start: number, end: number): boolean {
+    return this.inner.write(Uint8Array.from(plain.subarray(start, end), (x) => x ^ this.key));
+  }
+}
+
+describe("writeFile over a wrapping stream", () => {
+  test("the range is read and encoded like a write, in order with the writes around it", async () => {
+    const fileBytes = pattern(200_000, 33); // several 64 KiB pieces
+    const path = fileWith("wrapped.bin", fileBytes);
+    const reactor = new Reactor({ log: () => {} });
+    let fileFd = -1;
+    try {
+      const port = reactor.listen({
+        port: 0,
+        handler: {
+          open: (s) =>
+            void new XorStream(s, {
+              data(w, bytes) {
+                if (new TextDecoder().decode(bytes) !== "go") return;
+                using f = opened(path).file;
+                fileFd = f.fd;
+                w.write("<");
+                w.writeFile(f, 3, 150_003);
+                w.write(">");
+                w.end();
+              },
+            }, 0x5a),
+        },
+      }).port;
+      const loop = reactor.start();
+      const c = await connect(port);
+      c.write(Uint8Array.from(enc.encode("go"), (x) => x ^ 0x5a));
+      const { data } = await readToEnd(c, 10_000);
+      c.destroy();
+      const plain = Uint8Array.from(data, (x) => x ^ 0x5a);
+      const expected = concat([enc.encode("<"), fileBytes.slice(3, 150_003), enc.encode(">")]);
+      expect(plain.length).toBe(expected.length);
+      expect(Buffer.compare(Buffer.from(plain), Buffer.from(expected))).toBe(0);
+      expect(fdOn(fileFd, path)).toBe(false); // read at once: only the opener held it
       await reactor.stop();
       await loop;
     } finally {

@@ -6,6 +6,7 @@ import { afterAll, describe, expect, test } from "bun:test";
 import { mkdirSync, mkdtempSync, readlinkSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { serve } from "../../src/serve.ts";
 import {
   contentTypeOf, etagMatches, FileResponse, parseRange, resolveRequestPath, staticFiles,
 } from "../../src/protocols/http/static.ts";
@@ -178,5 +179,28 @@ describe("staticFiles(dir) with standard Requests", () => {
     expect(get("/out.txt").status).toBe(404);
     expect(get("/missing").status).toBe(404);
     expect(get("/%zz").status).toBe(400);
+  });
+});
+
+describe("serve({ fetch: staticFiles(dir) }): the library's server", () => {
+  test("files, ranges and 404s over real sockets with fetch()", async () => {
+    const base = mkdtempSync(join(tmpdir(), "bunpoll-static-serve-"));
+    const bytes = new Uint8Array(300_000);
+    for (let i = 0; i < bytes.length; i++) bytes[i] = (i * 7919) & 0xff;
+    writeFileSync(join(base, "data.bin"), bytes);
+    const server = serve({ port: 0, hostname: "127.0.0.1", fetch: staticFiles(base) });
+    try {
+      const url = `http://127.0.0.1:${server.port}`;
+      const full = await fetch(`${url}/data.bin`);
+      expect(full.status).toBe(200);
+      expect(Buffer.compare(Buffer.from(await full.arrayBuffer()), Buffer.from(bytes))).toBe(0);
+      const part = await fetch(`${url}/data.bin`, { headers: { range: "bytes=-10" } });
+      expect(part.status).toBe(206);
+      expect(new Uint8Array(await part.arrayBuffer())).toEqual(bytes.subarray(bytes.length - 10));
+      expect((await fetch(`${url}/nope`)).status).toBe(404);
+    } finally {
+      await server.stop();
+      rmSync(base, { recursive: true, force: true });
+    }
   });
 });
