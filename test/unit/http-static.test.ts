@@ -180,6 +180,19 @@ describe("staticFiles(dir) with standard Requests", () => {
     expect(get("/missing").status).toBe(404);
     expect(get("/%zz").status).toBe(400);
   });
+
+  test("an empty file is 200 with no bytes (its ranges 416); a FIFO is 404 without blocking on a writer", async () => {
+    writeFileSync(join(root, "empty.txt"), "");
+    using empty = get("/empty.txt") as FileResponse;
+    expect(empty.status).toBe(200);
+    expect(empty.length).toBe(0);
+    expect(await empty.text()).toBe("");
+    const r = get("/empty.txt", { range: "bytes=0-" });
+    expect(r.status).toBe(416);
+    expect(r.headers.get("content-range")).toBe("bytes */0");
+    expect(Bun.spawnSync(["mkfifo", join(root, "pipe")]).exitCode).toBe(0);
+    expect(get("/pipe").status).toBe(404); // opened O_NONBLOCK: returns at once
+  });
 });
 
 describe("serve({ fetch: staticFiles(dir) }): the library's server", () => {
