@@ -26,9 +26,21 @@ export const SHUT_RDWR = 2;
 
 /** send(2) flag: return EPIPE instead of raising SIGPIPE when the peer is gone. */
 export const MSG_NOSIGNAL = 0x4000;
+/** send(2) flag: more data follows (a file after its header): the kernel does not push a short segment yet. */
+export const MSG_MORE = 0x8000;
 
 export const O_RDONLY = 0;
 export const O_CLOEXEC = 0o2000000;
+/** open(2): never block (a FIFO opens at once instead of waiting for a writer). */
+export const O_NONBLOCK = 0o4000;
+/** openat2(2): its syscall number (the same on x86-64 and aarch64), AT_FDCWD, and RESOLVE_NO_SYMLINKS (ELOOP on any link). */
+export const SYS_openat2 = 437;
+export const AT_FDCWD = -100;
+export const RESOLVE_NO_SYMLINKS = 0x04;
+/** st_mode file type bits and the types we tell apart. */
+export const S_IFMT = 0o170000;
+export const S_IFREG = 0o100000;
+export const S_IFDIR = 0o040000;
 
 export const EPOLL_CLOEXEC = 0o2000000;
 export const EPOLL_CTL_ADD = 1;
@@ -51,7 +63,7 @@ export const Errno = {
   EFAULT: 14, EBUSY: 16, EEXIST: 17, EINVAL: 22, ENFILE: 23, EMFILE: 24, ENOSPC: 28,
   EPIPE: 32, EPROTO: 71, ENOTSOCK: 88, EOPNOTSUPP: 95, EAFNOSUPPORT: 97, EADDRINUSE: 98,
   EADDRNOTAVAIL: 99, ENETDOWN: 100, ENETUNREACH: 101, ECONNABORTED: 103, ECONNRESET: 104,
-  ENOBUFS: 105, EISCONN: 106, ENOTCONN: 107, ETIMEDOUT: 110, ECONNREFUSED: 111,
+  ENOBUFS: 105, ENOSYS: 38, ENOTDIR: 20, EISDIR: 21, ELOOP: 40, ENAMETOOLONG: 36, EISCONN: 106, ENOTCONN: 107, ETIMEDOUT: 110, ECONNREFUSED: 111,
   EHOSTUNREACH: 113, EALREADY: 114, EINPROGRESS: 115,
 } as const;
 export type ErrnoName = keyof typeof Errno;

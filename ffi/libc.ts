@@ -38,6 +38,18 @@ const io = {
   close: { args: [T.i32], returns: T.i32 },
 } as const satisfies Record<string, FFIFunction>;
 
+const files = {
+  // sendfile(out, in, off_t *offset, count): the kernel copies file pages to the socket;
+  // glibc's sendfile is sendfile64 on LP64 (a 64-bit off_t).
+  sendfile: { args: [T.i32, T.i32, T.ptr, T.u64], returns: T.i64_fast },
+  pread: { args: [T.i32, T.ptr, T.u64, T.i64], returns: T.i64_fast },
+  fstat: { args: [T.i32, T.ptr], returns: T.i32 }, // struct stat: layout in structs.ts
+  readlink: { args: [T.ptr, T.ptr, T.u64], returns: T.i64_fast },
+  // syscall(SYS_openat2, dirfd, path, struct open_how *, size): glibc 2.36 has no openat2
+  // wrapper. Only that call goes through it (the fixed signature below is openat2's).
+  syscall: { args: [T.i64, T.i32, T.ptr, T.ptr, T.u64], returns: T.i64_fast },
+} as const satisfies Record<string, FFIFunction>;
+
 const mem = {
   // Copies between JS buffers: past a few bytes cheaper than a JS byte loop, and unlike
   // set(subarray()) it allocates no view.
@@ -49,7 +61,7 @@ const proc = {
   getrlimit: { args: [T.i32, T.ptr], returns: T.i32 },
 } as const satisfies Record<string, FFIFunction>;
 
-const lib = dlopen("libc.so.6", { ...sockets, ...epoll, ...io, ...mem, ...proc });
+const lib = dlopen("libc.so.6", { ...sockets, ...epoll, ...io, ...files, ...mem, ...proc });
 
 /** Raw libc entry points. Prefer the wrappers in errno.ts for anything that can fail. */
 export const libc = lib.symbols;

@@ -41,6 +41,30 @@ export const msghdr = {
   iovLenWord: 6,
 } as const;
 
+/**
+ * struct stat (fstat), in bytes: dev, ino, size and the mtime timespec sit at the same
+ * offsets on x86-64 and aarch64; st_mode does not (x86-64 puts a 64-bit st_nlink first).
+ */
+export interface StatLayout {
+  readonly size: number;
+  readonly ino: number;
+  readonly mode: number;
+  readonly fileSize: number;
+  readonly mtimeSec: number;
+  readonly mtimeNsec: number;
+}
+
+const STAT_LAYOUTS: Record<string, StatLayout> = {
+  x64: { size: 144, ino: 8, mode: 24, fileSize: 48, mtimeSec: 88, mtimeNsec: 96 },
+  arm64: { size: 128, ino: 8, mode: 16, fileSize: 48, mtimeSec: 88, mtimeNsec: 96 },
+};
+
+export const statLayout: StatLayout = STAT_LAYOUTS[process.arch] ?? STAT_LAYOUTS.x64!;
+
+/** struct open_how (openat2): u64 flags, u64 mode, u64 resolve; in 32-bit words, low first. */
+export const OPEN_HOW_SIZE = 24;
+export const openHow = { flagsWord: 0, modeWord: 2, resolveWord: 4 } as const;
+
 export const SOCKADDR_IN_SIZE = 16;
 export const SOCKADDR_IN6_SIZE = 28;
 /** Big enough for any address family we accept. */

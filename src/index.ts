@@ -2,6 +2,8 @@
 export { listen, type ListenOptions, type SocketHandler, type Server } from "./listen.ts";
 export { serve, type ServeOptions, type HttpServer, type HttpRequest, type Routes, type RouteHandler, type MethodTable } from "./serve.ts";
 export { serveHandler } from "./listen.ts";
+export { staticFiles, FileResponse, type StaticFilesOptions, type StaticRequest } from "./protocols/http/static.ts";
+export { SharedFile } from "./buffers/shared-file.ts";
 export { Reactor, wakeReactor, reactorIndexOf, type ReactorOptions, type StopOptions } from "./reactor/reactor.ts";
 export type { Listener } from "./reactor/listener.ts";
 export type { ConnectionOptions } from "./stream/tcp-stream.ts";

@@ -15,6 +15,9 @@ import { PROTOCOLS, PROTOCOL_NAMES, type ProtocolName } from "./protocols/regist
 import { createProtocolContext } from "./protocols/context.ts";
 import { StatsIntervalReporter } from "./stats/summary.ts";
 import { fdLimit } from "./driver/sockets.ts";
+import { builtinApp } from "./protocols/http/app.ts";
+import { createHttpProtocol } from "./protocols/http/server.ts";
+import { staticFiles, type StaticRequest } from "./protocols/http/static.ts";
 
 const FLAGS = {
   protocol: { type: "string", arg: "NAME", description: `protocol: ${PROTOCOL_NAMES.join("|")}`, default: "framed", choices: PROTOCOL_NAMES },
@@ -33,6 +36,7 @@ const FLAGS = {
   "auth-token": { type: "string", arg: "TOKEN", description: "clients must present TOKEN first (or set BUNPOLL_AUTH_TOKEN)" },
   "stats-interval": { type: "number", arg: "SEC", description: "print a one-line stats summary every SEC (0: never)", default: 0, min: 0 },
   stats: { type: "bool", description: "count messages and time them (--no-stats turns it off)", default: true },
+  static: { type: "string", arg: "DIR", description: "http: serve the files under DIR (sendfile, ranges, 304) for paths the built-in routes do not have" },
   "drain-timeout": { type: "number", arg: "SEC", description: "on SIGINT/SIGTERM, flush queued output for at most SEC", default: 5, min: 0 },
   "log-format": { type: "string", arg: "FORMAT", description: "text, or json: one JSON object per line (time, level, event, connection, remote, reason, message)", default: "text", choices: LOG_FORMATS },
   help: { type: "bool", description: "show this help" },
@@ -135,6 +139,18 @@ function main(argv: string[]): void {
     usageError(e);
   }
 
+  // --static: checked before anything listens (a missing directory is a usage error).
+  let files: ((req: StaticRequest) => Response) | undefined;
+  const staticDir = flags.static as string | undefined;
+  if (staticDir !== undefined) {
+    if (!specs.some((s) => s.protocol === "http")) usageError(new UsageError("--static needs an http listener (--protocol http or --listen http:PORT)"));
+    try {
+      files = staticFiles(staticDir);
+    } catch (e) {
+      usageError(new UsageError(`--static: ${(e as Error).message}`));
+    }
+  }
+
   const authToken = (flags["auth-token"] as string | undefined) ?? process.env.BUNPOLL_AUTH_TOKEN ?? undefined;
   const rate = flags["rate-limit"] as number;
   const ctx = createProtocolContext({
@@ -162,7 +178,9 @@ function main(argv: string[]): void {
   for (const spec of specs) {
     const where = formatHostPort(spec.host, spec.port);
     try {
-      const handler: Handler<any> = PROTOCOLS[spec.protocol].create(ctx);
+      const handler: Handler<any> = spec.protocol === "http" && files !== undefined
+        ? createHttpProtocol(builtinApp(ctx, undefined, { files }))
+        : PROTOCOLS[spec.protocol].create(ctx);
       const l = reactor.listen({ hostname: spec.host, port: spec.port, handler, connection });
       const fields = { address: l.describe(), protocol: spec.protocol, pid: process.pid, version: pkg.version };
       opened.push(() => log.print("listening", `bunpoll ${pkg.version} listening on ${l.describe()} (${spec.protocol}), pid ${process.pid}`, fields));

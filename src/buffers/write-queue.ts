@@ -5,7 +5,9 @@
 //
 // The driver sees the queue through three operations: the contiguous range (the common
 // case), exportIov() (segments + tail as iovecs) and consume(n) once the kernel took n
-// bytes. pin()/unpin() bracket a send that is still in flight (a completion driver such as
+// bytes. A file range (a SharedFile's bytes, never in memory) is a segment too: while one
+// is queued (hasFile) the driver exports the memory before it (exportIovBeforeFile), then
+// sends the file range at the head (fileHead) with sendfile(2). pin()/unpin() bracket a send that is still in flight (a completion driver such as
 // io_uring): while pinned no queued byte moves and no buffer is released, so the addresses
 // the kernel holds stay valid; appends then go to a fresh tail.
 
@@ -13,6 +15,7 @@ import { ptr, type Pointer } from "bun:ffi";
 import { libc, IOVEC_WORDS } from "../../ffi/index.ts";
 import type { BufferPool } from "./pool.ts";
 import type { SharedBytes } from "./shared-bytes.ts";
+import type { SharedFile } from "./shared-file.ts";
 
 /**
  * The view of the receive buffer that the running `data` handler was given, and its
@@ -32,11 +35,23 @@ export function setReceiveView(view: Uint8Array, address: number): void {
 interface Segment {
   bytes: Uint8Array;
   ptr: number;
+  /** Offsets into bytes, or into the file for a file range. */
   start: number;
   end: number;
   /** Null: a retired tail buffer from the pool, given back once sent. */
   shared: SharedBytes | null;
+  /** A file range: [start, end) of this file, sent with sendfile (bytes is empty). */
+  file: SharedFile | null;
 }
+
+/** The file range at the head of a queue, as the driver sends it. */
+export interface FileRange {
+  readonly file: SharedFile;
+  readonly start: number;
+  readonly end: number;
+}
+
+const NO_BYTES = new Uint8Array(0);
 
 const encoder = new TextEncoder();
 
@@ -72,6 +87,11 @@ export class WriteQueue implements Disposable {
   private segs: Segment[] | null = null;
   private segHead = 0;
   private segBytes = 0;
+  /** Bytes and count of the file-range segments (part of segBytes). */
+  private fileBytes = 0;
+  private fileSegs = 0;
+  /** Bytes described by the last exportIovBeforeFile(). */
+  exportedBytes = 0;
   /** A send of queued bytes is in flight (see the top); clear() waits for unpin(). */
   private pinned = false;
   private clearWhenUnpinned = false;
@@ -82,12 +102,22 @@ export class WriteQueue implements Disposable {
     return this.segBytes + this.end - this.start;
   }
 
-  /** Capacity currently held (0 when idle); shared bytes are not counted. */
+  /** Capacity currently held (0 when idle); shared bytes and file ranges are not counted. */
   get capacity(): number {
     let n = this.buf ? this.buf.length : 0;
     const segs = this.segs;
     if (segs !== null) for (let i = this.segHead; i < segs.length; i++) if (segs[i]!.shared === null) n += segs[i]!.bytes.length;
     return n;
+  }
+
+  /** Queued bytes held in memory: length without the file ranges (what maxBuffered bounds). */
+  get memoryLength(): number {
+    return this.segBytes - this.fileBytes + this.end - this.start;
+  }
+
+  /** A file range is queued: the driver must take the sendfile path. */
+  get hasFile(): boolean {
+    return this.fileSegs !== 0;
   }
 
   /** True when everything queued is one range of the tail (no segments): contiguousAddress/Length. */
@@ -147,7 +177,7 @@ export class WriteQueue implements Disposable {
   /** The tail's bytes become a segment (sent before later appends); the tail is empty after. */
   private retireTail(): void {
     if (this.end > this.start) {
-      (this.segs ??= []).push({ bytes: this.buf!, ptr: this.bufPtr, start: this.start, end: this.end, shared: null });
+      (this.segs ??= []).push({ bytes: this.buf!, ptr: this.bufPtr, start: this.start, end: this.end, shared: null, file: null });
       this.segBytes += this.end - this.start;
     } else if (this.buf !== null) {
       this.pool.release(this.buf);
@@ -212,14 +242,67 @@ export class WriteQueue implements Disposable {
     // Tail bytes go before these: they become a segment, and later appends start a new tail.
     if (this.end > this.start) this.retireTail();
     shared.retain();
-    (this.segs ??= []).push({ bytes: shared.bytes, ptr: shared.ptr, start: from, end: to, shared });
+    (this.segs ??= []).push({ bytes: shared.bytes, ptr: shared.ptr, start: from, end: to, shared, file: null });
     this.segBytes += to - from;
+  }
+
+  /**
+   * Queues bytes [from, to) of a file by reference: they go out with sendfile(2), in order
+   * with everything before and after them. The queue holds a reference until they are sent.
+   */
+  appendFile(file: SharedFile, from: number, to: number): void {
+    if (to <= from) return;
+    if (this.end > this.start) this.retireTail();
+    file.retain();
+    (this.segs ??= []).push({ bytes: NO_BYTES, ptr: 0, start: from, end: to, shared: null, file });
+    this.segBytes += to - from;
+    this.fileBytes += to - from;
+    this.fileSegs++;
+  }
+
+  /**
+   * Like exportIov(), but stops at the first file range: the memory regions queued before
+   * it. Sets exportedBytes to their total. With no file range queued it is exportIov().
+   */
+  exportIovBeforeFile(iov: Uint32Array, maxIov: number): number {
+    let count = 0;
+    let bytes = 0;
+    const segs = this.segs;
+    let sawFile = false;
+    if (segs !== null) {
+      for (let i = this.segHead; i < segs.length && count < maxIov; i++, count++) {
+        const s = segs[i]!;
+        if (s.file !== null) {
+          sawFile = true;
+          break;
+        }
+        setWord64(iov, count * IOVEC_WORDS, s.ptr + s.start);
+        setWord64(iov, count * IOVEC_WORDS + 2, s.end - s.start);
+        bytes += s.end - s.start;
+      }
+    }
+    if (!sawFile && this.fileSegs === 0 && count < maxIov && this.end > this.start) {
+      setWord64(iov, count * IOVEC_WORDS, this.bufPtr + this.start);
+      setWord64(iov, count * IOVEC_WORDS + 2, this.end - this.start);
+      bytes += this.end - this.start;
+      count++;
+    }
+    this.exportedBytes = bytes;
+    return count;
+  }
+
+  /** The file range that is next to send, or null when memory comes first (or none is queued). */
+  fileHead(): FileRange | null {
+    const segs = this.segs;
+    if (segs === null || this.segHead >= segs.length) return null;
+    const s = segs[this.segHead]!;
+    return s.file === null ? null : (s as FileRange);
   }
 
   /**
    * Writes the queued regions, oldest first, as struct iovec entries into `iov` (IOVEC_WORDS
    * words each), at most maxIov of them; returns how many. What does not fit goes in a later
-   * send.
+   * send. Not while a file range is queued (hasFile): see exportIovBeforeFile().
    */
   exportIov(iov: Uint32Array, maxIov: number): number {
     let count = 0;
@@ -249,10 +332,15 @@ export class WriteQueue implements Disposable {
         if (n < len) {
           s.start += n;
           this.segBytes -= n;
+          if (s.file !== null) this.fileBytes -= n;
           return;
         }
         n -= len;
         this.segBytes -= len;
+        if (s.file !== null) {
+          this.fileBytes -= len;
+          this.fileSegs--;
+        }
         this.dropSegment(s);
         segs[this.segHead++] = undefined!;
       }
@@ -288,7 +376,8 @@ export class WriteQueue implements Disposable {
   }
 
   private dropSegment(s: Segment): void {
-    if (s.shared === null) this.pool.release(s.bytes);
+    if (s.file !== null) s.file.release();
+    else if (s.shared === null) this.pool.release(s.bytes);
     else s.shared.release();
   }
 
@@ -313,6 +402,8 @@ export class WriteQueue implements Disposable {
       this.segs = null;
       this.segHead = 0;
       this.segBytes = 0;
+      this.fileBytes = 0;
+      this.fileSegs = 0;
     }
     this.releaseTail();
   }

@@ -10,7 +10,7 @@
 
 import { ptr, type Pointer } from "bun:ffi";
 import {
-  libc, rc, check, errorFromRc, epollEvent, Errno, IOVEC_WORDS, MSGHDR_SIZE, msghdr, MSG_NOSIGNAL, SHUT_WR,
+  libc, rc, check, errorFromRc, epollEvent, Errno, IOVEC_WORDS, MSGHDR_SIZE, msghdr, MSG_NOSIGNAL, MSG_MORE, SHUT_WR,
   EPOLL_CLOEXEC, EPOLL_CTL_ADD, EPOLL_CTL_MOD, EFD_NONBLOCK, EFD_CLOEXEC, SOCK_NONBLOCK, SOCK_CLOEXEC,
 } from "../../ffi/index.ts";
 import { setReceiveView, setWord64, type WriteQueue } from "../buffers/write-queue.ts";
@@ -102,7 +102,7 @@ const msgPtr = ptr(msg);
 
 /**
  * One send of everything `q` holds: send(2) for one contiguous range, sendmsg(2) (a gather
- * send) when shared segments are queued. Consumes what the kernel took; returns it, or
+ * send) when shared segments are queued, sendWithFile when a file range is. Consumes what the kernel took; returns it, or
  * -errno. MSG_NOSIGNAL: a peer that went away gives EPIPE instead of killing the process.
  */
 export function sendQueue(fd: number, q: WriteQueue): number {
@@ -111,6 +111,8 @@ export function sendQueue(fd: number, q: WriteQueue): number {
     const n = q.contiguousLength;
     if (n === 0) return 0;
     r = rc(libc.send(fd, q.contiguousAddress as Pointer, n, MSG_NOSIGNAL));
+  } else if (q.hasFile) {
+    return sendWithFile(fd, q);
   } else {
     const count = q.exportIov(iov, MAX_IOV);
     if (count === 1) {
@@ -123,6 +125,47 @@ export function sendQueue(fd: number, q: WriteQueue): number {
   }
   if (r > 0) q.consume(r);
   return r;
+}
+
+/** sendfile's off_t, in and out (two words, low first). */
+const fileOffset = new Uint32Array(new ArrayBuffer(8));
+/** The most sendfile moves in one call (Linux's own cap on a single transfer). */
+const SENDFILE_MAX = 0x7fff_f000;
+
+/**
+ * A queue holding a file range: the memory before it with send/sendmsg (MSG_MORE: its
+ * header and the file's first bytes share segments), then, if all of that went, the range
+ * with sendfile(2). At most two syscalls; what is left waits for WRITABLE like any rest.
+ * Returns the bytes taken (consumed), or -errno when nothing was. A file that ended before
+ * the range did (truncated since it was opened) is -EIO: its response can never complete.
+ */
+function sendWithFile(fd: number, q: WriteQueue): number {
+  let sent = 0;
+  const count = q.exportIovBeforeFile(iov, MAX_IOV);
+  if (count > 0) {
+    const want = q.exportedBytes;
+    const flags = MSG_NOSIGNAL | MSG_MORE;
+    let r: number;
+    if (count === 1) r = rc(libc.send(fd, (iov[0]! + iov[1]! * 0x1_0000_0000) as Pointer, iov[2]!, flags));
+    else {
+      setWord64(msg, msghdr.iovLenWord, count);
+      r = rc(libc.sendmsg(fd, msgPtr as Pointer, flags));
+    }
+    if (r <= 0) return r;
+    q.consume(r);
+    if (r < want) return r;
+    sent = r;
+  }
+  const head = q.fileHead();
+  if (head === null) return sent; // more memory first (past MAX_IOV): the next send
+  setWord64(fileOffset, 0, head.start);
+  const n = rc(libc.sendfile(fd, head.file.fd, fileOffset, Math.min(head.end - head.start, SENDFILE_MAX)));
+  if (n > 0) {
+    q.consume(n);
+    return sent + n;
+  }
+  if (sent > 0) return sent; // EAGAIN, or an error the next send reports
+  return n === 0 ? -Errno.EIO : n;
 }
 
 const wakeValue = new BigUint64Array(new ArrayBuffer(8));

@@ -36,6 +36,11 @@ export class Fd implements Disposable {
 
 export { formatHostPort };
 
+/** Closes an fd this process owns (a file's, through SharedFile; a socket's goes through the driver). */
+export function closeFd(fd: number): void {
+  libc.close(fd);
+}
+
 // One 4-byte scratch for integer socket options: setup paths only, never concurrent.
 const intOpt = new Int32Array(new ArrayBuffer(4));
 

@@ -4,6 +4,7 @@
 // stream) implements it over another stream, so a protocol runs over either unchanged.
 
 import type { SharedBytes } from "../buffers/shared-bytes.ts";
+import type { SharedFile } from "../buffers/shared-file.ts";
 
 /**
  * Why a stream closed, counted per reason in the reactor's stats. The transport's own
@@ -88,6 +89,13 @@ export interface Stream<T = unknown> {
    * Counts towards bufferedAmount, the high-water mark and maxBuffered like a copy.
    */
   writeShared(shared: SharedBytes, start?: number, end?: number): boolean;
+  /**
+   * Queues file[start, end) (default: the whole file, as fstat sized it at open), in order
+   * with every other write, holding a reference to the file until sent. A TCP stream sends
+   * it with sendfile(2), never through memory; a wrapping stream (TLS) reads it and
+   * encodes it like a write. Counts towards bufferedAmount and the high-water mark.
+   */
+  writeFile(file: SharedFile, start?: number, end?: number): boolean;
   /**
    * Flush what is queued, send FIN, then close once the peer's FIN arrives (or after a
    * linger timeout). Until our FIN is sent, arriving data is still delivered and writes are

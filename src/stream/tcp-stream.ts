@@ -10,6 +10,7 @@
 import { Errno, errorFromRc, type SocketAddress } from "../../ffi/index.ts";
 import { utf8Length, WriteQueue } from "../buffers/write-queue.ts";
 import type { SharedBytes } from "../buffers/shared-bytes.ts";
+import type { SharedFile } from "../buffers/shared-file.ts";
 import { KIND_STREAM, READABLE, ReadNext, SEND_PENDING, WRITABLE, type IoStream } from "../driver/driver.ts";
 import { peerAddress } from "../driver/sockets.ts";
 import type { Reactor } from "../reactor/reactor.ts";
@@ -190,6 +191,20 @@ export class TcpStream<T = unknown> implements Stream<T>, IoStream, TimerNode, D
   }
 
   /**
+   * Queues file[start, end) by reference; the driver sends it with sendfile(2). It counts
+   * towards bufferedAmount and the high-water mark (flow control: drain comes once most of
+   * it is sent) but not towards maxBuffered, which bounds memory: a file range holds an fd
+   * reference, no bytes.
+   */
+  writeFile(file: SharedFile, start = 0, end = file.size): boolean {
+    if (!this.writable) return false;
+    checkFileRange(file, start, end);
+    const out = this.outq ?? (this.outq = new WriteQueue(this.reactor.bufferPool));
+    out.appendFile(file, start, end);
+    return this.queued(out);
+  }
+
+  /**
    * The queue to append n bytes to (created on the first write), or null when they may not
    * be queued. The hard limit is checked before the bytes are queued: a consumer already
    * behind must not make the queue grow (and its buffer double) only to be dropped, so past
@@ -199,7 +214,7 @@ export class TcpStream<T = unknown> implements Stream<T>, IoStream, TimerNode, D
   private queueFor(n: number): WriteQueue | null {
     const q = this.outq;
     if (q === null) return (this.outq = new WriteQueue(this.reactor.bufferPool));
-    const before = q.length;
+    const before = q.memoryLength; // file ranges hold no memory (writeFile)
     if (before === 0 || before + n <= this.options.maxBuffered) return q;
     this.reactor.stats.slowConsumersDropped++;
     this.reactor.logThrottled("slow-consumer", `connection ${this.id}: closed as slow consumer (${before} bytes queued, the next write would pass maxBuffered ${this.options.maxBuffered})`, { event: "slow_consumer", level: "warn", connection: this.id, reason: "slow-consumer", peer: this });
@@ -667,6 +682,13 @@ export class TcpStream<T = unknown> implements Stream<T>, IoStream, TimerNode, D
 function checkRange(length: number, start: number, end: number): void {
   if (!(start >= 0 && start <= end && end <= length && start === (start | 0) && end === (end | 0))) {
     throw new RangeError(`write range [${start}, ${end}) is outside the buffer (length ${length})`);
+  }
+}
+
+function checkFileRange(file: SharedFile, start: number, end: number): void {
+  if (file.released) throw new Error("writeFile: the file was already released");
+  if (!(Number.isSafeInteger(start) && Number.isSafeInteger(end) && start >= 0 && start <= end && end <= file.size)) {
+    throw new RangeError(`writeFile range [${start}, ${end}) is outside the file (size ${file.size})`);
   }
 }
 

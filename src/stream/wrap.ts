@@ -11,9 +11,13 @@
 // are its own, so backpressure holds across the layers.
 
 import type { SharedBytes } from "../buffers/shared-bytes.ts";
+import type { SharedFile } from "../buffers/shared-file.ts";
+import { readFileRange } from "../driver/files.ts";
 import type { CloseReason, Handler, Stream, StreamState } from "./stream.ts";
 
 const utf8 = new TextEncoder();
+/** A file range over a wrapping stream is read and encoded this much at a time. */
+const FILE_PIECE = 64 * 1024;
 
 export abstract class WrappingStream<T = unknown> implements Stream<T> {
   data: T = undefined as T;
@@ -98,6 +102,22 @@ export abstract class WrappingStream<T = unknown> implements Stream<T> {
   /** A transform makes its own bytes: shared bytes are encoded like a copy. */
   writeShared(shared: SharedBytes, start = 0, end = shared.length): boolean {
     return this.write(shared.bytes, start, end);
+  }
+
+  /**
+   * A transform cannot use sendfile: the range is read (pread) a piece at a time and each
+   * piece encoded like a write. The copies count towards the inner stream's maxBuffered.
+   */
+  writeFile(file: SharedFile, start = 0, end = file.size): boolean {
+    if (!(Number.isSafeInteger(start) && Number.isSafeInteger(end) && start >= 0 && start <= end && end <= file.size)) {
+      throw new RangeError(`writeFile range [${start}, ${end}) is outside the file (size ${file.size})`);
+    }
+    let ok = true;
+    for (let at = start; at < end; at += FILE_PIECE) {
+      const piece = readFileRange(file, at, Math.min(end, at + FILE_PIECE));
+      ok = this.encode(piece, 0, piece.length);
+    }
+    return ok;
   }
 
   end(reason?: CloseReason): void {

@@ -4,6 +4,8 @@
 
 import { StreamState, type CloseReason, type Connection, type Handler } from "../../src/stream/stream.ts";
 import type { SharedBytes } from "../../src/buffers/shared-bytes.ts";
+import type { SharedFile } from "../../src/buffers/shared-file.ts";
+import { readFileRange } from "../../src/driver/files.ts";
 
 let nextId = 1;
 
@@ -75,6 +77,14 @@ export class FakeConnection<T = any> implements Connection<T> {
   writeShared(shared: SharedBytes, start = 0, end = shared.length): boolean {
     this.sharedWrites++;
     return this.write(shared.bytes, start, end);
+  }
+
+  /** writeFile() calls (recorded in `writes` as the file's bytes, read at once). */
+  fileWrites = 0;
+
+  writeFile(file: SharedFile, start = 0, end = file.size): boolean {
+    this.fileWrites++;
+    return this.write(readFileRange(file, start, end));
   }
 
   /** The reason passed to the last end() call. */

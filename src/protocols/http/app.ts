@@ -1,6 +1,7 @@
 // The server CLI's built-in HTTP app (`--protocol http`): the TechEmpower Framework
 // Benchmarks' plaintext and json test types, an echo of the request body, a health check,
-// the stats as JSON, and an index page.
+// the stats as JSON, and an index page; with `--static DIR`, the files under DIR for every
+// other path (the routes win over a file of the same path).
 
 import type { ProtocolContext } from "../context.ts";
 import { serverStatsMessage } from "../json.ts";
@@ -8,6 +9,7 @@ import { formatPrometheus, PROMETHEUS_CONTENT_TYPE } from "../../stats/prometheu
 import { processLog } from "../../log.ts";
 import type { HttpRequest } from "./request.ts";
 import { HttpApp } from "./server.ts";
+import type { StaticRequest } from "./static.ts";
 
 const INDEX = `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>bunpoll</title></head>
@@ -22,8 +24,14 @@ const INDEX = `<!doctype html>
 </ul></body></html>
 `;
 
-export function builtinApp(ctx: ProtocolContext, log?: (line: string) => void): HttpApp {
+export interface BuiltinAppOptions {
+  /** Answers the paths the routes do not have: staticFiles(DIR) for `--static DIR`. */
+  files?: (req: StaticRequest) => Response;
+}
+
+export function builtinApp(ctx: ProtocolContext, log?: (line: string) => void, options: BuiltinAppOptions = {}): HttpApp {
   const app = new HttpApp({
+    fetch: options.files,
     routes: {
       "/plaintext": new Response("Hello, World!", { headers: { "content-type": "text/plain", server: "bunpoll" } }),
       // The json test type serializes per request.

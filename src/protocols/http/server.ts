@@ -13,6 +13,7 @@ import { DEFAULT_HTTP_LIMITS, HttpParseError, HttpParser, latin1Range, type Http
 import { HttpRequest } from "./request.ts";
 import { DateField, errorResponse, headLines, STATUS_TEXT, wholeResponse, type StaticResponse } from "./response.ts";
 import { compileRoutes, type RouteMatch, type Routes, type RouteTable } from "./routes.ts";
+import { FileResponse } from "./static.ts";
 
 /** Pipelined requests queued per connection before reading pauses. */
 const MAX_PIPELINE = 64;
@@ -113,6 +114,8 @@ export class HttpSession implements HttpParserSink {
   private bodyTimer: ReturnType<typeof setTimeout> | null = null;
   /** A large body being written piece by piece (flow control: the stream's drain). */
   private sending: { bytes: Uint8Array; offset: number; keepAlive: boolean } | null = null;
+  /** closed() ran: a file response settling later releases its file at once (static files). */
+  private gone = false;
 
   constructor(private readonly app: HttpApp, readonly stream: Stream<HttpSession>) {
     this.parser = new HttpParser(this, app.limits);
@@ -232,6 +235,8 @@ export class HttpSession implements HttpParserSink {
 
   /** The connection closed: requests still waiting lose their client. */
   closed(): void {
+    this.gone = true;
+    for (const s of this.queue) if (s.response instanceof FileResponse) s.response[Symbol.dispose](); // static files
     this.clearBodyTimer();
     this.current?.abort("the client closed the connection");
     for (const s of this.queue) s.request?.abort("the client closed the connection");
@@ -319,6 +324,13 @@ export class HttpSession implements HttpParserSink {
   /** The slot's response is known: get its body bytes (at once when they are in memory). */
   private settle(slot: Slot): void {
     const res = slot.response!;
+    if (res instanceof FileResponse) {
+      // Static files: the body is an open file, written with stream.writeFile().
+      if (this.gone) res[Symbol.dispose]();
+      slot.body = EMPTY;
+      slot.ready = true;
+      return;
+    }
     if (res.body === null) {
       slot.body = EMPTY;
       slot.ready = true;
@@ -446,12 +458,19 @@ export class HttpSession implements HttpParserSink {
     app.byClass[(status / 100) | 0]++;
     if (res.headers.get("connection")?.toLowerCase() === "close") slot.keepAlive = false;
     const body = slot.body ?? EMPTY;
+    const file = res instanceof FileResponse ? res : null; // static files
     let head = headLines(status, res.statusText, res.headers) + date;
     if (slot.contentType) head += `content-type: ${slot.contentType}\r\n`;
     const noBody = status === 204 || status === 304 || (status >= 100 && status < 200);
-    if (!noBody) head += `content-length: ${body.length}\r\n`;
+    if (!noBody) head += `content-length: ${file !== null ? file.length : body.length}\r\n`;
     if (!slot.keepAlive) head += "connection: close\r\n";
     s.write(head + "\r\n");
+    if (file !== null) {
+      // Static files: the range is queued by reference (sendfile), then our reference goes.
+      if (!slot.isHead && !noBody && file.file !== null) s.writeFile(file.file, file.start, file.end);
+      file[Symbol.dispose]();
+      return;
+    }
     if (slot.isHead || noBody || body.length === 0) return;
     if (body.length <= BODY_PIECE) s.write(body);
     else this.sending = { bytes: body, offset: 0, keepAlive: slot.keepAlive };
