@@ -36,6 +36,10 @@ const FLAGS = {
   "auth-token": { type: "string", arg: "TOKEN", description: "clients must present TOKEN first (or set BUNPOLL_AUTH_TOKEN)" },
   "stats-interval": { type: "number", arg: "SEC", description: "print a one-line stats summary every SEC (0: never)", default: 0, min: 0 },
   stats: { type: "bool", description: "count messages and time them (--no-stats turns it off)", default: true },
+  "max-body": { type: "int", arg: "BYTES", description: "http: largest request body (413 past it)", default: 128 * 1024 * 1024, min: 0 },
+  "body-timeout": { type: "number", arg: "SEC", description: "http: a request body must arrive within SEC of its head (408 past it; 0: no limit)", default: 0, min: 0 },
+  "max-request-line": { type: "int", arg: "BYTES", description: "http: longest request line (414 past it)", default: 8 * 1024, min: 64 },
+  "max-header-bytes": { type: "int", arg: "BYTES", description: "http: largest header section (431 past it)", default: 16 * 1024, min: 256 },
   static: { type: "string", arg: "DIR", description: "http: serve the files under DIR (sendfile, ranges, 304) for paths the built-in routes do not have" },
   "drain-timeout": { type: "number", arg: "SEC", description: "on SIGINT/SIGTERM, flush queued output for at most SEC", default: 5, min: 0 },
   "log-format": { type: "string", arg: "FORMAT", description: "text, or json: one JSON object per line (time, level, event, connection, remote, reason, message)", default: "text", choices: LOG_FORMATS },
@@ -178,8 +182,16 @@ function main(argv: string[]): void {
   for (const spec of specs) {
     const where = formatHostPort(spec.host, spec.port);
     try {
-      const handler: Handler<any> = spec.protocol === "http" && files !== undefined
-        ? createHttpProtocol(builtinApp(ctx, undefined, { files }))
+      const handler: Handler<any> = spec.protocol === "http"
+        ? createHttpProtocol(builtinApp(ctx, undefined, {
+          files,
+          limits: {
+            maxBodySize: flags["max-body"] as number,
+            maxRequestLine: flags["max-request-line"] as number,
+            maxHeaderBytes: flags["max-header-bytes"] as number,
+          },
+          bodyTimeoutMs: (flags["body-timeout"] as number) * 1000,
+        }))
         : PROTOCOLS[spec.protocol].create(ctx);
       const l = reactor.listen({ hostname: spec.host, port: spec.port, handler, connection });
       const fields = { address: l.describe(), protocol: spec.protocol, pid: process.pid, version: pkg.version };

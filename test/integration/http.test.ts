@@ -161,6 +161,21 @@ describe("the CLI's HTTP app, with curl", () => {
     expect(await server.stop()).toBe(0);
   });
 
+  test("--max-body, --max-request-line, --max-header-bytes and --body-timeout set the limits", async () => {
+    const srv = await startServer(["--protocol", "http", "--port", "0", "--max-body", "10", "--max-request-line", "100", "--max-header-bytes", "300", "--body-timeout", "0.2"]);
+    try {
+      const status = async (bytes: string) => responses((await raw(srv.port, bytes)).text)[0]!.status;
+      expect(await status("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 11\r\n\r\n")).toBe(413);
+      expect(await status(`GET /${"a".repeat(120)} HTTP/1.1\r\nHost: x\r\n\r\n`)).toBe(414);
+      expect(await status(`GET / HTTP/1.1\r\nHost: x\r\nX: ${"b".repeat(300)}\r\n\r\n`)).toBe(431);
+      expect(await status("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nab")).toBe(408);
+      const ok = await raw(srv.port, "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\nConnection: close\r\n\r\n0123456789");
+      expect(responses(ok.text)[0]!.body).toBe("0123456789");
+    } finally {
+      await srv.stop();
+    }
+  });
+
   test("SIGTERM with requests in flight: every request that arrived is answered, then EOF; exit 0", async () => {
     const srv = await startServer(["--protocol", "http", "--port", "0"]);
     const socks = await Promise.all([1, 2, 3].map(() => connect(srv.port, { allowHalfOpen: true })));

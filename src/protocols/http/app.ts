@@ -9,6 +9,7 @@ import { formatPrometheus, PROMETHEUS_CONTENT_TYPE } from "../../stats/prometheu
 import { processLog } from "../../log.ts";
 import type { HttpRequest } from "./request.ts";
 import { HttpApp } from "./server.ts";
+import type { HttpLimits } from "./parser.ts";
 import type { StaticRequest } from "./static.ts";
 
 const INDEX = `<!doctype html>
@@ -27,6 +28,10 @@ const INDEX = `<!doctype html>
 export interface BuiltinAppOptions {
   /** Answers the paths the routes do not have: staticFiles(DIR) for `--static DIR`. */
   files?: (req: StaticRequest) => Response;
+  /** Request limits (`--max-body`, `--max-request-line`, `--max-header-bytes`). */
+  limits?: Partial<HttpLimits>;
+  /** `--body-timeout` in ms (0: none). */
+  bodyTimeoutMs?: number;
 }
 
 export function builtinApp(ctx: ProtocolContext, log?: (line: string) => void, options: BuiltinAppOptions = {}): HttpApp {
@@ -45,6 +50,8 @@ export function builtinApp(ctx: ProtocolContext, log?: (line: string) => void, o
     },
     shuttingDown: () => ctx.shuttingDown,
     log: log ?? ((line) => processLog.component(line, { event: "http_error", level: "error" })),
+    limits: options.limits,
+    bodyTimeoutMs: options.bodyTimeoutMs,
   });
   const apps = appsOf.get(ctx);
   if (apps === undefined) appsOf.set(ctx, [app]);
