@@ -165,7 +165,8 @@ export class TcpStream<T = unknown> implements Stream<T>, IoStream, TimerNode, D
       checkRange(bytes.length, start, end);
     }
     // maxBuffered counts bytes on the wire: a string's UTF-8 length, not its UTF-16 length.
-    const out = this.queueFor(isString ? utf8Length(bytes) : end - start);
+    // Counted only when the worst case (3 bytes a unit) could pass the limit.
+    const out = this.queueFor(isString ? (this.bufferedAmount + bytes.length * 3 <= this.options.maxBuffered ? bytes.length : utf8Length(bytes)) : end - start);
     if (out === null) return false;
     if (isString) out.appendString(bytes);
     else out.append(bytes, start, end);

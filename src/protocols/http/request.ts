@@ -7,11 +7,8 @@
 
 import type { RequestHead } from "./parser.ts";
 
-const latin1 = (b: Uint8Array, s: number, e: number): string => {
-  let out = "";
-  for (let i = s; i < e; i++) out += String.fromCharCode(b[i]!);
-  return out;
-};
+/** b[s, e) as ISO-8859-1 text (a byte per code point), decoded natively. */
+const latin1 = (b: Buffer, s: number, e: number): string => b.toString("latin1", s, e);
 
 const EMPTY = new Uint8Array(0);
 
@@ -20,7 +17,7 @@ export class HttpRequest {
   /** Route parameters (`/users/:id` -> { id }); empty without routes. */
   params: Record<string, string> = {};
   /** The head's bytes, owned (a copy of the read buffer's). */
-  private readonly raw: Uint8Array;
+  private readonly raw: Buffer;
   private readonly spans: Int32Array;
   private readonly fieldCount: number;
   private readonly targetEnd: number;
@@ -42,7 +39,9 @@ export class HttpRequest {
     this.method = head.method;
     this.scheme = tls ? "https" : "http";
     // One copy of the head; spans are rebased onto it.
-    this.raw = head.raw.slice(headStart, headStop);
+    const raw = Buffer.allocUnsafe(headStop - headStart);
+    raw.set(head.raw.subarray(headStart, headStop));
+    this.raw = raw;
     const n = head.fieldCount;
     const spans = new Int32Array(2 + n * 4);
     spans[0] = head.targetStart - headStart;

@@ -20,6 +20,7 @@ const MAX_PIPELINE = 64;
 /** Bodies larger than this are written a piece at a time, following the stream's drain. */
 const BODY_PIECE = 64 * 1024;
 const utf8 = new TextEncoder();
+const encoder = utf8;
 const CRLF = utf8.encode("\r\n");
 const CONTINUE = utf8.encode("HTTP/1.1 100 Continue\r\n\r\n");
 const EMPTY = new Uint8Array(0);
@@ -57,6 +58,8 @@ export class HttpApp implements HttpServerInfo {
   readonly bodyTimeoutMs: number;
   readonly shuttingDown: () => boolean;
   readonly log: (line: string) => void;
+  /** Where response heads are encoded before they are copied into a stream's queue. */
+  scratch = new Uint8Array(4096);
   /** Requests answered, by status class (1xx..5xx at 1..5). */
   readonly byClass = new Float64Array(6);
 
@@ -426,6 +429,14 @@ export class HttpSession implements HttpParserSink {
     }
   }
 
+  /** Writes a response head through the app's scratch buffer (no view or length scan per string). */
+  private writeAscii(text: string): void {
+    const app = this.app;
+    if (app.scratch.length < text.length * 3) app.scratch = new Uint8Array(text.length * 3);
+    const { written } = encoder.encodeInto(text, app.scratch);
+    this.stream.write(app.scratch, 0, written);
+  }
+
   private write(slot: Slot): void {
     const s = this.stream;
     const app = this.app;
@@ -464,7 +475,7 @@ export class HttpSession implements HttpParserSink {
     const noBody = status === 204 || status === 304 || (status >= 100 && status < 200);
     if (!noBody) head += `content-length: ${file !== null ? file.length : body.length}\r\n`;
     if (!slot.keepAlive) head += "connection: close\r\n";
-    s.write(head + "\r\n");
+    this.writeAscii(head + "\r\n");
     if (file !== null) {
       // Static files: the range is queued by reference (sendfile), then our reference goes.
       if (!slot.isHead && !noBody && file.file !== null) s.writeFile(file.file, file.start, file.end);
