@@ -3,10 +3,11 @@
 // real sockets.
 
 import { afterAll, afterEach, describe, expect, test } from "bun:test";
-import { mkdtempSync, writeFileSync, rmSync } from "node:fs";
+import { mkdtempSync, readdirSync, writeFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { serve, type HttpServer } from "../../src/serve.ts";
+import { staticFiles } from "../../src/index.ts";
 import { killAll, run, startServer, type ServerProcess } from "../util/process.ts";
 import { connect, readToEnd, sleep, waitFor } from "../util/tcp.ts";
 
@@ -311,6 +312,68 @@ describe("serve() in Bun.serve's shape", () => {
     expect(responses(text).map((r) => r.status)).toEqual([408]);
     expect(ended).toBe(true);
     expect(performance.now() - t0).toBeGreaterThanOrEqual(150);
+  });
+
+  test("a 64 MiB response to a paused client, with 30 pipelined async requests settling meanwhile, is delivered whole and in order", async () => {
+    const big = new Uint8Array(64 * 1024 * 1024).fill(97);
+    const s = start({
+      async fetch(req) {
+        if (req.url.endsWith("/big")) return new Response(big);
+        await sleep(5 + (Number(req.url.split("/s")[1]) % 7) * 7);
+        return new Response("ok");
+      },
+    });
+    let reqs = "GET /big HTTP/1.1\r\nHost: a\r\n\r\n";
+    for (let i = 0; i < 30; i++) reqs += `GET /s${i} HTTP/1.1\r\nHost: a\r\n\r\n`;
+    reqs += "GET /s99 HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n";
+    const c = await connect(s.port, { allowHalfOpen: true });
+    c.write(reqs);
+    c.pause(); // other responses settle while the big body waits for the client: they must not push it past maxBuffered
+    await sleep(700);
+    c.resume();
+    const { data, ended } = await readToEnd(c, 30_000);
+    const text = data.toString("latin1");
+    expect(data.length).toBeGreaterThan(big.length);
+    expect((text.match(/HTTP\/1\.1 200/g) ?? []).length).toBe(32);
+    expect(ended).toBe(true);
+  }, 60_000);
+
+  test("a client that sends FIN in the middle of a body is closed, not held open", async () => {
+    const s = start({ idleTimeout: 0, async fetch(req) { return new Response(await req.text()); } });
+    for (const bytes of ["POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\nabcde", "POST /x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nab"]) {
+      const c = await connect(s.port, { allowHalfOpen: true });
+      c.end(bytes);
+      const { ended } = await readToEnd(c, 5000);
+      expect(ended).toBe(true);
+    }
+    await waitFor(() => s.connections === 0, 5000, "the server to close both");
+  });
+
+  test("a handler's statusText cannot inject a header (CR/LF in it: the standard phrase is written)", async () => {
+    const s = start({ fetch: () => new Response("x", { status: 200, statusText: "OK\r\nX-Evil: 1" }) });
+    const { text } = await raw(s.port, "GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
+    expect(text.startsWith("HTTP/1.1 200 OK\r\n")).toBe(true);
+    expect(text.toLowerCase()).not.toContain("x-evil");
+  });
+
+  test("static files: a request whose body is malformed gets 400 and its opened file is closed at once", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "bunpoll-http-"));
+    dirs.push(dir);
+    writeFileSync(join(dir, "f.bin"), "0123456789");
+    const s = start({ idleTimeout: 0, fetch: staticFiles(dir) as never });
+    const fds = () => readdirSync("/proc/self/fd").length;
+    const before = fds();
+    for (let i = 0; i < 20; i++) {
+      const { text } = await raw(s.port, "GET /f.bin HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n");
+      expect(responses(text)[0]!.status).toBe(400);
+    }
+    await waitFor(() => fds() <= before, 5000, "fds back to baseline (not left to the GC)");
+  });
+
+  test("a stray CRLF before a request line is ignored (RFC 9112 §2.2)", async () => {
+    const s = start({ fetch: () => new Response("fine") });
+    const { text } = await raw(s.port, "\r\nGET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
+    expect(responses(text).map((r) => [r.status, r.body])).toEqual([[200, "fine"]]);
   });
 
   test("Expect: 100-continue gets 100 Continue before the body is sent", async () => {

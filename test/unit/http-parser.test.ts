@@ -218,6 +218,9 @@ describe("transfer-encoding", () => {
     expect(errorOf(req("gzip, chunked"))).toBe(501);
     expect(errorOf(`POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: gzip\r\n\r\n`)).toBe(400);
   });
+  test("another coding in an earlier Transfer-Encoding field, chunked in a later one: 501, as in one field", () => {
+    expect(errorOf(`POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n`)).toBe(501);
+  });
   test("in an HTTP/1.0 request: 400", () => {
     expect(errorOf("POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n")).toBe(400);
   });

@@ -206,11 +206,18 @@ export class HttpParser {
   /** CRLF bytes after a chunk's data seen so far (0..2). */
   private crlfSeen = 0;
   private trailers: [string, string][] = NO_TRAILERS;
+  /** A transfer coding other than chunked appeared in this head's Transfer-Encoding fields. */
+  private teOther = false;
 
   constructor(private readonly sink: HttpParserSink, readonly limits: HttpLimits = DEFAULT_HTTP_LIMITS) {}
 
   get failed(): boolean {
     return this.state === State.Failed;
+  }
+
+  /** Part of a head has arrived and is gathered: the header timeout's window. */
+  get inHead(): boolean {
+    return this.state === State.Head && this.accLen > 0;
   }
 
   /** True between requests: no byte of a next request has arrived. */
@@ -277,6 +284,9 @@ export class HttpParser {
   private headBytes(buf: Uint8Array, pos: number, end: number): number {
     const limits = this.limits;
     if (this.accLen === 0) {
+      // RFC 9112 §2.2: empty lines before a request line (a client's stray CRLF after a body) are ignored.
+      while (pos + 1 < end && buf[pos] === CR && buf[pos + 1] === LF) pos += 2;
+      if (pos === end) return pos;
       const stop = findHeadEnd(buf, pos, end);
       if (stop >= 0) {
         if (stop - pos > limits.maxHeaderBytes) return this.failHeadSize(buf, pos, end);
@@ -429,6 +439,7 @@ export class HttpParser {
     const raw = h.raw;
     let hosts = 0, hostIndex = -1;
     let te = -1;
+    this.teOther = false;
     let connectionClose = false, connectionKeepAlive = false, connectionUpgrade = false, upgradeField = false;
     for (let i = 0; i < h.fieldCount; i++) {
       const ns = h.nameStart[i]!, len = h.nameEnd[i]! - ns;
@@ -465,6 +476,7 @@ export class HttpParser {
         upgradeField = true;
       }
     }
+    if (te >= 0 && h.chunked && this.teOther) return this.failed0(501, "transfer codings other than chunked are not implemented");
     if (te >= 0) {
       if (h.contentLength >= 0) return this.failed0(400, "both Content-Length and Transfer-Encoding (a request smuggling vector)");
       if (h.versionMinor === 0) return this.failed0(400, "Transfer-Encoding in an HTTP/1.0 request");
@@ -502,6 +514,7 @@ export class HttpParser {
       }
       count++;
     });
+    if (other) this.teOther = true;
     if (count === 0 || bad) {
       if (!bad && count === 0) return (this.fail(400, "empty Transfer-Encoding"), -1);
       // After chunked comes another coding (or chunked again): not chunked last, or twice.

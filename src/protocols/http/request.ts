@@ -34,6 +34,8 @@ export class HttpRequest {
   private streamCtl: ReadableStreamDefaultController<Uint8Array> | null = null;
   private _body: ReadableStream<Uint8Array> | null = null;
   private used = false;
+  /** The response went out before the body was read: what is left of it is not kept. */
+  private discarding = false;
 
   constructor(head: RequestHead, headStart: number, headStop: number, tls: boolean) {
     this.method = head.method;
@@ -186,9 +188,17 @@ export class HttpRequest {
 
   /** Body bytes from the parser (a view valid during the call: copied). */
   pushBody(buf: Uint8Array, offset: number, length: number): void {
+    if (this.discarding) return;
     const copy = buf.slice(offset, offset + length);
     if (this.streamCtl !== null) this.streamCtl.enqueue(copy);
     else this.chunks.push(copy);
+  }
+
+  /** The response is written and the body was never read: stop keeping it (memory). */
+  discardUnread(): void {
+    if (this.used || this._body !== null || this.ended) return;
+    this.discarding = true;
+    this.chunks = [];
   }
 
   endBody(): void {

@@ -37,7 +37,10 @@ const OWN_FIELDS = new Set(["content-length", "transfer-encoding", "connection",
 
 /** Status line and fields (without the blank line), from a Response's status and headers. */
 export function headLines(status: number, statusText: string, headers: Headers): string {
-  let s = `HTTP/1.1 ${status} ${statusText || STATUS_TEXT[status] || "Unknown"}\r\n`;
+  // A reason phrase is HTAB, SP, VCHAR or obs-text (RFC 9112 §4): anything else (a CR or LF
+  // from user input) would split the response, so the standard phrase is written instead.
+  const reason = statusText !== "" && /^[\t\x20-\x7e\x80-\xff]*$/.test(statusText) ? statusText : STATUS_TEXT[status] || "Unknown";
+  let s = `HTTP/1.1 ${status} ${reason}\r\n`;
   headers.forEach((value, name) => {
     if (OWN_FIELDS.has(name)) return;
     s += `${name}: ${value}\r\n`;

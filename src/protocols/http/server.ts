@@ -100,6 +100,8 @@ interface Slot {
   request: HttpRequest | null;
   /** The body's own type when the response has no Content-Type field. */
   contentType?: string;
+  /** Taken out of the queue (its request will not complete): never written. */
+  dropped?: boolean;
 }
 
 /** Per-connection state (stream.data). */
@@ -115,6 +117,8 @@ export class HttpSession implements HttpParserSink {
   peerEnded = false;
   /** Bounds the body in progress (HttpApp.bodyTimeoutMs). */
   private bodyTimer: ReturnType<typeof setTimeout> | null = null;
+  /** A large body's last piece hit the high-water mark: nothing more until drain. */
+  private awaitingDrain = false;
   /** A large body being written piece by piece (flow control: the stream's drain). */
   private sending: { bytes: Uint8Array; offset: number; keepAlive: boolean } | null = null;
   /** closed() ran: a file response settling later releases its file at once (static files). */
@@ -133,7 +137,7 @@ export class HttpSession implements HttpParserSink {
 
   /** A head is being received (the frame-timeout hook: slowloris). */
   get inHead(): boolean {
-    return !this.parser.idle && this.current === null && !this.parser.failed;
+    return this.parser.inHead;
   }
 
   onHead(h: RequestHead): void {
@@ -171,7 +175,6 @@ export class HttpSession implements HttpParserSink {
       // 405: the path exists, the method does not.
       slot.response = new Response(`${STATUS_TEXT[405]}\n`, { status: 405, headers: { allow: match.allow, "content-type": "text/plain; charset=utf-8" } });
       this.settle(slot);
-      if (hasBody) this.current = null;
       return;
     }
     const req = new HttpRequest(h, h.headStart, h.headEnd, app.tls);
@@ -222,18 +225,42 @@ export class HttpSession implements HttpParserSink {
   }
 
   onError(e: HttpParseError): void {
-    this.clearBodyTimer();
-    if (this.current !== null) {
-      // The error is in a request's body: that request gets the error, not its handler's answer.
-      this.current.abort(e.message);
-      this.current = null;
-      this.queue.pop();
-    }
+    // An error in a request's body: that request gets the error, not its handler's answer.
+    this.dropCurrent(e.message);
     this.queue.push({
       response: null, fixed: null, errorStatus: e.status, errorMessage: e.message, body: null, ready: true,
       isHead: false, keepAlive: false, needContinue: false, request: null,
     });
     this.done = true;
+  }
+
+  /** The request whose body is arriving will not complete: its slot is dropped, its handler told. */
+  private dropCurrent(reason: string): void {
+    this.clearBodyTimer();
+    const req = this.current;
+    if (req === null) return;
+    this.current = null;
+    const q = this.queue;
+    for (let i = q.length - 1; i >= 0; i--) {
+      const slot = q[i]!;
+      if (slot.request !== req) continue;
+      slot.dropped = true;
+      if (slot.response instanceof FileResponse) slot.response[Symbol.dispose](); // static files
+      q.splice(i, 1);
+      break;
+    }
+    req.abort(reason);
+  }
+
+  /** The client sent FIN: answer what arrived; a request it cut short cannot complete. */
+  peerEnd(): void {
+    this.peerEnded = true;
+    if (this.current !== null || !this.parser.idle) {
+      this.dropCurrent("the client ended before the request was complete");
+      this.parser.stop();
+      this.done = true;
+    }
+    this.flush();
   }
 
   /** The connection closed: requests still waiting lose their client. */
@@ -329,7 +356,7 @@ export class HttpSession implements HttpParserSink {
     const res = slot.response!;
     if (res instanceof FileResponse) {
       // Static files: the body is an open file, written with stream.writeFile().
-      if (this.gone) res[Symbol.dispose]();
+      if (this.gone || slot.dropped) res[Symbol.dispose]();
       slot.body = EMPTY;
       slot.ready = true;
       return;
@@ -362,6 +389,7 @@ export class HttpSession implements HttpParserSink {
 
   /** The stream drained: go on with a large body. */
   drained(): void {
+    this.awaitingDrain = false;
     if (this.sending !== null) this.flush();
   }
 
@@ -374,7 +402,10 @@ export class HttpSession implements HttpParserSink {
       const ok = s.write(b.bytes, b.offset, end);
       b.offset = end;
       if (s.state >= StreamState.Lingering) return false; // the stream is gone
-      if (!ok && b.offset < b.bytes.length) return false;
+      if (!ok && b.offset < b.bytes.length) {
+        this.awaitingDrain = true; // the next piece waits for drain, whatever else settles
+        return false;
+      }
     }
     this.sending = null;
     if (!b.keepAlive) {
@@ -398,7 +429,7 @@ export class HttpSession implements HttpParserSink {
   flush(): void {
     const q = this.queue;
     const s = this.stream;
-    if (this.sending !== null && !this.pump()) return;
+    if (this.sending !== null && (this.awaitingDrain || !this.pump())) return;
     while (q.length > 0) {
       const slot = q[0]!;
       if (slot.needContinue) {
@@ -408,6 +439,7 @@ export class HttpSession implements HttpParserSink {
       if (!slot.ready) break;
       q.shift();
       this.write(slot);
+      if (slot.request !== null && slot.request === this.current) slot.request.discardUnread();
       if (this.sending !== null) {
         if (!this.pump()) return;
         continue;
@@ -419,7 +451,7 @@ export class HttpSession implements HttpParserSink {
         return;
       }
     }
-    if (this.peerEnded && q.length === 0 && this.current === null) {
+    if (this.peerEnded && q.length === 0 && this.current === null && this.sending === null) {
       s.end();
       return;
     }
@@ -502,10 +534,7 @@ export function createHttpProtocol(app: HttpApp): Handler<HttpSession> {
     },
     end(stream) {
       // The client finished sending: answer what arrived, then close (no half-open replies).
-      const s = stream.data;
-      if (s === undefined) return;
-      s.peerEnded = true;
-      s.flush();
+      stream.data?.peerEnd();
     },
     close(stream) {
       stream.data?.closed();
