@@ -1,0 +1,41 @@
+// The WebSocket opening handshake, server side (RFC 6455 §4.2): checks an Upgrade request and
+// computes Sec-WebSocket-Accept. A refused request gets a status that says why (426 with
+// Sec-WebSocket-Version: 13 for another version), never a hang.
+
+import { createHash } from "node:crypto";
+
+const GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+
+/** base64(SHA-1(key + GUID)): the Sec-WebSocket-Accept of a Sec-WebSocket-Key. */
+export function acceptKey(key: string): string {
+  return createHash("sha1").update(key + GUID).digest("base64");
+}
+
+export interface UpgradeRequest {
+  method: string;
+  header(lowerName: string): string | null;
+}
+
+export type UpgradeCheck = { ok: true; key: string } | { ok: false; status: number; message: string; headers?: Record<string, string> };
+
+/** Whether `req` is a valid WebSocket Upgrade (RFC 6455 §4.2.1), and if not the answer to give. */
+export function checkUpgrade(req: UpgradeRequest): UpgradeCheck {
+  if (req.method !== "GET") return { ok: false, status: 405, message: "a WebSocket handshake is a GET", headers: { allow: "GET" } };
+  if (!hasToken(req.header("upgrade"), "websocket")) return { ok: false, status: 400, message: "Upgrade: websocket is missing" };
+  if (!hasToken(req.header("connection"), "upgrade")) return { ok: false, status: 400, message: "Connection: Upgrade is missing" };
+  const version = req.header("sec-websocket-version");
+  if (version !== "13") {
+    return { ok: false, status: 426, message: `WebSocket version ${version === null ? "missing" : JSON.stringify(version)}: only 13 is spoken`, headers: { "sec-websocket-version": "13" } };
+  }
+  const key = req.header("sec-websocket-key");
+  if (key === null) return { ok: false, status: 400, message: "Sec-WebSocket-Key is missing" };
+  // 16 random bytes, base64: 24 characters, the last two "==".
+  if (!/^[A-Za-z0-9+/]{22}==$/.test(key.trim())) return { ok: false, status: 400, message: "Sec-WebSocket-Key is not 16 bytes in base64" };
+  return { ok: true, key: key.trim() };
+}
+
+function hasToken(value: string | null, lower: string): boolean {
+  if (value === null) return false;
+  for (const t of value.split(",")) if (t.trim().toLowerCase() === lower) return true;
+  return false;
+}
