@@ -1,6 +1,6 @@
 // bunpoll's package root: the library API with its types.
 export { listen, type ListenOptions, type SocketHandler, type Server } from "./listen.ts";
-export { serve, type ServeOptions, type HttpServer, type HttpRequest, type Routes, type RouteHandler, type MethodTable } from "./serve.ts";
+export { serve, SendStatus, type ServerWebSocket, type WebSocketHandler, type ServeOptions, type HttpServer, type HttpRequest, type Routes, type RouteHandler, type MethodTable } from "./serve.ts";
 export { serveHandler } from "./listen.ts";
 export { staticFiles, FileResponse, type StaticFilesOptions, type StaticRequest } from "./protocols/http/static.ts";
 export { SharedFile } from "./buffers/shared-file.ts";

@@ -8,6 +8,9 @@ import { serveHandler } from "./listen.ts";
 import { HttpApp, createHttpProtocol, type FetchHandler } from "./protocols/http/server.ts";
 import type { HttpRequest } from "./protocols/http/request.ts";
 import type { Routes } from "./protocols/http/routes.ts";
+import type { WebSocketHandler } from "./protocols/ws/socket.ts";
+
+export { SendStatus, type ServerWebSocket, type WebSocketHandler } from "./protocols/ws/socket.ts";
 import type { Reactor, ReactorOptions, StopOptions } from "./reactor/reactor.ts";
 
 export type { HttpRequest } from "./protocols/http/request.ts";
@@ -20,6 +23,8 @@ export interface ServeOptions {
   port?: number;
   fetch?: FetchHandler;
   routes?: Routes;
+  /** What `server.upgrade(req)` hands a connection to (Bun.serve's `websocket`). */
+  websocket?: WebSocketHandler<any>;
   /** Turns an error a handler threw into a response (default: 500). */
   error?: (error: Error) => Response | Promise<Response>;
   /** Largest request body, bytes (413 past it). Default 128 MiB, as Bun. */
@@ -46,6 +51,8 @@ export interface HttpServer extends AsyncDisposable {
   /** Open connections on this server's reactor. */
   readonly connections: number;
   readonly reactor: Reactor;
+  /** Makes the request's connection a WebSocket (see `websocket`); true when it did. */
+  upgrade(req: HttpRequest, options?: { data?: unknown; headers?: Record<string, string> }): boolean;
   /** The client's address, as Bun's server.requestIP(req). */
   requestIP(req: HttpRequest): { address: string; port: number; family: "IPv4" | "IPv6" } | null;
   /** Stops accepting; answers what arrived (Connection: close), then closes; resolves when done. */
@@ -68,6 +75,7 @@ export function serve(options: ServeOptions): HttpServer {
       maxHeaderBytes: options.maxHeaderBytes,
     }),
     shuttingDown: () => stopping,
+    websocket: options.websocket,
     bodyTimeoutMs: (options.bodyTimeout ?? 0) * 1000,
   });
   const server = serveHandler(
@@ -92,6 +100,7 @@ export function serve(options: ServeOptions): HttpServer {
     },
     reactor: server.reactor,
     requestIP: (req) => app.requestIP(req),
+    upgrade: (req, opts) => app.upgrade(req, opts),
     stop(opts?: StopOptions) {
       stopping = true;
       return server.stop(opts);

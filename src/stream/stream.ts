@@ -113,6 +113,8 @@ export interface Stream<T = unknown> {
    * to it, valid during this call only) goes to its `data`. The old handler gets no close.
    */
   setHandler<U>(handler: Handler<U>, pending?: Uint8Array): Stream<U>;
+  /** Changes this stream's idle timeout (ms, 0: none), e.g. when HTTP hands it to WebSocket. */
+  setIdleTimeout(ms: number): void;
 }
 
 /** @deprecated The name before streams: a Connection is a Stream. */

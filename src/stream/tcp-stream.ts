@@ -118,7 +118,7 @@ export class TcpStream<T = unknown> implements Stream<T>, IoStream, TimerNode, D
     readonly fd: number,
     readonly id: number,
     handler: Handler<T>,
-    readonly options: ConnectionOptions,
+    public options: ConnectionOptions,
     connecting = false,
   ) {
     this.handler = handler;
@@ -315,6 +315,15 @@ export class TcpStream<T = unknown> implements Stream<T>, IoStream, TimerNode, D
     self.open();
     if (pending !== undefined && pending.length > 0 && this.writable) self.deliver(pending);
     return self;
+  }
+
+  setIdleTimeout(ms: number): void {
+    if (!(ms >= 0) || !Number.isFinite(ms)) throw new RangeError(`idle timeout must be a finite number >= 0, got ${ms}`);
+    if (ms === this.options.idleTimeoutMs || this.state === StreamState.Closed) return;
+    this.options = { ...this.options, idleTimeoutMs: ms }; // the listener's options are shared
+    this.lastActive = this.reactor.now;
+    const due = this.nextDeadline();
+    if (due < Infinity && (this.timerIndex < 0 || due < this.timerDeadline)) this.reactor.timers.schedule(this, due);
   }
 
   [Symbol.dispose](): void {

@@ -136,6 +136,10 @@ export abstract class WrappingStream<T = unknown> implements Stream<T> {
     this.inner.resume();
   }
 
+  setIdleTimeout(ms: number): void {
+    this.inner.setIdleTimeout(ms);
+  }
+
   setHandler<U>(handler: Handler<U>, pending?: Uint8Array): Stream<U> {
     const self = this as unknown as WrappingStream<U>;
     self.handler = handler;

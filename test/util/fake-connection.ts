@@ -109,6 +109,11 @@ export class FakeConnection<T = any> implements Connection<T> {
     if (this.state === StreamState.Flushing) this.close("local");
   }
 
+  idleTimeoutMs = 0;
+  setIdleTimeout(ms: number): void {
+    this.idleTimeoutMs = ms;
+  }
+
   setHandler<U>(handler: Handler<U>, pending?: Uint8Array): Connection<U> {
     this.handler = handler;
     handler.open?.(this as unknown as Connection<U>);

@@ -9,6 +9,7 @@ import { formatPrometheus, PROMETHEUS_CONTENT_TYPE } from "../../stats/prometheu
 import { processLog } from "../../log.ts";
 import type { HttpRequest } from "./request.ts";
 import { HttpApp } from "./server.ts";
+import { checkUpgrade } from "../ws/handshake.ts";
 import type { HttpLimits } from "./parser.ts";
 import type { StaticRequest } from "./static.ts";
 
@@ -21,6 +22,7 @@ const INDEX = `<!doctype html>
 <li>/echo: the request body back, any method</li>
 <li><a href="/healthz">/healthz</a>: ok</li>
 <li><a href="/stats">/stats</a>: the server's counters as JSON</li>
+<li>/ws/echo: a WebSocket that echoes every message</li>
 <li><a href="/metrics">/metrics</a>: the same in the Prometheus text format</li>
 </ul></body></html>
 `;
@@ -47,10 +49,20 @@ export function builtinApp(ctx: ProtocolContext, log?: (line: string) => void, o
       "/stats": { GET: () => Response.json(serverStatsMessage(ctx.snapshot())) },
       "/metrics": { GET: () => metricsResponse(ctx) },
       "/": { GET: new Response(INDEX, { headers: { "content-type": "text/html; charset=utf-8" } }) },
+      // Every WebSocket message echoed as it came: the conformance target.
+      "/ws/echo": {
+        GET: (req, server) => {
+          const check = checkUpgrade(req);
+          if (!check.ok) return new Response(`${check.message}\n`, { status: check.status, headers: check.headers });
+          server.upgrade(req);
+          return undefined;
+        },
+      },
     },
     shuttingDown: () => ctx.shuttingDown,
     log: log ?? ((line) => processLog.component(line, { event: "http_error", level: "error" })),
     limits: options.limits,
+    websocket: { message: (ws, message) => void ws.send(message) },
     bodyTimeoutMs: options.bodyTimeoutMs,
   });
   const apps = appsOf.get(ctx);

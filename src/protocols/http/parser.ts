@@ -206,6 +206,8 @@ export class HttpParser {
   /** CRLF bytes after a chunk's data seen so far (0..2). */
   private crlfSeen = 0;
   private trailers: [string, string][] = NO_TRAILERS;
+  private stopped = false;
+  private rest: Uint8Array | null = null;
   /** A transfer coding other than chunked appeared in this head's Transfer-Encoding fields. */
   private teOther = false;
 
@@ -228,8 +230,19 @@ export class HttpParser {
   /** Stops parsing without an error: nothing pushed from now on is interpreted. */
   stop(): void {
     this.state = State.Failed;
+    this.stopped = true;
     this.accLen = 0;
     this.acc = NO_BYTES;
+  }
+
+  /**
+   * The bytes of the last push() after the point stop() was called at (a view, valid during
+   * the caller's data call), e.g. the first WebSocket frames behind an Upgrade request.
+   */
+  takeRest(): Uint8Array | null {
+    const r = this.rest;
+    this.rest = null;
+    return r;
   }
 
   /** Feeds bytes; calls the sink for what they complete. */
@@ -240,6 +253,10 @@ export class HttpParser {
       switch (this.state) {
         case State.Head:
           pos = this.headBytes(buf, pos, end);
+          if ((this.state as State) === State.Failed && this.stopped && this.rest === null) {
+            this.rest = buf.subarray(pos, end);
+            return;
+          }
           break;
         case State.BodyLength: {
           const n = Math.min(this.remaining, end - pos);

@@ -6,7 +6,7 @@ import type { HttpRequest } from "./request.ts";
 import type { HttpServerInfo } from "./server.ts";
 import { headLines, type StaticResponse } from "./response.ts";
 
-export type RouteHandler = (req: HttpRequest, server: HttpServerInfo) => Response | Promise<Response>;
+export type RouteHandler = (req: HttpRequest, server: HttpServerInfo) => Response | Promise<Response> | undefined;
 export type RouteTarget = Response | RouteHandler;
 export type MethodTable = Partial<Record<"GET" | "HEAD" | "POST" | "PUT" | "PATCH" | "DELETE" | "OPTIONS", RouteTarget>>;
 export type Routes = Record<string, RouteTarget | MethodTable>;

@@ -13,6 +13,8 @@ import { DEFAULT_HTTP_LIMITS, HttpParseError, HttpParser, latin1Range, type Http
 import { HttpRequest } from "./request.ts";
 import { DateField, errorResponse, headLines, STATUS_TEXT, wholeResponse, type StaticResponse } from "./response.ts";
 import { compileRoutes, type RouteMatch, type Routes, type RouteTable } from "./routes.ts";
+import { acceptKey, checkUpgrade } from "../ws/handshake.ts";
+import { webSocketStreamHandler, type WebSocketHandler } from "../ws/socket.ts";
 import { FileResponse } from "./static.ts";
 
 /** Pipelined requests queued per connection before reading pauses. */
@@ -30,6 +32,18 @@ export type FetchHandler = (req: HttpRequest, server: HttpServerInfo) => Respons
 /** What handlers can ask of the server (Bun.serve's `server` argument). */
 export interface HttpServerInfo {
   requestIP(req: HttpRequest): { address: string; port: number; family: "IPv4" | "IPv6" } | null;
+  /**
+   * Makes this request's connection a WebSocket (the `websocket` handlers): true when the
+   * request is a valid Upgrade and `websocket` is set; then return nothing from the handler.
+   * Call it before the handler returns or awaits.
+   */
+  upgrade(req: HttpRequest, options?: { data?: unknown; headers?: Record<string, string> }): boolean;
+}
+
+interface AcceptedUpgrade {
+  key: string;
+  data: unknown;
+  headers: Record<string, string> | undefined;
 }
 
 export interface HttpAppOptions {
@@ -42,6 +56,8 @@ export interface HttpAppOptions {
   tls?: boolean;
   /** A request body must arrive within this many ms of its head (408 past it; 0: no limit). */
   bodyTimeoutMs?: number;
+  /** WebSocket handlers: what server.upgrade(req) hands a connection to. */
+  websocket?: WebSocketHandler<any>;
   /** True while the server stops: responses say Connection: close. */
   shuttingDown?: () => boolean;
   log?: (line: string) => void;
@@ -56,6 +72,9 @@ export class HttpApp implements HttpServerInfo {
   readonly onError: ((error: Error) => Response | Promise<Response>) | undefined;
   readonly tls: boolean;
   readonly bodyTimeoutMs: number;
+  readonly websocket: WebSocketHandler<any> | undefined;
+  /** The request whose handler is running (server.upgrade may only take that one), and its upgrade. */
+  upgradeTarget: { req: HttpRequest; accepted: AcceptedUpgrade | null } | null = null;
   readonly shuttingDown: () => boolean;
   readonly log: (line: string) => void;
   /** Where response heads are encoded before they are copied into a stream's queue. */
@@ -70,8 +89,18 @@ export class HttpApp implements HttpServerInfo {
     this.onError = options.error;
     this.tls = options.tls ?? false;
     this.bodyTimeoutMs = options.bodyTimeoutMs ?? 0;
+    this.websocket = options.websocket;
     this.shuttingDown = options.shuttingDown ?? (() => false);
     this.log = options.log ?? ((l) => console.error(`[bunpoll] ${l}`));
+  }
+
+  upgrade(req: HttpRequest, options?: { data?: unknown; headers?: Record<string, string> }): boolean {
+    const t = this.upgradeTarget;
+    if (this.websocket === undefined || t === null || t.req !== req || t.accepted !== null) return false;
+    const check = checkUpgrade(req);
+    if (!check.ok) return false;
+    t.accepted = { key: check.key, data: options?.data, headers: options?.headers };
+    return true;
   }
 
   requestIP(req: HttpRequest): { address: string; port: number; family: "IPv4" | "IPv6" } | null {
@@ -102,6 +131,8 @@ interface Slot {
   contentType?: string;
   /** Taken out of the queue (its request will not complete): never written. */
   dropped?: boolean;
+  /** server.upgrade() took this request: a 101, then the connection is a WebSocket. */
+  upgrade?: AcceptedUpgrade;
 }
 
 /** Per-connection state (stream.data). */
@@ -132,8 +163,13 @@ export class HttpSession implements HttpParserSink {
   data(bytes: Uint8Array): void {
     if (this.done) return; // after a closing response nothing more is interpreted
     this.parser.push(bytes);
+    const rest = this.parser.takeRest();
+    if (rest !== null && rest.length > 0) this.upgradeRest = rest.slice(); // the first WebSocket frames
     this.flush();
   }
+
+  /** Bytes read behind an Upgrade request: the WebSocket's, handed over with the connection. */
+  private upgradeRest: Uint8Array | null = null;
 
   /** A head is being received (the frame-timeout hook: slowloris). */
   get inHead(): boolean {
@@ -276,6 +312,7 @@ export class HttpSession implements HttpParserSink {
   private dispatch(slot: Slot, req: HttpRequest, match: RouteMatch | null): void {
     const app = this.app;
     let ret: ReturnType<FetchHandler>;
+    app.upgradeTarget = req.header("upgrade") !== null ? { req, accepted: null } : null;
     try {
       if (match !== null && match.handler !== null) {
         req.params = match.params;
@@ -288,7 +325,20 @@ export class HttpSession implements HttpParserSink {
         ret = new Response(`${STATUS_TEXT[404]}\n`, { status: 404, headers: { "content-type": "text/plain; charset=utf-8" } });
       }
     } catch (e) {
+      app.upgradeTarget = null;
       this.failed(slot, e);
+      return;
+    }
+    const up = app.upgradeTarget?.accepted ?? null;
+    app.upgradeTarget = null;
+    if (up !== null) {
+      // The connection becomes a WebSocket once this slot's 101 is written; nothing after the
+      // Upgrade request is HTTP.
+      if (ret !== undefined && !(ret instanceof Response)) ret.then(undefined, (e) => app.log(`http: handler threw after upgrade(): ${(e as Error)?.stack ?? e}`));
+      slot.upgrade = up;
+      slot.ready = true;
+      this.parser.stop();
+      this.done = true;
       return;
     }
     if (ret instanceof Response) {
@@ -438,6 +488,10 @@ export class HttpSession implements HttpParserSink {
       }
       if (!slot.ready) break;
       q.shift();
+      if (slot.upgrade !== undefined) {
+        this.switchProtocols(slot.upgrade);
+        return;
+      }
       this.write(slot);
       if (slot.request !== null && slot.request === this.current) slot.request.discardUnread();
       if (this.sending !== null) {
@@ -459,6 +513,19 @@ export class HttpSession implements HttpParserSink {
       this.paused = false;
       s.resume();
     }
+  }
+
+  /** Writes the 101 and hands the connection to the WebSocket handlers, with the bytes already read. */
+  private switchProtocols(up: AcceptedUpgrade): void {
+    const app = this.app;
+    app.byClass[1]++;
+    let head = `HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\nsec-websocket-accept: ${acceptKey(up.key)}\r\n`;
+    if (up.headers !== undefined) for (const [k, v] of Object.entries(up.headers)) head += `${k}: ${v}\r\n`;
+    this.writeAscii(head + "\r\n");
+    this.queue.length = 0;
+    const rest = this.upgradeRest ?? undefined;
+    this.upgradeRest = null;
+    this.stream.setHandler(webSocketStreamHandler(app.websocket!, up.data), rest);
   }
 
   /** Writes a response head through the app's scratch buffer (no view or length scan per string). */

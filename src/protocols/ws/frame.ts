@@ -134,6 +134,8 @@ export class WsFrameDecoder {
   private msgLen = 0;
   private utf8State = UTF8_ACCEPT;
   private msgCompressed = false;
+  private paused = false;
+  private held: Uint8Array | null = null;
   private readonly requireMask: boolean;
 
   constructor(private readonly sink: WsFrameSink, private readonly options: WsDecoderOptions) {
@@ -149,10 +151,41 @@ export class WsFrameDecoder {
     return this.hdrLen > 0 || this.state === DState.Payload || this.msgOpcode !== 0;
   }
 
+  /**
+   * Stops handing out frames: what arrives meanwhile (or is left of the current read) is held,
+   * copied, until resume(). Inbound backpressure for an async message handler.
+   */
+  pause(): void {
+    this.paused = true;
+  }
+
+  /** Hands out what was held back (and may pause again). */
+  resume(): void {
+    this.paused = false;
+    const h = this.held;
+    this.held = null;
+    if (h !== null) this.push(h);
+  }
+
+  get isPaused(): boolean {
+    return this.paused;
+  }
+
   push(buf: Uint8Array): void {
     let pos = 0;
     const end = buf.length;
     while (pos < end && this.state !== DState.Failed) {
+      if (this.paused) {
+        const rest = buf.subarray(pos, end);
+        if (this.held === null) this.held = rest.slice();
+        else {
+          const both = new Uint8Array(this.held.length + rest.length);
+          both.set(this.held);
+          both.set(rest, this.held.length);
+          this.held = both;
+        }
+        return;
+      }
       if (this.state === DState.Header) pos = this.header(buf, pos, end);
       else pos = this.payload(buf, pos, end);
     }

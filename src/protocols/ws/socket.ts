@@ -1,0 +1,253 @@
+// A WebSocket on a stream, after HTTP handed the connection over (server.upgrade): Bun.serve's
+// ServerWebSocket API over the frame codec (frame.ts). Replies to pings, answers a close with
+// the peer's code and then closes TCP, closes with 1002/1007/1009 when the peer breaks the
+// protocol, and pauses reading while a `message` handler's promise is pending (inbound
+// backpressure: no unbounded queue of inbound messages).
+
+import type { Handler, Stream } from "../../stream/stream.ts";
+import { StreamState } from "../../stream/stream.ts";
+import { CloseCode, headerLength, Opcode, validCloseCode, WsFrameDecoder, writeHeader } from "./frame.ts";
+
+/** What send() returns besides the bytes sent: named, so the three cannot be confused. */
+export const SendStatus = {
+  /** The socket is closing or closed: nothing was sent. */
+  Dropped: 0,
+  /** Queued, but the socket's output is over its limit: wait for `drain` before sending more. */
+  Backpressure: -1,
+} as const;
+
+export interface WebSocketHandler<T = undefined> {
+  open?(ws: ServerWebSocket<T>): void | Promise<void>;
+  /** A text message as a string, a binary one as bytes (a copy: keep it if you like). */
+  message?(ws: ServerWebSocket<T>, message: string | Uint8Array): void | Promise<void>;
+  close?(ws: ServerWebSocket<T>, code: number, reason: string): void;
+  /** Output fell below the limit after send() returned SendStatus.Backpressure. */
+  drain?(ws: ServerWebSocket<T>): void;
+  ping?(ws: ServerWebSocket<T>, data: Uint8Array): void;
+  pong?(ws: ServerWebSocket<T>, data: Uint8Array): void;
+  /** Largest message, bytes (1009 past it). Default 16 MiB, as Bun. */
+  maxPayloadLength?: number;
+  /** Seconds without traffic before the socket is closed (1001). Default 120, as Bun; 0: never. */
+  idleTimeout?: number;
+}
+
+const READY = { CONNECTING: 0, OPEN: 1, CLOSING: 2, CLOSED: 3 } as const;
+/** How long to wait for the peer's close frame after ours before dropping the connection. */
+const CLOSE_WAIT_MS = 2000;
+const utf8 = new TextEncoder();
+const utf8Decoder = new TextDecoder();
+
+export class ServerWebSocket<T = undefined> {
+  data: T;
+  /** 1 open, 2 closing (a close frame sent or received), 3 closed. */
+  readyState: number = READY.OPEN;
+  private readonly decoder: WsFrameDecoder;
+  private closeTimer: ReturnType<typeof setTimeout> | null = null;
+  private closeReported = false;
+  private readonly hdr = new Uint8Array(10);
+  /** A `message` handler's promise is pending: frames wait (the decoder holds them). */
+  private blocked = false;
+  /** Resolved once no handler is pending and nothing is held: the stream reads again then. */
+  private idleWaiters: (() => void)[] = [];
+
+  constructor(readonly stream: Stream<any>, private readonly handler: WebSocketHandler<T>, data: T) {
+    this.data = data;
+    const ws = this;
+    this.decoder = new WsFrameDecoder(
+      {
+        onMessage(opcode, bytes) {
+          const m = handler.message;
+          if (!m || ws.readyState !== READY.OPEN) return;
+          const r = m(ws, opcode === Opcode.Text ? utf8Decoder.decode(bytes) : bytes.slice());
+          if (r === undefined) return;
+          // One message at a time: the next frames wait for this handler.
+          ws.blocked = true;
+          ws.decoder.pause();
+          r.then(
+            () => ws.unblock(),
+            (e) => {
+              console.error(`[bunpoll] websocket message handler failed: ${(e as Error)?.stack ?? e}`);
+              ws.unblock();
+              if (ws.readyState === READY.OPEN) ws.close(CloseCode.InternalError, "message handler failed");
+            },
+          );
+        },
+        onPing(payload) {
+          if (ws.readyState === READY.OPEN) ws.frame(Opcode.Pong, payload);
+          handler.ping?.(ws, payload.slice());
+        },
+        onPong(payload) {
+          handler.pong?.(ws, payload.slice());
+        },
+        onClose(code, reason) {
+          ws.peerClosed(code, reason);
+        },
+        onError(code, message) {
+          ws.fail(code, message);
+        },
+      },
+      { maxPayloadLength: handler.maxPayloadLength ?? 16 * 1024 * 1024 },
+    );
+  }
+
+  get remoteAddress(): string {
+    return this.stream.remoteAddress;
+  }
+
+  /** Bytes queued for this socket and not yet taken by the kernel. */
+  get bufferedAmount(): number {
+    return this.stream.bufferedAmount;
+  }
+
+  /** Bytes from the stream (frames). */
+  received(bytes: Uint8Array): void | Promise<void> {
+    this.decoder.push(bytes);
+    if (!this.blocked) return;
+    // The stream stops reading (pauseWhileAsync) until every held frame has been handled.
+    return new Promise<void>((resolve) => this.idleWaiters.push(resolve));
+  }
+
+  private unblock(): void {
+    this.blocked = false;
+    this.decoder.resume(); // may start another async handler and block again
+    if (this.blocked) return;
+    const w = this.idleWaiters;
+    this.idleWaiters = [];
+    for (const f of w) f();
+  }
+
+  /** A text frame for a string, a binary one for bytes. Returns bytes sent, or a SendStatus. */
+  send(data: string | ArrayBufferView | ArrayBuffer): number {
+    if (typeof data === "string") return this.sendText(data);
+    return this.sendBinary(data);
+  }
+
+  sendText(text: string): number {
+    return this.frame(Opcode.Text, utf8.encode(text));
+  }
+
+  sendBinary(data: ArrayBufferView | ArrayBuffer): number {
+    const bytes = data instanceof Uint8Array ? data : ArrayBuffer.isView(data) ? new Uint8Array(data.buffer, data.byteOffset, data.byteLength) : new Uint8Array(data);
+    return this.frame(Opcode.Binary, bytes);
+  }
+
+  ping(data: string | Uint8Array = ""): number {
+    return this.frame(Opcode.Ping, typeof data === "string" ? utf8.encode(data) : data);
+  }
+
+  pong(data: string | Uint8Array = ""): number {
+    return this.frame(Opcode.Pong, typeof data === "string" ? utf8.encode(data) : data);
+  }
+
+  /** Runs fn; what it sends leaves together (every write of a turn does already: one send). */
+  cork<R>(fn: (ws: ServerWebSocket<T>) => R): R {
+    return fn(this);
+  }
+
+  /** Starts the close handshake: our close frame, then TCP closes once the peer answers (or after a wait). */
+  close(code: number = CloseCode.Normal, reason = ""): void {
+    if (this.readyState !== READY.OPEN) return;
+    if (!validCloseCode(code) || code >= 1004 && code <= 1006) throw new RangeError(`invalid close code ${code}`);
+    this.sendClose(code, reason);
+    this.readyState = READY.CLOSING;
+    this.closeTimer = setTimeout(() => this.terminate(), CLOSE_WAIT_MS);
+    this.report(code, reason);
+  }
+
+  /** Closes the connection at once, without a close handshake. */
+  terminate(): void {
+    if (this.closeTimer !== null) clearTimeout(this.closeTimer);
+    this.closeTimer = null;
+    this.readyState = READY.CLOSED;
+    this.stream.close("local");
+  }
+
+  /** Writes one frame: header and payload, in one turn's send. */
+  private frame(opcode: number, payload: Uint8Array): number {
+    const s = this.stream;
+    if (this.readyState !== READY.OPEN && opcode !== Opcode.Close || s.state >= StreamState.Lingering) return SendStatus.Dropped;
+    const h = writeHeader(this.hdr, 0, opcode, payload.length);
+    s.write(this.hdr, 0, h);
+    const ok = s.write(payload);
+    if (s.state === StreamState.Closed) return SendStatus.Dropped; // closed as a slow consumer
+    return ok ? headerLength(payload.length) + payload.length : SendStatus.Backpressure;
+  }
+
+  private sendClose(code: number, reason: string): void {
+    const r = utf8.encode(reason).subarray(0, 123);
+    const p = new Uint8Array(r.length + (code === CloseCode.NoStatus ? 0 : 2));
+    if (code !== CloseCode.NoStatus) {
+      p[0] = code >>> 8;
+      p[1] = code & 0xff;
+      p.set(r, 2);
+    }
+    this.frame(Opcode.Close, p);
+  }
+
+  /** The peer's close frame: answer with its code (unless we started), then close TCP. */
+  private peerClosed(code: number, reason: string): void {
+    if (this.readyState === READY.OPEN) this.sendClose(code, "");
+    this.readyState = READY.CLOSED;
+    if (this.closeTimer !== null) clearTimeout(this.closeTimer);
+    this.closeTimer = null;
+    this.report(code, reason);
+    this.stream.end(); // the server closes TCP first (RFC 6455 §7.1.1)
+  }
+
+  /** The peer broke the protocol: close with the code that says how, then TCP. */
+  private fail(code: number, message: string): void {
+    if (this.readyState === READY.OPEN) this.sendClose(code, message);
+    this.readyState = READY.CLOSED;
+    this.report(code, message);
+    this.stream.end("protocol");
+  }
+
+  /** The TCP connection went away. */
+  gone(): void {
+    if (this.closeTimer !== null) clearTimeout(this.closeTimer);
+    this.closeTimer = null;
+    this.readyState = READY.CLOSED;
+    this.report(1006, "");
+  }
+
+  idle(): void {
+    if (this.readyState === READY.OPEN) this.close(CloseCode.GoingAway, "idle");
+    else this.terminate();
+  }
+
+  drained(): void {
+    this.handler.drain?.(this);
+  }
+
+  private report(code: number, reason: string): void {
+    if (this.closeReported) return;
+    this.closeReported = true;
+    try {
+      this.handler.close?.(this, code, reason);
+    } catch (e) {
+      console.error(`[bunpoll] websocket close handler threw: ${(e as Error)?.stack ?? e}`);
+    }
+  }
+}
+
+/** The stream handler a WebSocket runs on after the Upgrade. */
+export function webSocketStreamHandler<T>(handler: WebSocketHandler<T>, data: T): Handler<ServerWebSocket<T>> {
+  return {
+    open(stream) {
+      stream.data = new ServerWebSocket<T>(stream, handler, data);
+      stream.setIdleTimeout((handler.idleTimeout ?? 120) * 1000);
+      return handler.open?.(stream.data);
+    },
+    data: (stream, bytes) => stream.data.received(bytes),
+    drain: (stream) => stream.data.drained(),
+    end(stream) {
+      stream.data.gone(); // FIN without a close frame: 1006
+      stream.end();
+    },
+    close: (stream) => stream.data?.gone(),
+    timeout: (stream) => stream.data.idle(),
+    inFrame: (stream) => false && stream !== null,
+    // A message handler's promise pauses reading until it settles.
+    pauseWhileAsync: true,
+  };
+}

@@ -1,0 +1,218 @@
+// WebSocket over the HTTP server: the built-in /ws/echo against a client library nobody here
+// wrote (Python's websockets, from Debian) and against raw frames on a socket (the protocol
+// errors a conformant server answers with a close code), and serve({ websocket }) in process.
+
+import { afterAll, afterEach, describe, expect, test } from "bun:test";
+import { mkdtempSync, writeFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type net from "node:net";
+import { serve, type HttpServer } from "../../src/serve.ts";
+import { killAll, run, startServer, type ServerProcess } from "../util/process.ts";
+import { connect, readToEnd, sleep, waitFor } from "../util/tcp.ts";
+
+const dirs: string[] = [];
+const servers: HttpServer[] = [];
+afterEach(async () => {
+  for (const s of servers.splice(0)) await s.stop({ graceful: false });
+});
+afterAll(async () => {
+  await killAll();
+  for (const d of dirs) rmSync(d, { recursive: true, force: true });
+});
+
+const enc = new TextEncoder();
+
+/** A masked client frame. */
+function frame(opcode: number, payload: Uint8Array | string, fin = true, masked = true): Uint8Array {
+  const p = typeof payload === "string" ? enc.encode(payload) : payload;
+  const mask = [0x11, 0x22, 0x33, 0x44];
+  const ext = p.length < 126 ? 0 : 2;
+  const out = new Uint8Array(2 + ext + (masked ? 4 : 0) + p.length);
+  out[0] = (fin ? 0x80 : 0) | opcode;
+  out[1] = (masked ? 0x80 : 0) | (ext === 0 ? p.length : 126);
+  if (ext === 2) new DataView(out.buffer).setUint16(2, p.length);
+  let at = 2 + ext;
+  if (masked) {
+    out.set(mask, at);
+    at += 4;
+  }
+  for (let i = 0; i < p.length; i++) out[at + i] = p[i]! ^ (masked ? mask[i & 3]! : 0);
+  return out;
+}
+
+const HANDSHAKE = (path: string, port: number) =>
+  `GET ${path} HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n`;
+
+/** Server frames after the 101 head: [opcode, payload] each. */
+function serverFrames(all: Buffer): { head: string; frames: [number, Buffer][] } {
+  const end = all.indexOf("\r\n\r\n");
+  const head = all.subarray(0, end).toString("latin1");
+  const frames: [number, Buffer][] = [];
+  let p = end + 4;
+  while (p + 2 <= all.length) {
+    const op = all[p]! & 0x0f;
+    let n = all[p + 1]! & 0x7f;
+    let h = 2;
+    if (n === 126) {
+      n = all.readUInt16BE(p + 2);
+      h = 4;
+    }
+    frames.push([op, all.subarray(p + h, p + h + n)]);
+    p += h + n;
+  }
+  return { head, frames };
+}
+
+/** Opens a raw WebSocket: handshake plus `after` in one write; returns everything until the server closes TCP. */
+async function rawSession(port: number, after: Uint8Array[], path = "/ws/echo"): Promise<{ head: string; frames: [number, Buffer][]; ended: boolean }> {
+  const s: net.Socket = await connect(port, { allowHalfOpen: true });
+  s.write(Buffer.concat([Buffer.from(HANDSHAKE(path, port)), ...after.map((a) => Buffer.from(a))]));
+  const { data, ended } = await readToEnd(s, 5000);
+  s.destroy();
+  return { ...serverFrames(data), ended };
+}
+
+const closeCode = (p: Buffer) => (p.length >= 2 ? p.readUInt16BE(0) : 1005);
+
+describe("/ws/echo of the CLI's HTTP app", () => {
+  let server: ServerProcess;
+  test("start", async () => {
+    server = await startServer(["--protocol", "http", "--port", "0"]);
+  });
+
+  test("Python's websockets client (an implementation nobody here wrote): text, binary, 100 KiB, ping, clean close", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "bunpoll-ws-"));
+    dirs.push(dir);
+    writeFileSync(join(dir, "client.py"), `
+import asyncio, sys, websockets
+async def main():
+    async with websockets.connect(sys.argv[1], compression=None, max_size=None) as ws:
+        await ws.send("héllo")
+        assert await ws.recv() == "héllo"
+        await ws.send(bytes(range(256)))
+        assert await ws.recv() == bytes(range(256))
+        big = "x" * 100_000
+        await ws.send(big)
+        assert await ws.recv() == big
+        pong = await ws.ping(b"are you there")
+        await asyncio.wait_for(pong, 5)
+    print("closed", ws.close_code)
+asyncio.run(main())
+`);
+    const r = await run(["/usr/bin/python3", join(dir, "client.py"), `ws://127.0.0.1:${server.port}/ws/echo`], 20_000);
+    expect(r.stderr).toBe("");
+    expect(r.stdout.trim()).toBe("closed 1000");
+    expect(r.code).toBe(0);
+  }, 30_000);
+
+  test("the handshake: 101 with RFC 6455's accept value; first frames in the same write as the request are not lost", async () => {
+    const { head, frames } = await rawSession(server.port, [frame(1, "same write"), frame(8, new Uint8Array([0x03, 0xe8]))]);
+    expect(head).toContain("HTTP/1.1 101 Switching Protocols");
+    expect(head.toLowerCase()).toContain("sec-websocket-accept: s3pplmbitxaq9kygzzhzrbk+xoo=");
+    expect(frames.map(([op, p]) => [op, op === 8 ? closeCode(p) : p.toString()])).toEqual([[1, "same write"], [8, 1000]]);
+  });
+
+  test("fragments with a ping between them: the ping answered at once, the message echoed whole", async () => {
+    const { frames } = await rawSession(server.port, [frame(1, "frag", false), frame(9, "p"), frame(0, "ments"), frame(8, new Uint8Array([0x03, 0xe8]))]);
+    expect(frames.map(([op, p]) => [op, op === 8 ? closeCode(p) : p.toString()])).toEqual([[10, "p"], [1, "fragments"], [8, 1000]]);
+  });
+
+  test("protocol errors close with the code that names them, then TCP closes", async () => {
+    const cases: [Uint8Array, number][] = [
+      [frame(1, "no mask", true, false), 1002],
+      [frame(1, new Uint8Array([0xff, 0xfe])), 1007],
+      [frame(3, ""), 1002],
+      [frame(0, "continuation of nothing"), 1002],
+      [frame(9, "x".repeat(126)), 1002],
+      [frame(8, new Uint8Array([0x03, 0xed])), 1002], // close code 1005 may not be sent
+    ];
+    for (const [bytes, code] of cases) {
+      const { frames, ended } = await rawSession(server.port, [bytes]);
+      const last = frames[frames.length - 1]!;
+      expect(last[0]).toBe(8);
+      expect(closeCode(last[1])).toBe(code);
+      expect(ended).toBe(true);
+    }
+  });
+
+  test("a bad Upgrade gets a status, not a hang: 426 with Sec-WebSocket-Version: 13, 400 without a key", async () => {
+    const v8 = await run(["curl", "-s", "-i", "-H", "Upgrade: websocket", "-H", "Connection: Upgrade", "-H", "Sec-WebSocket-Version: 8", "-H", "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==", `http://127.0.0.1:${server.port}/ws/echo`]);
+    expect(v8.stdout).toContain("HTTP/1.1 426");
+    expect(v8.stdout.toLowerCase()).toContain("sec-websocket-version: 13");
+    const noKey = await run(["curl", "-s", "-i", "-H", "Upgrade: websocket", "-H", "Connection: Upgrade", "-H", "Sec-WebSocket-Version: 13", `http://127.0.0.1:${server.port}/ws/echo`]);
+    expect(noKey.stdout).toContain("HTTP/1.1 400");
+    expect(noKey.stdout).toContain("Sec-WebSocket-Key");
+  });
+
+  test("stop", async () => {
+    expect(await server.stop()).toBe(0);
+  });
+});
+
+describe("serve({ websocket }) in Bun.serve's shape", () => {
+  test("upgrade with data; open, message, close; send() returns the bytes sent, SendStatus.Dropped once closed", async () => {
+    const log: string[] = [];
+    let sentAfterClose = 99;
+    const s = serve({
+      port: 0,
+      reactorOptions: { log: () => {} },
+      fetch(req, server) {
+        if (server.upgrade(req, { data: { user: new URL(req.url).searchParams.get("u") } })) return undefined;
+        return new Response("not a websocket", { status: 400 });
+      },
+      websocket: {
+        open: (ws) => void log.push(`open ${(ws.data as { user: string }).user}`),
+        message(ws, m) {
+          log.push(`message ${m}`);
+          log.push(`sent ${ws.send(`echo ${m}`)}`);
+        },
+        close(ws, code) {
+          log.push(`close ${code}`);
+          sentAfterClose = ws.send("late");
+        },
+      },
+    });
+    servers.push(s);
+    const ws = new WebSocket(`ws://127.0.0.1:${s.port}/?u=ana`);
+    ws.onopen = () => ws.send("hi");
+    const got: string[] = [];
+    ws.onmessage = (e) => {
+      got.push(String(e.data));
+      ws.close(1000);
+    };
+    await new Promise<void>((r) => (ws.onclose = () => r()));
+    expect(got).toEqual(["echo hi"]);
+    expect(log.slice(0, 3)).toEqual(["open ana", "message hi", `sent ${2 + "echo hi".length}`]);
+    await waitFor(() => log.some((l) => l.startsWith("close")), 5000, "close");
+    expect(log).toContain("close 1000");
+    expect(sentAfterClose).toBe(0);
+  });
+
+  test("an async message handler pauses reading: messages are handled one at a time, none lost", async () => {
+    let inFlight = 0, maxInFlight = 0;
+    const seen: string[] = [];
+    const s = serve({
+      port: 0,
+      reactorOptions: { log: () => {} },
+      fetch: (req, server) => (server.upgrade(req) ? undefined : new Response("no", { status: 400 })),
+      websocket: {
+        async message(ws, m) {
+          inFlight++;
+          maxInFlight = Math.max(maxInFlight, inFlight);
+          await sleep(10);
+          seen.push(String(m));
+          inFlight--;
+          if (seen.length === 20) ws.close(1000, "done");
+        },
+      },
+    });
+    servers.push(s);
+    const ws = new WebSocket(`ws://127.0.0.1:${s.port}/`);
+    await new Promise<void>((r) => (ws.onopen = () => r()));
+    for (let i = 0; i < 20; i++) ws.send(`m${i}`);
+    await new Promise<void>((r) => (ws.onclose = () => r()));
+    expect(seen).toEqual(Array.from({ length: 20 }, (_, i) => `m${i}`));
+    expect(maxInFlight).toBe(1);
+  });
+});
