@@ -160,4 +160,9 @@ export interface Handler<T = unknown> {
    * produced when the peer half-closes (async handlers).
    */
   readonly allowHalfOpen?: boolean;
+  /**
+   * A graceful stop begins (reactor.stop): say goodbye in the protocol's terms (a WebSocket's
+   * close 1001) before the stream drains and ends. Requests already read are still answered.
+   */
+  shutdown?(stream: Stream<T>): void;
 }

@@ -565,6 +565,16 @@ export class TcpStream<T = unknown> implements Stream<T>, IoStream, TimerNode, D
   beginDrain(): void {
     if (this.state !== StreamState.Open || this.draining) return;
     this.draining = true;
+    const h = this.handler.shutdown;
+    if (h) {
+      try {
+        h.call(this.handler, this);
+      } catch (e) {
+        this.fail(e);
+        return;
+      }
+      if (this.state !== StreamState.Open) return;
+    }
     this.drainRead();
   }
 

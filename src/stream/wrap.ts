@@ -43,6 +43,7 @@ export abstract class WrappingStream<T = unknown> implements Stream<T> {
         inFrame: () => self.handler.inFrame?.(self) ?? false,
         pauseWhileAsync: self.handler.pauseWhileAsync,
         allowHalfOpen: self.handler.allowHalfOpen,
+        shutdown: self.handler.shutdown ? () => self.handler.shutdown!(self) : undefined,
       },
       pending,
     );

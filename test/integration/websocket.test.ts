@@ -145,6 +145,16 @@ asyncio.run(main())
     expect(noKey.stdout).toContain("Sec-WebSocket-Key");
   });
 
+  test("SIGTERM: an open WebSocket is told 1001 (going away), then the server exits 0", async () => {
+    const srv = await startServer(["--protocol", "http", "--port", "0"]);
+    const ws = new WebSocket(`ws://127.0.0.1:${srv.port}/ws/echo`);
+    await new Promise<void>((r) => (ws.onopen = () => r()));
+    const closed = new Promise<number>((r) => (ws.onclose = (e) => r(e.code)));
+    srv.proc.kill("SIGTERM");
+    expect(await closed).toBe(1001);
+    expect(await srv.exited).toBe(0);
+  });
+
   test("stop", async () => {
     expect(await server.stop()).toBe(0);
   });

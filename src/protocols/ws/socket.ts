@@ -246,6 +246,8 @@ export function webSocketStreamHandler<T>(handler: WebSocketHandler<T>, data: T)
     },
     close: (stream) => stream.data?.gone(),
     timeout: (stream) => stream.data.idle(),
+    // A graceful stop: every socket is told 1001 (going away) before the connection drains.
+    shutdown: (stream) => stream.data.close(CloseCode.GoingAway, "server shutting down"),
     inFrame: (stream) => false && stream !== null,
     // A message handler's promise pauses reading until it settles.
     pauseWhileAsync: true,
