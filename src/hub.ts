@@ -44,6 +44,11 @@ export interface HubEncoder {
   encodeBroadcast(msg: HubMessage): number;
   /** Same for a direct message. */
   encodeDirect(msg: HubMessage): number;
+  /**
+   * A message published to a topic (its bytes as given, text or binary) in this protocol's
+   * form; -1 when it cannot carry it. Protocols without topics leave it out.
+   */
+  encodePublish?(topic: string, bytes: Uint8Array, isText: boolean): number;
   /** The buffer the last encode wrote, bytes [0, length). Read right after encoding. */
   readonly out: Uint8Array;
 }
@@ -54,6 +59,8 @@ export class HubMember {
   /** Index in the hub's member list; -1 once removed. */
   slot = -1;
   removed = false;
+  /** The topics this member is subscribed to (null: none). */
+  topics: Set<string> | null = null;
   constructor(
     readonly id: number,
     readonly conn: Connection<any>,
@@ -197,6 +204,9 @@ export class Hub {
   /** Per channel, the SharedBytes of the loop of writes in progress (see deliver). */
   private readonly shared: (SharedBytes | undefined)[] = [];
 
+  /** Topic -> its subscribers (the hub's pub/sub: WebSocket topics today). */
+  private readonly topics = new Map<string, Set<HubMember>>();
+
   /** Open beginBatch() scopes; broadcasts batch while > 0. */
   private batchDepth = 0;
   /** Sender of the pending batch; null when nothing is pending. */
@@ -266,6 +276,10 @@ export class Hub {
     // counted for first.
     if (!this.broadcasting) this.flushBatch();
     m.removed = true;
+    if (m.topics !== null) {
+      for (const t of m.topics) this.unsubscribe(m, t);
+      m.topics = null;
+    }
     if (m.joined) {
       m.joined = false;
       this.joinedCount--;
@@ -375,6 +389,70 @@ export class Hub {
     if (len < 0) return SendResult.TooLarge;
     to.conn.write(enc.out, 0, len);
     return SendResult.Ok;
+  }
+
+  // --- topics ---------------------------------------------------------------------------
+
+  /** Subscribes m to topic; false when it already was. */
+  subscribe(m: HubMember, topic: string): boolean {
+    if (m.removed) return false;
+    const set = m.topics ??= new Set();
+    if (set.has(topic)) return false;
+    set.add(topic);
+    let subs = this.topics.get(topic);
+    if (subs === undefined) this.topics.set(topic, (subs = new Set()));
+    subs.add(m);
+    return true;
+  }
+
+  unsubscribe(m: HubMember, topic: string): boolean {
+    if (m.topics === null || !m.topics.delete(topic)) return false;
+    const subs = this.topics.get(topic);
+    if (subs !== undefined) {
+      subs.delete(m);
+      if (subs.size === 0) this.topics.delete(topic);
+    }
+    return true;
+  }
+
+  isSubscribed(m: HubMember, topic: string): boolean {
+    return m.topics !== null && m.topics.has(topic);
+  }
+
+  subscriberCount(topic: string): number {
+    return this.topics.get(topic)?.size ?? 0;
+  }
+
+  /**
+   * bytes[0, length) to every subscriber of topic (but `exclude`), encoded once per channel;
+   * large payloads are shared, not copied. Returns the recipients. A pending broadcast batch
+   * is written first, so each recipient sees messages in the order they were sent.
+   */
+  publish(topic: string, bytes: Uint8Array, isText: boolean, exclude: HubMember | null = null): number {
+    this.refuseNesting();
+    const subs = this.topics.get(topic);
+    if (subs === undefined) return 0;
+    this.flushBatch();
+    this.broadcasting = true;
+    const encoded = this.encodedLength;
+    encoded.fill(-2);
+    const channels = this.channels;
+    let recipients = 0;
+    try {
+      for (const m of subs) {
+        if (m === exclude || m.removed || !isActive(m.conn.state)) continue;
+        const ch = m.channel;
+        const enc = channels[ch]!.encoder;
+        let len = encoded[ch]!;
+        if (len === -2) encoded[ch] = len = enc.encodePublish ? enc.encodePublish(topic, bytes, isText) : -1;
+        if (len < 0) continue;
+        this.deliver(m.conn, ch, enc.out, len);
+        recipients++;
+      }
+    } finally {
+      this.endWriting();
+    }
+    return recipients;
   }
 
   /**

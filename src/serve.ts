@@ -51,6 +51,9 @@ export interface HttpServer extends AsyncDisposable {
   /** Open connections on this server's reactor. */
   readonly connections: number;
   readonly reactor: Reactor;
+  /** A message to every WebSocket subscribed to topic (ws.subscribe); returns the recipients. */
+  publish(topic: string, data: string | Uint8Array): number;
+  subscriberCount(topic: string): number;
   /** Makes the request's connection a WebSocket (see `websocket`); true when it did. */
   upgrade(req: HttpRequest, options?: { data?: unknown; headers?: Record<string, string> }): boolean;
   /** The client's address, as Bun's server.requestIP(req). */
@@ -101,6 +104,8 @@ export function serve(options: ServeOptions): HttpServer {
     reactor: server.reactor,
     requestIP: (req) => app.requestIP(req),
     upgrade: (req, opts) => app.upgrade(req, opts),
+    publish: (topic, data) => app.publish(topic, data),
+    subscriberCount: (topic) => app.subscriberCount(topic),
     stop(opts?: StopOptions) {
       stopping = true;
       return server.stop(opts);

@@ -225,4 +225,39 @@ describe("serve({ websocket }) in Bun.serve's shape", () => {
     expect(seen).toEqual(Array.from({ length: 20 }, (_, i) => `m${i}`));
     expect(maxInFlight).toBe(1);
   });
+
+  test("topics: subscribe, server.publish to every subscriber, ws.publish to all but the sender, counts follow closes", async () => {
+    const s = serve({
+      port: 0,
+      reactorOptions: { log: () => {} },
+      fetch: (req, server) => (server.upgrade(req) ? undefined : new Response("no", { status: 400 })),
+      websocket: {
+        open: (ws) => ws.subscribe("room"),
+        message(ws, m) {
+          const n = ws.publish("room", `relay ${m}`);
+          ws.send(`relayed to ${n}`);
+        },
+      },
+    });
+    servers.push(s);
+    const clients = await Promise.all([0, 1, 2].map(async () => {
+      const ws = new WebSocket(`ws://127.0.0.1:${s.port}/`);
+      const got: string[] = [];
+      ws.onmessage = (e) => void got.push(String(e.data));
+      await new Promise<void>((r) => (ws.onopen = () => r()));
+      return { ws, got };
+    }));
+    await waitFor(() => s.subscriberCount("room") === 3, 5000, "three subscribers");
+    expect(s.publish("room", "to all")).toBe(3);
+    const big = "b".repeat(64 * 1024); // large: one shared copy for every recipient
+    expect(s.publish("room", big)).toBe(3);
+    clients[0]!.ws.send("hi");
+    await waitFor(() => clients[0]!.got.includes("relayed to 2") && clients.slice(1).every((c) => c.got.includes("relay hi")), 5000, "the relay");
+    for (const c of clients) expect(c.got.slice(0, 2)).toEqual(["to all", big]);
+    expect(clients[0]!.got).not.toContain("relay hi"); // not to the sender
+    clients[2]!.ws.close();
+    await waitFor(() => s.subscriberCount("room") === 2, 5000, "the closed socket leaves the topic");
+    expect(s.publish("room", "after")).toBe(2);
+    for (const c of clients.slice(0, 2)) c.ws.close();
+  });
 });

@@ -63,6 +63,7 @@ export function builtinApp(ctx: ProtocolContext, log?: (line: string) => void, o
     log: log ?? ((line) => processLog.component(line, { event: "http_error", level: "error" })),
     limits: options.limits,
     websocket: { message: (ws, message) => void ws.send(message) },
+    hub: ctx.hub,
     bodyTimeoutMs: options.bodyTimeoutMs,
   });
   const apps = appsOf.get(ctx);

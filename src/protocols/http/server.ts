@@ -14,7 +14,8 @@ import { HttpRequest } from "./request.ts";
 import { DateField, errorResponse, headLines, STATUS_TEXT, wholeResponse, type StaticResponse } from "./response.ts";
 import { compileRoutes, type RouteMatch, type Routes, type RouteTable } from "./routes.ts";
 import { acceptKey, checkUpgrade } from "../ws/handshake.ts";
-import { webSocketStreamHandler, type WebSocketHandler } from "../ws/socket.ts";
+import { WsHubEncoder, webSocketStreamHandler, type WebSocketHandler, type WsTopics } from "../ws/socket.ts";
+import { Hub } from "../../hub.ts";
 import { FileResponse } from "./static.ts";
 
 /** Pipelined requests queued per connection before reading pauses. */
@@ -58,6 +59,8 @@ export interface HttpAppOptions {
   bodyTimeoutMs?: number;
   /** WebSocket handlers: what server.upgrade(req) hands a connection to. */
   websocket?: WebSocketHandler<any>;
+  /** The hub WebSocket topics live in (the process's, for the CLI); default a hub of this app's own. */
+  hub?: Hub;
   /** True while the server stops: responses say Connection: close. */
   shuttingDown?: () => boolean;
   log?: (line: string) => void;
@@ -73,6 +76,8 @@ export class HttpApp implements HttpServerInfo {
   readonly tls: boolean;
   readonly bodyTimeoutMs: number;
   readonly websocket: WebSocketHandler<any> | undefined;
+  /** WebSocket topics: the hub and its "ws" channel. */
+  readonly topics: WsTopics;
   /** The request whose handler is running (server.upgrade may only take that one), and its upgrade. */
   upgradeTarget: { req: HttpRequest; accepted: AcceptedUpgrade | null } | null = null;
   readonly shuttingDown: () => boolean;
@@ -90,8 +95,20 @@ export class HttpApp implements HttpServerInfo {
     this.tls = options.tls ?? false;
     this.bodyTimeoutMs = options.bodyTimeoutMs ?? 0;
     this.websocket = options.websocket;
+    const hub = options.hub ?? new Hub();
+    this.topics = { hub, channel: hub.channel("ws", new WsHubEncoder()) };
     this.shuttingDown = options.shuttingDown ?? (() => false);
     this.log = options.log ?? ((l) => console.error(`[bunpoll] ${l}`));
+  }
+
+  /** A message to every WebSocket subscribed to topic; returns the recipients. */
+  publish(topic: string, data: string | Uint8Array): number {
+    const isText = typeof data === "string";
+    return this.topics.hub.publish(topic, isText ? utf8.encode(data) : data, isText, null);
+  }
+
+  subscriberCount(topic: string): number {
+    return this.topics.hub.subscriberCount(topic);
   }
 
   upgrade(req: HttpRequest, options?: { data?: unknown; headers?: Record<string, string> }): boolean {
@@ -525,7 +542,7 @@ export class HttpSession implements HttpParserSink {
     this.queue.length = 0;
     const rest = this.upgradeRest ?? undefined;
     this.upgradeRest = null;
-    this.stream.setHandler(webSocketStreamHandler(app.websocket!, up.data), rest);
+    this.stream.setHandler(webSocketStreamHandler(app.websocket!, up.data, app.topics), rest);
   }
 
   /** Writes a response head through the app's scratch buffer (no view or length scan per string). */

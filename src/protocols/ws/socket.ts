@@ -4,6 +4,7 @@
 // protocol, and pauses reading while a `message` handler's promise is pending (inbound
 // backpressure: no unbounded queue of inbound messages).
 
+import type { Hub, HubEncoder, HubMember, HubMessage } from "../../hub.ts";
 import type { Handler, Stream } from "../../stream/stream.ts";
 import { StreamState } from "../../stream/stream.ts";
 import { CloseCode, headerLength, Opcode, validCloseCode, WsFrameDecoder, writeHeader } from "./frame.ts";
@@ -37,6 +38,34 @@ const CLOSE_WAIT_MS = 2000;
 const utf8 = new TextEncoder();
 const utf8Decoder = new TextDecoder();
 
+/** Renders topic publishes as WebSocket frames (the hub's "ws" channel). */
+export class WsHubEncoder implements HubEncoder {
+  out = new Uint8Array(1024);
+  encodeBroadcast(_msg: HubMessage): number {
+    return -1; // WebSockets hear topics, not every broadcast
+  }
+  encodeDirect(_msg: HubMessage): number {
+    return -1;
+  }
+  encodePublish(_topic: string, bytes: Uint8Array, isText: boolean): number {
+    const total = headerLength(bytes.length) + bytes.length;
+    if (this.out.length < total) {
+      let size = this.out.length;
+      while (size < total) size *= 2;
+      this.out = new Uint8Array(size);
+    }
+    const h = writeHeader(this.out, 0, isText ? Opcode.Text : Opcode.Binary, bytes.length);
+    this.out.set(bytes, h);
+    return total;
+  }
+}
+
+/** Where a WebSocket's topics live: the process's hub and its "ws" channel. */
+export interface WsTopics {
+  hub: Hub;
+  channel: number;
+}
+
 export class ServerWebSocket<T = undefined> {
   data: T;
   /** 1 open, 2 closing (a close frame sent or received), 3 closed. */
@@ -50,8 +79,13 @@ export class ServerWebSocket<T = undefined> {
   /** Resolved once no handler is pending and nothing is held: the stream reads again then. */
   private idleWaiters: (() => void)[] = [];
 
-  constructor(readonly stream: Stream<any>, private readonly handler: WebSocketHandler<T>, data: T) {
+  /** This socket in the hub (topics); null without one. */
+  private member: HubMember | null = null;
+
+  constructor(readonly stream: Stream<any>, private readonly handler: WebSocketHandler<T>, data: T, private readonly topics: WsTopics | null = null) {
     this.data = data;
+    // Not joined: a WebSocket hears the topics it subscribes to, not every broadcast.
+    if (topics !== null) this.member = topics.hub.add(stream, topics.channel, `${stream.remoteAddress}:${stream.remotePort}`, false);
     const ws = this;
     this.decoder = new WsFrameDecoder(
       {
@@ -139,6 +173,27 @@ export class ServerWebSocket<T = undefined> {
     return this.frame(Opcode.Pong, typeof data === "string" ? utf8.encode(data) : data);
   }
 
+  /** Subscribes to a topic: server.publish / ws.publish reach this socket. */
+  subscribe(topic: string): void {
+    if (this.member !== null && this.readyState === READY.OPEN) this.topics!.hub.subscribe(this.member, topic);
+  }
+
+  unsubscribe(topic: string): void {
+    if (this.member !== null) this.topics!.hub.unsubscribe(this.member, topic);
+  }
+
+  isSubscribed(topic: string): boolean {
+    return this.member !== null && this.topics!.hub.isSubscribed(this.member, topic);
+  }
+
+  /** Sends to every subscriber of topic but this socket (Bun's default); returns the recipients. */
+  publish(topic: string, data: string | Uint8Array): number {
+    if (this.topics === null) return 0;
+    const isText = typeof data === "string";
+    const bytes = isText ? utf8.encode(data) : data;
+    return this.topics.hub.publish(topic, bytes, isText, this.member);
+  }
+
   /** Runs fn; what it sends leaves together (every write of a turn does already: one send). */
   cork<R>(fn: (ws: ServerWebSocket<T>) => R): R {
     return fn(this);
@@ -222,6 +277,7 @@ export class ServerWebSocket<T = undefined> {
   private report(code: number, reason: string): void {
     if (this.closeReported) return;
     this.closeReported = true;
+    if (this.member !== null) this.topics!.hub.remove(this.member); // no publish reaches a closing socket
     try {
       this.handler.close?.(this, code, reason);
     } catch (e) {
@@ -231,10 +287,10 @@ export class ServerWebSocket<T = undefined> {
 }
 
 /** The stream handler a WebSocket runs on after the Upgrade. */
-export function webSocketStreamHandler<T>(handler: WebSocketHandler<T>, data: T): Handler<ServerWebSocket<T>> {
+export function webSocketStreamHandler<T>(handler: WebSocketHandler<T>, data: T, topics: WsTopics | null = null): Handler<ServerWebSocket<T>> {
   return {
     open(stream) {
-      stream.data = new ServerWebSocket<T>(stream, handler, data);
+      stream.data = new ServerWebSocket<T>(stream, handler, data, topics);
       stream.setIdleTimeout((handler.idleTimeout ?? 120) * 1000);
       return handler.open?.(stream.data);
     },
