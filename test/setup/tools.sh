@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The real clients the integration tests talk to the server with, as users do: curl, wrk,
-# h2load (--h1), the reference Prometheus client's parser and Python's websockets. `npm test` runs this first
+# h2load (--h1), the reference Prometheus client's parser, Python's websockets and Chromium
+# (the chat page's browser test). `npm test` runs this first
 # (pretest): what is missing is installed from Debian's packages when it can be (root with
 # apt-get, as on CI), else the missing packages are named and the tests do not start.
 set -euo pipefail
@@ -10,6 +11,7 @@ command -v wrk >/dev/null || missing+=(wrk)
 command -v h2load >/dev/null || missing+=(nghttp2-client)
 /usr/bin/python3 -c 'import prometheus_client' 2>/dev/null || missing+=(python3 python3-prometheus-client)
 /usr/bin/python3 -c 'import websockets' 2>/dev/null || missing+=(python3 python3-websockets)
+command -v chromium >/dev/null || missing+=(chromium)
 [ ${#missing[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   echo "test tools: installing ${missing[*]}" >&2

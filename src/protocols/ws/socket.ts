@@ -41,11 +41,15 @@ const utf8Decoder = new TextDecoder();
 /** Renders topic publishes as WebSocket frames (the hub's "ws" channel). */
 export class WsHubEncoder implements HubEncoder {
   out = new Uint8Array(1024);
-  encodeBroadcast(_msg: HubMessage): number {
-    return -1; // WebSockets hear topics, not every broadcast
+  /** For sockets that joined the hub (the chat): `<id>: <text>`, as line clients see it. */
+  encodeBroadcast(msg: HubMessage): number {
+    return this.text(`${msg.from!.id}: ${msg.contentText()}`);
   }
-  encodeDirect(_msg: HubMessage): number {
-    return -1;
+  encodeDirect(msg: HubMessage): number {
+    return this.text(`${msg.from!.id} (direct): ${msg.contentText()}`);
+  }
+  private text(s: string): number {
+    return this.encodePublish("", utf8.encode(s), true);
   }
   encodePublish(_topic: string, bytes: Uint8Array, isText: boolean): number {
     const total = headerLength(bytes.length) + bytes.length;
@@ -184,6 +188,21 @@ export class ServerWebSocket<T = undefined> {
 
   isSubscribed(topic: string): boolean {
     return this.member !== null && this.topics!.hub.isSubscribed(this.member, topic);
+  }
+
+  /**
+   * Makes this socket a hub client: it hears every broadcast of every protocol (framed, json,
+   * line, other chat sockets) as text, `<id>: <text>`. The chat does this.
+   */
+  joinHub(): void {
+    if (this.member !== null && this.readyState === READY.OPEN) this.topics!.hub.join(this.member);
+  }
+
+  /** Sends text to every hub client but this one (what a line client's line does); returns the recipients. */
+  broadcast(text: string): number {
+    if (this.member === null || !this.member.joined) return 0;
+    const b = utf8.encode(text);
+    return this.topics!.hub.broadcastBytes(this.member, b, 0, b.length);
   }
 
   /** Sends to every subscriber of topic but this socket (Bun's default); returns the recipients. */
