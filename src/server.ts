@@ -40,6 +40,7 @@ const FLAGS = {
   "body-timeout": { type: "number", arg: "SEC", description: "http: a request body must arrive within SEC of its head (408 past it; 0: no limit)", default: 0, min: 0 },
   "max-request-line": { type: "int", arg: "BYTES", description: "http: longest request line (414 past it)", default: 8 * 1024, min: 64 },
   "max-header-bytes": { type: "int", arg: "BYTES", description: "http: largest header section (431 past it)", default: 16 * 1024, min: 256 },
+  "ws-origin": { type: "string", arg: "ORIGIN", description: "http: a WebSocket handshake must come from this Origin (repeatable; default: any)", repeatable: true },
   static: { type: "string", arg: "DIR", description: "http: serve the files under DIR (sendfile, ranges, 304) for paths the built-in routes do not have" },
   "drain-timeout": { type: "number", arg: "SEC", description: "on SIGINT/SIGTERM, flush queued output for at most SEC", default: 5, min: 0 },
   "log-format": { type: "string", arg: "FORMAT", description: "text, or json: one JSON object per line (time, level, event, connection, remote, reason, message)", default: "text", choices: LOG_FORMATS },
@@ -191,6 +192,7 @@ function main(argv: string[]): void {
             maxHeaderBytes: flags["max-header-bytes"] as number,
           },
           bodyTimeoutMs: (flags["body-timeout"] as number) * 1000,
+          wsOrigins: flags["ws-origin"] as string[],
         }))
         : PROTOCOLS[spec.protocol].create(ctx);
       const l = reactor.listen({ hostname: spec.host, port: spec.port, handler, connection });

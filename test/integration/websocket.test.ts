@@ -145,6 +145,25 @@ asyncio.run(main())
     expect(noKey.stdout).toContain("Sec-WebSocket-Key");
   });
 
+  test("--ws-origin: a handshake from another Origin gets 403; an allowed one is taken", async () => {
+    const srv = await startServer(["--protocol", "http", "--port", "0", "--ws-origin", "https://chat.example"]);
+    try {
+      const hs = (origin: string) => HANDSHAKE("/ws/chat", srv.port).replace("\r\n\r\n", `\r\nOrigin: ${origin}\r\n\r\n`);
+      const bad = await connect(srv.port, { allowHalfOpen: true });
+      bad.write(hs("https://evil.example"));
+      const first = await new Promise<string>((r) => bad.once("data", (d: Buffer) => r(d.toString("latin1"))));
+      expect(first.startsWith("HTTP/1.1 403")).toBe(true);
+      bad.destroy();
+      const good = await connect(srv.port, { allowHalfOpen: true });
+      good.write(hs("https://chat.example"));
+      const ok = await new Promise<string>((r) => good.once("data", (d: Buffer) => r(d.toString("latin1"))));
+      expect(ok.startsWith("HTTP/1.1 101")).toBe(true);
+      good.destroy();
+    } finally {
+      await srv.stop();
+    }
+  });
+
   test("SIGTERM: an open WebSocket is told 1001 (going away), then the server exits 0", async () => {
     const srv = await startServer(["--protocol", "http", "--port", "0"]);
     const ws = new WebSocket(`ws://127.0.0.1:${srv.port}/ws/echo`);
@@ -259,5 +278,31 @@ describe("serve({ websocket }) in Bun.serve's shape", () => {
     await waitFor(() => s.subscriberCount("room") === 2, 5000, "the closed socket leaves the topic");
     expect(s.publish("room", "after")).toBe(2);
     for (const c of clients.slice(0, 2)) c.ws.close();
+  });
+
+  test("idle sockets are pinged; one that answers stays, one that never answers is closed (1001)", async () => {
+    const closes: [number, string][] = [];
+    const s = serve({
+      port: 0,
+      reactorOptions: { log: () => {} },
+      fetch: (req, server) => (server.upgrade(req) ? undefined : new Response("no", { status: 400 })),
+      websocket: { idleTimeout: 0.3, close: (_ws, code, reason) => void closes.push([code, reason]) },
+    });
+    servers.push(s);
+    // A browser-like client answers pings by itself.
+    const live = new WebSocket(`ws://127.0.0.1:${s.port}/`);
+    let liveClosed = false;
+    live.onclose = () => (liveClosed = true);
+    await new Promise<void>((r) => (live.onopen = () => r()));
+    // A raw client that never reads or answers.
+    const mute = await connect(s.port, { allowHalfOpen: true });
+    mute.write(HANDSHAKE("/", s.port));
+    const { frames } = serverFrames(await readToEnd(mute, 5000).then((x) => x.data));
+    expect(frames.map(([op]) => op)).toEqual([9, 8]); // a ping, then a close
+    expect(closeCode(frames[1]![1])).toBe(1001);
+    expect(closes.some(([code, reason]) => code === 1001 && reason === "no answer to ping")).toBe(true);
+    await sleep(400);
+    expect(liveClosed).toBe(false); // answered its pings: still open after more than 3 idle periods
+    live.close();
   });
 });

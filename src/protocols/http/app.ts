@@ -101,6 +101,21 @@ export interface BuiltinAppOptions {
   limits?: Partial<HttpLimits>;
   /** `--body-timeout` in ms (0: none). */
   bodyTimeoutMs?: number;
+  /** `--ws-origin`: the Origins a WebSocket handshake may come from (empty: any). */
+  wsOrigins?: readonly string[];
+}
+
+/** The answer to a WebSocket handshake this server will not take (a bad Upgrade, a foreign Origin), or null. */
+function refuseUpgrade(req: HttpRequest, origins: readonly string[] | undefined): Response | null {
+  const check = checkUpgrade(req);
+  if (!check.ok) return new Response(`${check.message}\n`, { status: check.status, headers: check.headers });
+  if (origins !== undefined && origins.length > 0) {
+    const origin = req.header("origin");
+    if (origin === null || !origins.includes(origin)) {
+      return new Response(`Origin ${origin === null ? "missing" : JSON.stringify(origin)} is not allowed (--ws-origin)\n`, { status: 403 });
+    }
+  }
+  return null;
 }
 
 export function builtinApp(ctx: ProtocolContext, log?: (line: string) => void, options: BuiltinAppOptions = {}): HttpApp {
@@ -119,8 +134,8 @@ export function builtinApp(ctx: ProtocolContext, log?: (line: string) => void, o
       // A chat client: its text reaches every client of every protocol, and it hears theirs.
       "/ws/chat": {
         GET: (req, server) => {
-          const check = checkUpgrade(req);
-          if (!check.ok) return new Response(`${check.message}\n`, { status: check.status, headers: check.headers });
+          const refused = refuseUpgrade(req, options.wsOrigins);
+          if (refused !== null) return refused;
           server.upgrade(req, { data: { chat: true } });
           return undefined;
         },
@@ -128,8 +143,8 @@ export function builtinApp(ctx: ProtocolContext, log?: (line: string) => void, o
       // Every WebSocket message echoed as it came: the conformance target.
       "/ws/echo": {
         GET: (req, server) => {
-          const check = checkUpgrade(req);
-          if (!check.ok) return new Response(`${check.message}\n`, { status: check.status, headers: check.headers });
+          const refused = refuseUpgrade(req, options.wsOrigins);
+          if (refused !== null) return refused;
           server.upgrade(req);
           return undefined;
         },

@@ -30,9 +30,15 @@ export interface WebSocketHandler<T = undefined> {
   maxPayloadLength?: number;
   /** Seconds without traffic before the socket is closed (1001). Default 120, as Bun; 0: never. */
   idleTimeout?: number;
+  /**
+   * At the idle timeout, ping first (default true, as Bun): a live peer's pong (any traffic)
+   * keeps the socket; one silent for another period is dead and closed (1001).
+   */
+  sendPings?: boolean;
 }
 
 const READY = { CONNECTING: 0, OPEN: 1, CLOSING: 2, CLOSED: 3 } as const;
+const EMPTY_PAYLOAD = new Uint8Array(0);
 /** How long to wait for the peer's close frame after ours before dropping the connection. */
 const CLOSE_WAIT_MS = 2000;
 const utf8 = new TextEncoder();
@@ -139,6 +145,7 @@ export class ServerWebSocket<T = undefined> {
 
   /** Bytes from the stream (frames). */
   received(bytes: Uint8Array): void | Promise<void> {
+    this.pingPending = false; // the peer is alive
     this.decoder.push(bytes);
     if (!this.blocked) return;
     // The stream stops reading (pauseWhileAsync) until every held frame has been handled.
@@ -284,10 +291,20 @@ export class ServerWebSocket<T = undefined> {
     this.report(1006, "");
   }
 
+  /** The ping sent at the last idle timeout (sendPings) is still unanswered. */
+  private pingPending = false;
+
   idle(): void {
-    if (this.readyState === READY.OPEN) this.close(CloseCode.GoingAway, "idle");
-    else this.terminate();
+    if (this.readyState !== READY.OPEN) return this.terminate();
+    if ((this.handler.sendPings ?? true) && !this.pingPending) {
+      this.pingPending = true;
+      this.frame(Opcode.Ping, EMPTY_PAYLOAD);
+      return; // the stream re-arms its timer: a period for the pong
+    }
+    this.close(CloseCode.GoingAway, this.pingPending ? "no answer to ping" : "idle");
   }
+
+
 
   drained(): void {
     this.handler.drain?.(this);
