@@ -106,6 +106,49 @@ asyncio.run(main())
     expect(r.code).toBe(0);
   }, 30_000);
 
+  test("permessage-deflate with Python's websockets: negotiated, compressed both ways, 1 MiB of text intact", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "bunpoll-ws-"));
+    dirs.push(dir);
+    writeFileSync(join(dir, "deflate.py"), `
+import asyncio, sys, websockets
+async def main():
+    async with websockets.connect(sys.argv[1], compression="deflate", max_size=None) as ws:
+        ext = [type(e).__name__ for e in ws.extensions]
+        big = "bunpoll " * 131072
+        await ws.send(big)
+        assert await ws.recv() == big
+        await ws.send(b"\\x00" * 5000)
+        assert await ws.recv() == b"\\x00" * 5000
+        print("extensions", ext)
+asyncio.run(main())
+`);
+    const r = await run(["/usr/bin/python3", join(dir, "deflate.py"), `ws://127.0.0.1:${server.port}/ws/echo`], 20_000);
+    expect(r.stderr).toBe("");
+    expect(r.stdout.trim()).toBe("extensions ['PerMessageDeflate']");
+  }, 30_000);
+
+  test("a compressed message that inflates past maxPayloadLength (a zip bomb) closes with 1009, memory bounded", async () => {
+    const { deflateRawSync } = await import("node:zlib");
+    const srv = serve({
+      port: 0,
+      reactorOptions: { log: () => {} },
+      fetch: (req, s) => (s.upgrade(req) ? undefined : new Response("no", { status: 400 })),
+      websocket: { perMessageDeflate: true, maxPayloadLength: 64 * 1024, message: (ws, m) => void ws.send(m) },
+    });
+    servers.push(srv);
+    const bomb = deflateRawSync(Buffer.alloc(50 * 1024 * 1024), { finishFlush: 2 }); // 50 MiB of zeros: ~50 KiB deflated
+    const payload = bomb.subarray(0, bomb.length - 4);
+    const s = await connect(srv.port, { allowHalfOpen: true });
+    s.write(HANDSHAKE("/", srv.port).replace("\r\n\r\n", "\r\nSec-WebSocket-Extensions: permessage-deflate\r\n\r\n"));
+    const f = frame(2, payload);
+    f[0] = 0x80 | 0x40 | 2; // FIN, RSV1 (compressed), binary
+    s.write(f);
+    const { data } = await readToEnd(s, 10_000);
+    const { head, frames } = serverFrames(data);
+    expect(head.toLowerCase()).toContain("sec-websocket-extensions: permessage-deflate");
+    expect(closeCode(frames[frames.length - 1]![1])).toBe(1009);
+  });
+
   test("the handshake: 101 with RFC 6455's accept value; first frames in the same write as the request are not lost", async () => {
     const { head, frames } = await rawSession(server.port, [frame(1, "same write"), frame(8, new Uint8Array([0x03, 0xe8]))]);
     expect(head).toContain("HTTP/1.1 101 Switching Protocols");

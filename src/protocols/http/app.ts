@@ -154,6 +154,7 @@ export function builtinApp(ctx: ProtocolContext, log?: (line: string) => void, o
     log: log ?? ((line) => processLog.component(line, { event: "http_error", level: "error" })),
     limits: options.limits,
     websocket: {
+      perMessageDeflate: true, // browsers always offer it
       // /ws/chat sockets join the hub: they hear every protocol's broadcasts and broadcast their text.
       open(ws) {
         if ((ws.data as { chat?: boolean } | undefined)?.chat) ws.joinHub();

@@ -13,7 +13,7 @@ import { DEFAULT_HTTP_LIMITS, HttpParseError, HttpParser, latin1Range, type Http
 import { HttpRequest } from "./request.ts";
 import { DateField, errorResponse, headLines, STATUS_TEXT, wholeResponse, type StaticResponse } from "./response.ts";
 import { compileRoutes, type RouteMatch, type Routes, type RouteTable } from "./routes.ts";
-import { acceptKey, checkUpgrade } from "../ws/handshake.ts";
+import { acceptDeflate, acceptKey, checkUpgrade } from "../ws/handshake.ts";
 import { WsHubEncoder, webSocketStreamHandler, type WebSocketHandler, type WsTopics } from "../ws/socket.ts";
 import { Hub } from "../../hub.ts";
 import { FileResponse } from "./static.ts";
@@ -43,6 +43,8 @@ export interface HttpServerInfo {
 
 interface AcceptedUpgrade {
   key: string;
+  /** The Sec-WebSocket-Extensions answer (permessage-deflate), or null. */
+  extensions: string | null;
   data: unknown;
   headers: Record<string, string> | undefined;
 }
@@ -116,7 +118,8 @@ export class HttpApp implements HttpServerInfo {
     if (this.websocket === undefined || t === null || t.req !== req || t.accepted !== null) return false;
     const check = checkUpgrade(req);
     if (!check.ok) return false;
-    t.accepted = { key: check.key, data: options?.data, headers: options?.headers };
+    const extensions = this.websocket.perMessageDeflate ? acceptDeflate(req.header("sec-websocket-extensions")) : null;
+    t.accepted = { key: check.key, extensions, data: options?.data, headers: options?.headers };
     return true;
   }
 
@@ -537,12 +540,13 @@ export class HttpSession implements HttpParserSink {
     const app = this.app;
     app.byClass[1]++;
     let head = `HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\nsec-websocket-accept: ${acceptKey(up.key)}\r\n`;
+    if (up.extensions !== null) head += `sec-websocket-extensions: ${up.extensions}\r\n`;
     if (up.headers !== undefined) for (const [k, v] of Object.entries(up.headers)) head += `${k}: ${v}\r\n`;
     this.writeAscii(head + "\r\n");
     this.queue.length = 0;
     const rest = this.upgradeRest ?? undefined;
     this.upgradeRest = null;
-    this.stream.setHandler(webSocketStreamHandler(app.websocket!, up.data, app.topics), rest);
+    this.stream.setHandler(webSocketStreamHandler(app.websocket!, up.data, app.topics, up.extensions !== null), rest);
   }
 
   /** Writes a response head through the app's scratch buffer (no view or length scan per string). */

@@ -39,3 +39,27 @@ function hasToken(value: string | null, lower: string): boolean {
   for (const t of value.split(",")) if (t.trim().toLowerCase() === lower) return true;
   return false;
 }
+
+/**
+ * permessage-deflate (RFC 7692) as bunpoll takes it: offered by the client, answered with
+ * server_no_context_takeover and client_no_context_takeover, so every message is compressed
+ * on its own (one-shot zlib calls, no per-connection compressor to keep: no memory per socket,
+ * and a published message can be compressed once for every subscriber). Returns the response
+ * header value, or null when the client made no acceptable offer.
+ */
+export function acceptDeflate(offers: string | null): string | null {
+  if (offers === null) return null;
+  for (const offer of offers.split(",")) {
+    const [name, ...params] = offer.split(";").map((p) => p.trim());
+    if (name !== "permessage-deflate") continue;
+    let ok = true;
+    for (const p of params) {
+      const [k, v] = p.split("=").map((x) => x.trim());
+      // A window smaller than 15 bits from the server cannot be honoured by one-shot zlib calls.
+      if (k === "server_max_window_bits" && v !== undefined && v.replace(/"/g, "") !== "15") ok = false;
+      else if (!["server_no_context_takeover", "client_no_context_takeover", "server_max_window_bits", "client_max_window_bits"].includes(k!)) ok = false;
+    }
+    if (ok) return "permessage-deflate; server_no_context_takeover; client_no_context_takeover";
+  }
+  return null;
+}

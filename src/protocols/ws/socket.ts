@@ -7,7 +7,8 @@
 import type { Hub, HubEncoder, HubMember, HubMessage } from "../../hub.ts";
 import type { Handler, Stream } from "../../stream/stream.ts";
 import { StreamState } from "../../stream/stream.ts";
-import { CloseCode, headerLength, Opcode, validCloseCode, WsFrameDecoder, writeHeader } from "./frame.ts";
+import { deflateRawSync, inflateRawSync, constants as zlib } from "node:zlib";
+import { CloseCode, headerLength, Opcode, validCloseCode, validUtf8, WsFrameDecoder, writeHeader } from "./frame.ts";
 
 /** What send() returns besides the bytes sent: named, so the three cannot be confused. */
 export const SendStatus = {
@@ -31,6 +32,12 @@ export interface WebSocketHandler<T = undefined> {
   /** Seconds without traffic before the socket is closed (1001). Default 120, as Bun; 0: never. */
   idleTimeout?: number;
   /**
+   * Negotiate permessage-deflate when the client offers it (default false). Messages are
+   * compressed one by one (no context takeover either way); messages under 64 bytes are sent
+   * as they are. Inflating is bounded by maxPayloadLength (1009 past it).
+   */
+  perMessageDeflate?: boolean;
+  /**
    * At the idle timeout, ping first (default true, as Bun): a live peer's pong (any traffic)
    * keeps the socket; one silent for another period is dead and closed (1001).
    */
@@ -39,6 +46,7 @@ export interface WebSocketHandler<T = undefined> {
 
 const READY = { CONNECTING: 0, OPEN: 1, CLOSING: 2, CLOSED: 3 } as const;
 const EMPTY_PAYLOAD = new Uint8Array(0);
+const DEFLATE_TAIL = new Uint8Array([0x00, 0x00, 0xff, 0xff]);
 /** How long to wait for the peer's close frame after ours before dropping the connection. */
 const CLOSE_WAIT_MS = 2000;
 const utf8 = new TextEncoder();
@@ -92,16 +100,39 @@ export class ServerWebSocket<T = undefined> {
   /** This socket in the hub (topics); null without one. */
   private member: HubMember | null = null;
 
-  constructor(readonly stream: Stream<any>, private readonly handler: WebSocketHandler<T>, data: T, private readonly topics: WsTopics | null = null) {
+  constructor(
+    readonly stream: Stream<any>,
+    private readonly handler: WebSocketHandler<T>,
+    data: T,
+    private readonly topics: WsTopics | null = null,
+    /** permessage-deflate was negotiated. */
+    private readonly deflate = false,
+  ) {
     this.data = data;
     // Not joined: a WebSocket hears the topics it subscribes to, not every broadcast.
     if (topics !== null) this.member = topics.hub.add(stream, topics.channel, `${stream.remoteAddress}:${stream.remotePort}`, false);
     const ws = this;
     this.decoder = new WsFrameDecoder(
       {
-        onMessage(opcode, bytes) {
+        onMessage(opcode, raw, compressed) {
           const m = handler.message;
-          if (!m || ws.readyState !== READY.OPEN) return;
+          if (ws.readyState !== READY.OPEN) return;
+          let bytes = raw;
+          if (compressed) {
+            const max = handler.maxPayloadLength ?? 16 * 1024 * 1024;
+            try {
+              bytes = inflateRawSync(Buffer.concat([raw, DEFLATE_TAIL]), { finishFlush: zlib.Z_SYNC_FLUSH, maxOutputLength: max });
+            } catch (e) {
+              const tooBig = (e as { code?: string }).code === "ERR_BUFFER_TOO_LARGE";
+              ws.fail(tooBig ? CloseCode.MessageTooBig : CloseCode.InvalidPayload, tooBig ? "a message that inflates past maxPayloadLength" : "a message that does not inflate");
+              return;
+            }
+            if (opcode === Opcode.Text && !validUtf8(bytes)) {
+              ws.fail(CloseCode.InvalidPayload, "a text message that is not valid UTF-8");
+              return;
+            }
+          }
+          if (!m) return;
           const r = m(ws, opcode === Opcode.Text ? utf8Decoder.decode(bytes) : bytes.slice());
           if (r === undefined) return;
           // One message at a time: the next frames wait for this handler.
@@ -130,7 +161,7 @@ export class ServerWebSocket<T = undefined> {
           ws.fail(code, message);
         },
       },
-      { maxPayloadLength: handler.maxPayloadLength ?? 16 * 1024 * 1024 },
+      { maxPayloadLength: handler.maxPayloadLength ?? 16 * 1024 * 1024, allowRsv1: deflate },
     );
   }
 
@@ -247,7 +278,14 @@ export class ServerWebSocket<T = undefined> {
   private frame(opcode: number, payload: Uint8Array): number {
     const s = this.stream;
     if (this.readyState !== READY.OPEN && opcode !== Opcode.Close || s.state >= StreamState.Lingering) return SendStatus.Dropped;
-    const h = writeHeader(this.hdr, 0, opcode, payload.length);
+    let rsv1 = false;
+    if (this.deflate && opcode < 8 && payload.length >= 64) {
+      // One message, compressed on its own; the sync flush's 00 00 ff ff tail is not sent (RFC 7692 §7.2.1).
+      const z = deflateRawSync(payload, { finishFlush: zlib.Z_SYNC_FLUSH });
+      payload = z.subarray(0, z.length - 4);
+      rsv1 = true;
+    }
+    const h = writeHeader(this.hdr, 0, opcode, payload.length, true, rsv1);
     s.write(this.hdr, 0, h);
     const ok = s.write(payload);
     if (s.state === StreamState.Closed) return SendStatus.Dropped; // closed as a slow consumer
@@ -323,10 +361,10 @@ export class ServerWebSocket<T = undefined> {
 }
 
 /** The stream handler a WebSocket runs on after the Upgrade. */
-export function webSocketStreamHandler<T>(handler: WebSocketHandler<T>, data: T, topics: WsTopics | null = null): Handler<ServerWebSocket<T>> {
+export function webSocketStreamHandler<T>(handler: WebSocketHandler<T>, data: T, topics: WsTopics | null = null, deflate = false): Handler<ServerWebSocket<T>> {
   return {
     open(stream) {
-      stream.data = new ServerWebSocket<T>(stream, handler, data, topics);
+      stream.data = new ServerWebSocket<T>(stream, handler, data, topics, deflate);
       stream.setIdleTimeout((handler.idleTimeout ?? 120) * 1000);
       return handler.open?.(stream.data);
     },
