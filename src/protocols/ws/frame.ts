@@ -110,18 +110,20 @@ const enum DState {
 
 const HEADER_MAX = 14;
 const EMPTY = new Uint8Array(0);
+const NO_BYTES = EMPTY;
 const utf8 = new TextDecoder("utf-8", { fatal: false });
 
 export class WsFrameDecoder {
   private state = DState.Header;
-  /** Header bytes gathered across reads. */
-  private readonly hdr = new Uint8Array(HEADER_MAX);
+  /** Header bytes gathered across reads (created the first time a header is split: idle sockets hold none). */
+  private hdr: Uint8Array = NO_BYTES;
   private hdrLen = 0;
   // The frame in progress.
   private fin = false;
   private opcode = 0;
   private masked = false;
-  private readonly mask = new Uint8Array(4);
+  /** The frame's masking key, big-endian in one number (no array per socket). */
+  private maskKey = 0;
   private remaining = 0;
   /** Position in the frame's payload (the mask's phase). */
   private offset = 0;
@@ -207,6 +209,7 @@ export class WsFrameDecoder {
       avail = end - pos;
     } else {
       const take = Math.min(HEADER_MAX - this.hdrLen, end - pos);
+      if (this.hdr.length === 0) this.hdr = new Uint8Array(HEADER_MAX);
       this.hdr.set(buf.subarray(pos, pos + take), this.hdrLen);
       this.hdrLen += take;
       h = this.hdr;
@@ -252,12 +255,7 @@ export class WsFrameDecoder {
     this.opcode = opcode;
     this.masked = masked;
     const m = hs + need - 4;
-    if (masked) {
-      this.mask[0] = h[m]!;
-      this.mask[1] = h[m + 1]!;
-      this.mask[2] = h[m + 2]!;
-      this.mask[3] = h[m + 3]!;
-    }
+    if (masked) this.maskKey = ((h[m]! << 24) | (h[m + 1]! << 16) | (h[m + 2]! << 8) | h[m + 3]!) >>> 0;
     this.remaining = len;
     this.offset = 0;
     if (!control && opcode !== Opcode.Continuation) {
@@ -286,9 +284,9 @@ export class WsFrameDecoder {
   private payload(buf: Uint8Array, pos: number, end: number): number {
     const n = Math.min(this.remaining, end - pos);
     if (this.masked) {
-      const mk = this.mask;
+      const k = this.maskKey;
       let o = this.offset;
-      for (let i = pos; i < pos + n; i++, o++) buf[i] = buf[i]! ^ mk[o & 3]!;
+      for (let i = pos; i < pos + n; i++, o++) buf[i] = buf[i]! ^ ((k >>> (24 - ((o & 3) << 3))) & 0xff);
     }
     this.remaining -= n;
     this.offset += n;

@@ -47,6 +47,7 @@ export interface WebSocketHandler<T = undefined> {
 const READY = { CONNECTING: 0, OPEN: 1, CLOSING: 2, CLOSED: 3 } as const;
 const EMPTY_PAYLOAD = new Uint8Array(0);
 const DEFLATE_TAIL = new Uint8Array([0x00, 0x00, 0xff, 0xff]);
+const frameHeader = new Uint8Array(10);
 /** How long to wait for the peer's close frame after ours before dropping the connection. */
 const CLOSE_WAIT_MS = 2000;
 const utf8 = new TextEncoder();
@@ -91,7 +92,7 @@ export class ServerWebSocket<T = undefined> {
   private readonly decoder: WsFrameDecoder;
   private closeTimer: ReturnType<typeof setTimeout> | null = null;
   private closeReported = false;
-  private readonly hdr = new Uint8Array(10);
+
   /** A `message` handler's promise is pending: frames wait (the decoder holds them). */
   private blocked = false;
   /** Resolved once no handler is pending and nothing is held: the stream reads again then. */
@@ -285,8 +286,8 @@ export class ServerWebSocket<T = undefined> {
       payload = z.subarray(0, z.length - 4);
       rsv1 = true;
     }
-    const h = writeHeader(this.hdr, 0, opcode, payload.length, true, rsv1);
-    s.write(this.hdr, 0, h);
+    const h = writeHeader(frameHeader, 0, opcode, payload.length, true, rsv1);
+    s.write(frameHeader, 0, h); // copied into the queue at once: one scratch serves every socket
     const ok = s.write(payload);
     if (s.state === StreamState.Closed) return SendStatus.Dropped; // closed as a slow consumer
     return ok ? headerLength(payload.length) + payload.length : SendStatus.Backpressure;
