@@ -320,7 +320,7 @@ export class TcpStream<T = unknown> implements Stream<T>, IoStream, TimerNode, D
   setIdleTimeout(ms: number): void {
     if (!(ms >= 0) || !Number.isFinite(ms)) throw new RangeError(`idle timeout must be a finite number >= 0, got ${ms}`);
     if (ms === this.options.idleTimeoutMs || this.state === StreamState.Closed) return;
-    this.options = { ...this.options, idleTimeoutMs: ms }; // the listener's options are shared
+    this.options = withIdleTimeout(this.options, ms); // shared, like the listener's: no object per stream
     this.lastActive = this.reactor.now;
     const due = this.nextDeadline();
     if (due < Infinity && (this.timerIndex < 0 || due < this.timerDeadline)) this.reactor.timers.schedule(this, due);
@@ -693,6 +693,16 @@ export class TcpStream<T = unknown> implements Stream<T>, IoStream, TimerNode, D
     const r = this.reactor.driver.setInterest(this, want);
     if (r < 0) this.close("error", errorFromRc("epoll_ctl", r));
   }
+}
+
+/** The options of `base` with another idle timeout, one object per (base, ms) pair. */
+const idleVariants = new WeakMap<ConnectionOptions, Map<number, ConnectionOptions>>();
+function withIdleTimeout(base: ConnectionOptions, ms: number): ConnectionOptions {
+  let m = idleVariants.get(base);
+  if (m === undefined) idleVariants.set(base, (m = new Map()));
+  let o = m.get(ms);
+  if (o === undefined) m.set(ms, (o = { ...base, idleTimeoutMs: ms }));
+  return o;
 }
 
 /**

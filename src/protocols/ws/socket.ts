@@ -110,8 +110,7 @@ export class ServerWebSocket<T = undefined> {
     private readonly deflate = false,
   ) {
     this.data = data;
-    // Not joined: a WebSocket hears the topics it subscribes to, not every broadcast.
-    if (topics !== null) this.member = topics.hub.add(stream, topics.channel, `${stream.remoteAddress}:${stream.remotePort}`, false);
+
     const ws = this;
     this.decoder = new WsFrameDecoder(
       {
@@ -216,9 +215,22 @@ export class ServerWebSocket<T = undefined> {
     return this.frame(Opcode.Pong, typeof data === "string" ? utf8.encode(data) : data);
   }
 
+  /**
+   * This socket's hub member, registered on first use (a topic, the chat): a socket that never
+   * uses the hub costs it nothing. Not joined: it hears its topics, not every broadcast.
+   */
+  private hubMember(): HubMember | null {
+    if (this.member === null && this.topics !== null && this.readyState === READY.OPEN) {
+      const s = this.stream;
+      this.member = this.topics.hub.add(s, this.topics.channel, `${s.remoteAddress}:${s.remotePort}`, false);
+    }
+    return this.member;
+  }
+
   /** Subscribes to a topic: server.publish / ws.publish reach this socket. */
   subscribe(topic: string): void {
-    if (this.member !== null && this.readyState === READY.OPEN) this.topics!.hub.subscribe(this.member, topic);
+    const m = this.hubMember();
+    if (m !== null && this.readyState === READY.OPEN) this.topics!.hub.subscribe(m, topic);
   }
 
   unsubscribe(topic: string): void {
@@ -234,7 +246,8 @@ export class ServerWebSocket<T = undefined> {
    * line, other chat sockets) as text, `<id>: <text>`. The chat does this.
    */
   joinHub(): void {
-    if (this.member !== null && this.readyState === READY.OPEN) this.topics!.hub.join(this.member);
+    const m = this.hubMember();
+    if (m !== null && this.readyState === READY.OPEN) this.topics!.hub.join(m);
   }
 
   /** Sends text to every hub client but this one (what a line client's line does); returns the recipients. */
