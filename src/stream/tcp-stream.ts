@@ -374,15 +374,7 @@ export class TcpStream<T = unknown> implements Stream<T>, IoStream, TimerNode, D
         return;
     }
     this.state = StreamState.HalfClosed;
-    const h = this.handler.end;
-    if (h) {
-      try {
-        h.call(this.handler, this);
-      } catch (e) {
-        this.fail(e);
-        return;
-      }
-    }
+    if (!this.notify(this.handler.end)) return;
     if (this.state !== StreamState.HalfClosed) return; // the handler closed or ended it
     if (this.flushed && !this.handler.allowHalfOpen) this.close("end");
     else this.updateInterest(); // stop reading (EOF is level-triggered), keep writing
@@ -459,15 +451,7 @@ export class TcpStream<T = unknown> implements Stream<T>, IoStream, TimerNode, D
     }
     if (this.needDrain) {
       this.needDrain = false;
-      const h = this.handler.drain;
-      if (h) {
-        try {
-          h.call(this.handler, this);
-        } catch (e) {
-          this.fail(e);
-          return;
-        }
-      }
+      if (!this.notify(this.handler.drain)) return;
     }
     if (this.bufferedAmount !== 0) return;
     switch (this.state) {
@@ -510,12 +494,7 @@ export class TcpStream<T = unknown> implements Stream<T>, IoStream, TimerNode, D
       this.close("idle-timeout");
       return;
     }
-    try {
-      h.call(this.handler, this);
-    } catch (e) {
-      this.fail(e);
-      return;
-    }
+    if (!this.notify(h)) return;
     if ((this.state as StreamState) !== StreamState.Closed) {
       // The handler kept the stream: next idle check one period from now (lastActive + idle
       // is in the past and would fire again at once), or the frame deadline if earlier.
@@ -565,16 +544,8 @@ export class TcpStream<T = unknown> implements Stream<T>, IoStream, TimerNode, D
   beginDrain(): void {
     if (this.state !== StreamState.Open || this.draining) return;
     this.draining = true;
-    const h = this.handler.shutdown;
-    if (h) {
-      try {
-        h.call(this.handler, this);
-      } catch (e) {
-        this.fail(e);
-        return;
-      }
-      if (this.state !== StreamState.Open) return;
-    }
+    // The protocol says goodbye first; it may have ended or closed the stream.
+    if (!this.notify(this.handler.shutdown) || this.state !== StreamState.Open) return;
     this.drainRead();
   }
 
@@ -589,15 +560,7 @@ export class TcpStream<T = unknown> implements Stream<T>, IoStream, TimerNode, D
 
   /** Accepted past the connection limit: let the protocol say so, then end. */
   rejectFull(): void {
-    const h = this.handler.full;
-    if (h) {
-      try {
-        h.call(this.handler, this);
-      } catch (e) {
-        this.fail(e);
-        return;
-      }
-    }
+    if (!this.notify(this.handler.full)) return;
     this.end();
   }
 
@@ -640,6 +603,18 @@ export class TcpStream<T = unknown> implements Stream<T>, IoStream, TimerNode, D
     this.updateInterest();
     this.reactor.connectSettled(this, null);
     if (this.state === StreamState.Open) this.open();
+  }
+
+  /** Calls an optional one-argument handler; false when it threw (the stream is closed then). */
+  private notify(h: ((stream: Stream<T>) => void) | undefined): boolean {
+    if (!h) return true;
+    try {
+      h.call(this.handler, this);
+      return true;
+    } catch (e) {
+      this.fail(e);
+      return false;
+    }
   }
 
   /** A handler threw: report it, close this stream only. */
