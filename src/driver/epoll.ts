@@ -18,7 +18,7 @@ import {
   ERROR, HANGUP, KIND_LISTENER, KIND_STREAM, KIND_WAKE, READABLE, ReadNext, WRITABLE,
   type Driver, type IoCounters, type IoEntry, type IoListener, type IoStream,
 } from "./driver.ts";
-import { openReserveFd, pendingSocketError, setNoDelay } from "./sockets.ts";
+import { closeFd, openReserveFd, pendingSocketError, setNoDelay } from "./sockets.ts";
 
 /** The kernel's readiness API as the driver needs it: a seam for a scripted poller in tests. */
 export interface Poller extends Disposable {
@@ -277,7 +277,7 @@ export class EpollDriver implements Driver {
   }
 
   closeFd(fd: number): void {
-    libc.close(fd);
+    closeFd(fd);
   }
 
   // --- I/O ------------------------------------------------------------------------------

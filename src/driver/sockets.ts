@@ -36,7 +36,7 @@ export class Fd implements Disposable {
 
 export { formatHostPort };
 
-/** Closes an fd this process owns (a file's, through SharedFile; a socket's goes through the driver). */
+/** Closes an fd this process owns that no driver entry holds: an accepted socket refused before registration, a file (SharedFile). */
 export function closeFd(fd: number): void {
   libc.close(fd);
 }

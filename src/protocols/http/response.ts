@@ -83,9 +83,8 @@ export function wholeResponse(f: StaticResponse, date: DateField): Uint8Array {
 
 const CRLF_BYTES = utf8.encode("\r\n");
 
-/** Serializes a Response once; its body must be in memory (a string, bytes, a Blob, JSON). */
-export async function staticResponse(res: Response): Promise<StaticResponse> {
-  const body = new Uint8Array(await res.arrayBuffer());
+/** A Response serialized once, given its body's bytes (a static route's). */
+export function staticResponse(res: Response, body: Uint8Array): StaticResponse {
   return {
     status: res.status,
     head: utf8.encode(headLines(res.status, res.statusText, res.headers)),

@@ -4,7 +4,7 @@
 
 import type { HttpRequest } from "./request.ts";
 import type { HttpServerInfo } from "./server.ts";
-import { headLines, type StaticResponse } from "./response.ts";
+import { staticResponse, type StaticResponse } from "./response.ts";
 
 export type RouteHandler = (req: HttpRequest, server: HttpServerInfo) => Response | Promise<Response> | undefined;
 export type RouteTarget = Response | RouteHandler;
@@ -163,12 +163,7 @@ function serializeOnce(what: string, res: Response): StaticResponse {
     p.catch(() => {});
     throw new TypeError(`route ${what}: a static Response needs a body already in memory (a string, bytes, a Blob or JSON), not a stream`);
   }
-  return {
-    status: res.status,
-    head: utf8.encode(headLines(res.status, res.statusText, res.headers)),
-    body,
-    lengthLine: utf8.encode(`content-length: ${body.length}\r\n`),
-  };
+  return staticResponse(res, body);
 }
 
 export function compileRoutes(routes: Routes): RouteTable {

@@ -7,7 +7,6 @@
 // response that closes (Connection: close, HTTP/1.0, a refused request, shutdown) nothing
 // more is read or written.
 
-import type { ProtocolContext } from "../context.ts";
 import { StreamState, type Handler, type Stream } from "../../stream/stream.ts";
 import { DEFAULT_HTTP_LIMITS, HttpParseError, HttpParser, latin1Range, type HttpLimits, type HttpParserSink, type RequestHead } from "./parser.ts";
 import { HttpRequest } from "./request.ts";
@@ -23,7 +22,6 @@ const MAX_PIPELINE = 64;
 /** Bodies larger than this are written a piece at a time, following the stream's drain. */
 const BODY_PIECE = 64 * 1024;
 const utf8 = new TextEncoder();
-const encoder = utf8;
 const CRLF = utf8.encode("\r\n");
 const CONTINUE = utf8.encode("HTTP/1.1 100 Continue\r\n\r\n");
 const EMPTY = new Uint8Array(0);
@@ -553,7 +551,7 @@ export class HttpSession implements HttpParserSink {
   private writeAscii(text: string): void {
     const app = this.app;
     if (app.scratch.length < text.length * 3) app.scratch = new Uint8Array(text.length * 3);
-    const { written } = encoder.encodeInto(text, app.scratch);
+    const { written } = utf8.encodeInto(text, app.scratch);
     this.stream.write(app.scratch, 0, written);
   }
 
@@ -632,9 +630,4 @@ export function createHttpProtocol(app: HttpApp): Handler<HttpSession> {
     },
     allowHalfOpen: true,
   };
-}
-
-/** The HTTP listener of the CLI: the built-in app over the process's context. */
-export function createHttpAppProtocol(_ctx: ProtocolContext, app: HttpApp): Handler<HttpSession> {
-  return createHttpProtocol(app);
 }

@@ -110,13 +110,12 @@ const enum DState {
 
 const HEADER_MAX = 14;
 const EMPTY = new Uint8Array(0);
-const NO_BYTES = EMPTY;
 const utf8 = new TextDecoder("utf-8", { fatal: false });
 
 export class WsFrameDecoder {
   private state = DState.Header;
   /** Header bytes gathered across reads (created the first time a header is split: idle sockets hold none). */
-  private hdr: Uint8Array = NO_BYTES;
+  private hdr: Uint8Array = EMPTY;
   private hdrLen = 0;
   // The frame in progress.
   private fin = false;
@@ -407,10 +406,18 @@ export function encodeFrame(opcode: number, payload: Uint8Array = EMPTY, fin = t
 
 /** A close frame: the code, then the reason (UTF-8, at most 123 bytes: the control limit). */
 export function encodeClose(code: number, reason = ""): Uint8Array {
-  const r = new TextEncoder().encode(reason).subarray(0, 123);
+  return encodeFrame(Opcode.Close, closePayload(code, reason));
+}
+
+/** A close frame's payload: the code, then the reason cut to the control limit; 1005 (no status) is empty. */
+export function closePayload(code: number, reason = ""): Uint8Array {
+  if (code === CloseCode.NoStatus) return EMPTY;
+  const r = closeEncoder.encode(reason).subarray(0, 123);
   const p = new Uint8Array(2 + r.length);
   p[0] = code >>> 8;
   p[1] = code & 0xff;
   p.set(r, 2);
-  return encodeFrame(Opcode.Close, p);
+  return p;
 }
+
+const closeEncoder = new TextEncoder();

@@ -8,7 +8,7 @@ import type { Hub, HubEncoder, HubMember, HubMessage } from "../../hub.ts";
 import type { Handler, Stream } from "../../stream/stream.ts";
 import { StreamState } from "../../stream/stream.ts";
 import { deflateRawSync, inflateRawSync, constants as zlib } from "node:zlib";
-import { CloseCode, headerLength, Opcode, validCloseCode, validUtf8, WsFrameDecoder, writeHeader } from "./frame.ts";
+import { CloseCode, closePayload, headerLength, Opcode, validCloseCode, validUtf8, WsFrameDecoder, writeHeader } from "./frame.ts";
 
 /** What send() returns besides the bytes sent: named, so the three cannot be confused. */
 export const SendStatus = {
@@ -307,14 +307,7 @@ export class ServerWebSocket<T = undefined> {
   }
 
   private sendClose(code: number, reason: string): void {
-    const r = utf8.encode(reason).subarray(0, 123);
-    const p = new Uint8Array(r.length + (code === CloseCode.NoStatus ? 0 : 2));
-    if (code !== CloseCode.NoStatus) {
-      p[0] = code >>> 8;
-      p[1] = code & 0xff;
-      p.set(r, 2);
-    }
-    this.frame(Opcode.Close, p);
+    this.frame(Opcode.Close, closePayload(code, reason));
   }
 
   /** The peer's close frame: answer with its code (unless we started), then close TCP. */
@@ -392,7 +385,6 @@ export function webSocketStreamHandler<T>(handler: WebSocketHandler<T>, data: T,
     timeout: (stream) => stream.data.idle(),
     // A graceful stop: every socket is told 1001 (going away) before the connection drains.
     shutdown: (stream) => stream.data.close(CloseCode.GoingAway, "server shutting down"),
-    inFrame: (stream) => false && stream !== null,
     // A message handler's promise pauses reading until it settles.
     pauseWhileAsync: true,
   };
