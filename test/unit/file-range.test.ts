@@ -7,18 +7,19 @@ import { afterAll, afterEach, describe, expect, test } from "bun:test";
 import { mkdtempSync, readlinkSync, rmSync, symlinkSync, truncateSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { libc, rc, Errno, SOL_SOCKET, SO_SNDBUF, SO_RCVBUF, SOCK_NONBLOCK, SOCK_CLOEXEC } from "../../ffi/index.ts";
+import { libc, rc, Errno, SOL_SOCKET, SO_SNDBUF, SO_RCVBUF } from "../../ffi/index.ts";
 import { BufferPool } from "../../src/buffers/pool.ts";
 import { SharedBytes } from "../../src/buffers/shared-bytes.ts";
 import { SharedFile } from "../../src/buffers/shared-file.ts";
 import { WriteQueue } from "../../src/buffers/write-queue.ts";
 import { sendQueue } from "../../src/driver/epoll.ts";
 import { FileKind, openFile, openNormalizedFile, readFileRange, type OpenedFile } from "../../src/driver/files.ts";
-import { createListenSocket, localAddress, setIntOption, startConnect } from "../../src/driver/sockets.ts";
+import { setIntOption } from "../../src/driver/sockets.ts";
 import { Reactor } from "../../src/reactor/reactor.ts";
 import { WrappingStream } from "../../src/stream/wrap.ts";
 import type { Handler, Stream } from "../../src/stream/stream.ts";
 import { connect, readToEnd } from "../util/tcp.ts";
+import { rawTcpPair, type RawPair } from "../util/raw-tcp.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "bunpoll-file-range-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -174,38 +175,15 @@ describe("WriteQueue file ranges", () => {
 
 // --- the driver's send, over a real TCP pair ------------------------------------------------
 
-interface Pair extends Disposable {
-  a: number;
-  b: number;
-}
-const pairs: Pair[] = [];
+const pairs: RawPair[] = [];
 afterEach(() => {
   for (const p of pairs.splice(0)) p[Symbol.dispose]();
 });
 
-async function tcpPair(): Promise<Pair> {
-  using listener = createListenSocket({ hostname: "127.0.0.1", port: 0 });
-  const { fd } = startConnect("127.0.0.1", localAddress(listener.value).port);
-  using client = fd;
-  const deadline = performance.now() + 5000;
-  let a = -1;
-  while (a < 0) {
-    a = rc(libc.accept4(listener.value, null, null, SOCK_NONBLOCK | SOCK_CLOEXEC));
-    if (a === -Errno.EAGAIN) {
-      if (performance.now() > deadline) throw new Error("accept timed out");
-      await Bun.sleep(1);
-    } else if (a < 0) throw new Error(`accept4: errno ${-a}`);
-  }
-  const pair: Pair = {
-    a,
-    b: client.release(),
-    [Symbol.dispose]() {
-      libc.close(this.a);
-      if (this.b >= 0) libc.close(this.b);
-    },
-  };
-  pairs.push(pair);
-  return pair;
+async function tcpPair(): Promise<RawPair> {
+  const p = await rawTcpPair();
+  pairs.push(p);
+  return p;
 }
 
 const recvBuf = new Uint8Array(new ArrayBuffer(64 * 1024));

@@ -21,6 +21,7 @@ import { createEchoProtocol } from "../../src/protocols/echo.ts";
 import {
   connect, echoRoundTrip, firstMismatch, patternBytes, readExactly, readToEnd, sleep, waitFor, withTimeout, writeAll,
 } from "../util/tcp.ts";
+import { acceptRaw, rawTcpPair } from "../util/raw-tcp.ts";
 
 // --- fixtures -----------------------------------------------------------------------------
 
@@ -85,23 +86,8 @@ function recorder() {
 
 /** A connected, non-blocking loopback TCP pair of raw fds: [server side, client side]. */
 async function rawPair(): Promise<{ a: number; b: number }> {
-  using listener = createListenSocket({ hostname: "127.0.0.1", port: 0 });
-  const { fd } = startConnect("127.0.0.1", localAddress(listener.value).port);
-  using cli = fd;
-  const a = await acceptRaw(listener.value);
-  const b = cli.release();
+  const { a, b } = await rawTcpPair(); // the test closes each side itself
   return { a, b };
-}
-
-async function acceptRaw(listenFd: number): Promise<number> {
-  const deadline = performance.now() + 5000;
-  for (;;) {
-    const fd = rc(libc.accept4(listenFd, null, null, SOCK_NONBLOCK | SOCK_CLOEXEC));
-    if (fd >= 0) return fd;
-    if (fd !== -Errno.EAGAIN) throw new Error(`accept4: errno ${-fd}`);
-    if (performance.now() > deadline) throw new Error("accept4: nothing to accept");
-    await sleep(1);
-  }
 }
 
 function sendRaw(fd: number, s: string): void {

@@ -5,8 +5,8 @@
 import { describe, test, expect, afterEach } from "bun:test";
 import { readdirSync } from "node:fs";
 import type net from "node:net";
-import { libc, rc, Errno, SOCK_NONBLOCK, SOCK_CLOEXEC, MSG_NOSIGNAL } from "../../ffi/index.ts";
-import { createListenSocket, localAddress, openReserveFd, startConnect } from "../../src/driver/sockets.ts";
+import { libc, MSG_NOSIGNAL } from "../../ffi/index.ts";
+import { createListenSocket, localAddress, openReserveFd } from "../../src/driver/sockets.ts";
 import { listen } from "../../src/listen.ts";
 import { Reactor, ID_LANE, reactorIndexOf } from "../../src/reactor/reactor.ts";
 import { createEchoProtocol } from "../../src/protocols/echo.ts";
@@ -17,6 +17,7 @@ import { DEFAULT_CONNECTION_OPTIONS } from "../../src/stream/tcp-stream.ts";
 import { WrappingStream } from "../../src/stream/wrap.ts";
 import { connect, readExactly, readToEnd, sleep, waitFor, withTimeout } from "../util/tcp.ts";
 import { ScriptedBackend } from "../util/scripted-poller.ts";
+import { rawTcpPair } from "../util/raw-tcp.ts";
 
 const cleanups: (() => void | Promise<void>)[] = [];
 afterEach(async () => {
@@ -50,19 +51,11 @@ async function client(port: number, opts: { allowHalfOpen?: boolean } = {}): Pro
   return s;
 }
 
-/** A connected loopback pair of raw fds: [server side, client side]. */
+/** A connected loopback pair of raw fds: [server side, client side]; the client side is closed after the test. */
 async function rawPair(): Promise<{ a: number; b: number }> {
-  using l = createListenSocket({ hostname: "127.0.0.1", port: 0 });
-  const { fd } = startConnect("127.0.0.1", localAddress(l.value).port);
-  const b = fd.release();
+  const { a, b } = await rawTcpPair();
   cleanups.push(() => void libc.close(b));
-  for (let i = 0; i < 500; i++) {
-    const a = rc(libc.accept4(l.value, null, null, SOCK_NONBLOCK | SOCK_CLOEXEC));
-    if (a >= 0) return { a, b };
-    if (a !== -Errno.EAGAIN) throw new Error(`accept4: ${a}`);
-    await sleep(2);
-  }
-  throw new Error("nothing to accept");
+  return { a, b };
 }
 
 describe("stream states", () => {

@@ -4,13 +4,14 @@
 import { describe, test, expect, afterEach } from "bun:test";
 import fc from "fast-check";
 import {
-  libc, rc, Errno, SOL_SOCKET, SO_SNDBUF, SO_RCVBUF, SOCK_NONBLOCK, SOCK_CLOEXEC,
+  libc, rc, Errno, SOL_SOCKET, SO_SNDBUF, SO_RCVBUF,
 } from "../../ffi/index.ts";
 import { BufferPool, CHUNK_SIZE } from "../../src/buffers/pool.ts";
 import { SharedBytes } from "../../src/buffers/shared-bytes.ts";
 import { WriteQueue } from "../../src/buffers/write-queue.ts";
 import { sendQueue } from "../../src/driver/epoll.ts";
-import { createListenSocket, localAddress, startConnect, setIntOption, getIntOption } from "../../src/driver/sockets.ts";
+import { rawTcpPair, type RawPair } from "../util/raw-tcp.ts";
+import { setIntOption, getIntOption } from "../../src/driver/sockets.ts";
 import { EpollPoller } from "../../src/driver/epoll.ts";
 import { WRITABLE } from "../../src/driver/driver.ts";
 
@@ -40,42 +41,15 @@ function firstDiff(a: Uint8Array, b: Uint8Array): number {
   return a.length === b.length ? -1 : n;
 }
 
-interface Pair extends Disposable {
-  /** The accepted (server) side. */
-  a: number;
-  /** The connecting (client) side. */
-  b: number;
-}
-
-const open: Pair[] = [];
+const open: RawPair[] = [];
 afterEach(() => {
   for (const p of open.splice(0)) p[Symbol.dispose]();
 });
 
-/** A connected, non-blocking loopback TCP pair built from raw syscalls. */
-async function tcpPair(): Promise<Pair> {
-  using listener = createListenSocket({ hostname: "127.0.0.1", port: 0 });
-  const { fd } = startConnect("127.0.0.1", localAddress(listener.value).port);
-  using client = fd;
-  const deadline = performance.now() + 5000;
-  let a = -1;
-  while (a < 0) {
-    a = rc(libc.accept4(listener.value, null, null, SOCK_NONBLOCK | SOCK_CLOEXEC));
-    if (a === -Errno.EAGAIN) {
-      if (performance.now() > deadline) throw new Error("accept timed out");
-      await Bun.sleep(1);
-    } else if (a < 0) throw new Error(`accept4: errno ${-a}`);
-  }
-  const pair: Pair = {
-    a,
-    b: client.release(),
-    [Symbol.dispose]() {
-      libc.close(this.a);
-      libc.close(this.b);
-    },
-  };
-  open.push(pair);
-  return pair;
+async function tcpPair(): Promise<RawPair> {
+  const p = await rawTcpPair();
+  open.push(p);
+  return p;
 }
 
 /** recv everything available (non-blocking) into `sink`; returns bytes read or -errno. */
@@ -232,7 +206,7 @@ describe("sendQueue (the epoll driver's send of a WriteQueue) over a real TCP pa
   test("EPIPE (not SIGPIPE) once the peer is gone", async () => {
     const { a, b } = await tcpPair();
     libc.close(b);
-    (open.at(-1)! as { b: number }).b = -1;
+    open.at(-1)!.b = -1;
     const q = new WriteQueue(new BufferPool());
     const payload = pattern(64 * 1024);
     let r = 0;
@@ -248,7 +222,7 @@ describe("sendQueue (the epoll driver's send of a WriteQueue) over a real TCP pa
   test("EPIPE (not SIGPIPE) from the sendmsg path too (shared segments)", async () => {
     const { a, b } = await tcpPair();
     libc.close(b);
-    (open.at(-1)! as { b: number }).b = -1;
+    open.at(-1)!.b = -1;
     const q = new WriteQueue(new BufferPool());
     const shared = SharedBytes.copyOf(pattern(64 * 1024));
     let r = 0;
