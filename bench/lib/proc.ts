@@ -73,7 +73,7 @@ export function cpuNs(pid: number): number | null {
 }
 
 /** A "VmXXX:  1234 kB" field of /proc/PID/status in KiB, or -1. */
-export function statusKiB(pid: number, field: "VmRSS" | "VmHWM"): number {
+export function statusKiB(pid: number, field: "VmRSS" | "VmHWM" | "RssAnon"): number {
   let text: string;
   try {
     text = readFileSync(`/proc/${pid}/status`, "latin1");

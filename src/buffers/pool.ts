@@ -14,6 +14,13 @@ const MAX_POOLED_SIZE = 1024 * 1024;
  */
 export class BufferPool {
   private readonly free: Uint8Array[][] = [];
+  /**
+   * Per size class, the fewest free buffers seen since the last trim(): that many sat unused
+   * for a whole interval, so trim() gives them back. A burst (one poll's worth of streams
+   * each filling a queue at once) leaves up to one buffer per stream in the pool; without
+   * decay an idle server would keep them for good.
+   */
+  private readonly lowWater: number[] = [];
   private pooledBytes = 0;
   constructor(readonly maxPooledBytes = 16 * 1024 * 1024) {}
 
@@ -21,10 +28,12 @@ export class BufferPool {
   acquire(minSize: number): Uint8Array {
     let size = CHUNK_SIZE;
     while (size < minSize) size *= 2;
-    const list = this.free[classOf(size)];
+    const c = classOf(size);
+    const list = this.free[c];
     const b = list?.pop();
     if (b) {
       this.pooledBytes -= b.length;
+      if (list!.length < this.lowWater[c]!) this.lowWater[c] = list!.length;
       return b;
     }
     // Own ArrayBuffer: never moved by the JIT, so ptr() stays valid while referenced.
@@ -38,8 +47,28 @@ export class BufferPool {
       freeNow(buf);
       return;
     }
-    (this.free[classOf(size)] ??= []).push(buf);
+    const c = classOf(size);
+    (this.free[c] ??= []).push(buf);
+    this.lowWater[c] ??= 0; // a new class: its buffers are not idle until a trim has seen them
     this.pooledBytes += size;
+  }
+
+  /**
+   * Frees the buffers that stayed unused since the last call (the reactor calls it every
+   * TRIM_EVERY_MS): a steady load keeps its working set, an idle server returns its burst.
+   */
+  trim(): void {
+    for (let c = 0; c < this.free.length; c++) {
+      const list = this.free[c];
+      if (list === undefined) continue;
+      const idle = Math.min(this.lowWater[c] ?? 0, list.length);
+      // The bottom of the stack: the buffers released longest ago.
+      if (idle > 0) for (const b of list.splice(0, idle)) {
+        this.pooledBytes -= b.length;
+        freeNow(b);
+      }
+      this.lowWater[c] = list.length;
+    }
   }
 
   /** A buffer owned by a scope: `using b = pool.lease(n)` gives it back on every path. */

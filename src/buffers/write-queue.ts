@@ -76,6 +76,26 @@ export function setWord64(words: Uint32Array, at: number, value: number): void {
   words[at + 1] = Math.floor(value / 0x1_0000_0000);
 }
 
+/** Emptied queues of this thread (takeQueue/recycleQueue): an idle stream holds none. */
+const spareQueues: WriteQueue[] = [];
+const MAX_SPARE_QUEUES = 1024;
+
+/**
+ * A queue for a stream that has nothing queued: a spare one when there is one. A stream
+ * gives its queue back each time it empties, so 10,000 idle connections hold no queue, and
+ * a busy one moves the same object between its stream and this list (no allocation).
+ */
+export function takeQueue(pool: BufferPool): WriteQueue {
+  const q = spareQueues.pop();
+  return q !== undefined && q.pool === pool ? q : new WriteQueue(pool);
+}
+
+/** Gives back an empty, unpinned queue (see takeQueue). */
+export function recycleQueue(q: WriteQueue): void {
+  if (q.length !== 0 || q.isPinned) throw new Error("recycleQueue: the queue is not empty");
+  if (spareQueues.length < MAX_SPARE_QUEUES) spareQueues.push(q);
+}
+
 export class WriteQueue implements Disposable {
   /** The tail: owned bytes, always the last in send order. */
   private buf: Uint8Array | null = null;
@@ -96,7 +116,7 @@ export class WriteQueue implements Disposable {
   private pinned = false;
   private clearWhenUnpinned = false;
 
-  constructor(private readonly pool: BufferPool) {}
+  constructor(readonly pool: BufferPool) {}
 
   get length(): number {
     return this.segBytes + this.end - this.start;

@@ -28,6 +28,8 @@ import { TimerHeap, Timer } from "./timers.ts";
 
 /** Yield to Bun's event loop at least this often while busy. */
 const YIELD_EVERY_MS = 1;
+/** How often the buffer pool gives back what sat unused (BufferPool.trim). */
+const TRIM_EVERY_MS = 250;
 /** Bytes sent per flush pass from queues over LARGE_QUEUE before the loop polls again. */
 const FLUSH_BUDGET = 128 * 1024;
 const LARGE_QUEUE = 64 * 1024;
@@ -344,6 +346,7 @@ export class Reactor implements Disposable {
     let lastYield = performance.now();
     let lastEvents = -Infinity; // when a poll last returned events (busy polling)
     let dispatched = false; // dispatched since the last yield
+    let nextTrim = lastYield + TRIM_EVERY_MS;
     const spin = this.spin;
     while (this.refs > 0 && !this.disposed) {
       this.flushDirty();
@@ -395,6 +398,10 @@ export class Reactor implements Disposable {
       await yieldToBun();
       lastYield = this.now = performance.now();
       dispatched = false;
+      if (this.now >= nextTrim) {
+        this.bufferPool.trim();
+        nextTrim = this.now + TRIM_EVERY_MS;
+      }
       this.yieldRequested = false;
     }
   }

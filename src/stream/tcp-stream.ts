@@ -8,7 +8,7 @@
 // part of our output (or a connect is in flight).
 
 import { Errno, errorFromRc, type SocketAddress } from "../../ffi/index.ts";
-import { utf8Length, WriteQueue } from "../buffers/write-queue.ts";
+import { recycleQueue, takeQueue, utf8Length, type WriteQueue } from "../buffers/write-queue.ts";
 import type { SharedBytes } from "../buffers/shared-bytes.ts";
 import type { SharedFile } from "../buffers/shared-file.ts";
 import { KIND_STREAM, READABLE, ReadNext, SEND_PENDING, WRITABLE, type IoStream } from "../driver/driver.ts";
@@ -200,7 +200,7 @@ export class TcpStream<T = unknown> implements Stream<T>, IoStream, TimerNode, D
   writeFile(file: SharedFile, start = 0, end = file.size): boolean {
     if (!this.writable) return false;
     checkFileRange(file, start, end);
-    const out = this.outq ?? (this.outq = new WriteQueue(this.reactor.bufferPool));
+    const out = this.outq ?? (this.outq = takeQueue(this.reactor.bufferPool));
     out.appendFile(file, start, end);
     return this.queued(out);
   }
@@ -214,7 +214,7 @@ export class TcpStream<T = unknown> implements Stream<T>, IoStream, TimerNode, D
    */
   private queueFor(n: number): WriteQueue | null {
     const q = this.outq;
-    if (q === null) return (this.outq = new WriteQueue(this.reactor.bufferPool));
+    if (q === null) return (this.outq = takeQueue(this.reactor.bufferPool));
     const before = q.memoryLength; // file ranges hold no memory (writeFile)
     if (before === 0 || before + n <= this.options.maxBuffered) return q;
     this.reactor.stats.slowConsumersDropped++;
@@ -440,9 +440,15 @@ export class TcpStream<T = unknown> implements Stream<T>, IoStream, TimerNode, D
         this.updateInterest();
       }
       if (out.length > this.options.highWaterMark >> 1) return;
-    } else if (this.wantWritable) {
-      this.wantWritable = false;
-      this.updateInterest();
+    } else {
+      if (this.wantWritable) {
+        this.wantWritable = false;
+        this.updateInterest();
+      }
+      if (out !== null && !out.isPinned) {
+        this.outq = null; // emptied: back to the thread's spares (memory of idle streams)
+        recycleQueue(out);
+      }
     }
     // Below the low-water mark (half the high-water mark): resume reading, signal drain.
     if (this.backpressured) {

@@ -211,7 +211,16 @@ export class HttpParser {
   /** A transfer coding other than chunked appeared in this head's Transfer-Encoding fields. */
   private teOther = false;
 
-  constructor(private readonly sink: HttpParserSink, readonly limits: HttpLimits = DEFAULT_HTTP_LIMITS) {}
+  constructor(private sink: HttpParserSink, readonly limits: HttpLimits = DEFAULT_HTTP_LIMITS) {}
+
+  /**
+   * Hands an idle parser (between requests) to another sink: connections share a few
+   * parsers instead of holding one each while idle (HttpApp.takeParser).
+   */
+  rebind(sink: HttpParserSink): void {
+    if (!this.idle) throw new Error("HttpParser.rebind: a request is in progress");
+    this.sink = sink;
+  }
 
   get failed(): boolean {
     return this.state === State.Failed;

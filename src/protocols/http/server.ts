@@ -13,10 +13,12 @@ import { HttpRequest } from "./request.ts";
 import { DateField, errorResponse, headLines, STATUS_TEXT, wholeResponse, type StaticResponse } from "./response.ts";
 import { compileRoutes, type RouteMatch, type Routes, type RouteTable } from "./routes.ts";
 import { acceptDeflate, acceptKey, checkUpgrade } from "../ws/handshake.ts";
-import { WsHubEncoder, webSocketStreamHandler, type WebSocketHandler, type WsTopics } from "../ws/socket.ts";
+import { upgradeStream, WsHubEncoder, type WebSocketHandler, type WsTopics } from "../ws/socket.ts";
 import { Hub } from "../../hub.ts";
 import { FileResponse } from "./static.ts";
 
+/** Idle parsers an app keeps for reuse (HttpApp.takeParser). */
+const MAX_SPARE_PARSERS = 1024;
 /** Pipelined requests queued per connection before reading pauses. */
 const MAX_PIPELINE = 64;
 /** Bodies larger than this are written a piece at a time, following the stream's drain. */
@@ -86,6 +88,8 @@ export class HttpApp implements HttpServerInfo {
   scratch = new Uint8Array(4096);
   /** Requests answered, by status class (1xx..5xx at 1..5). */
   readonly byClass = new Float64Array(6);
+  /** Idle parsers: a connection holds one only while a request's bytes are arriving. */
+  private readonly spareParsers: HttpParser[] = [];
 
   constructor(options: HttpAppOptions) {
     this.limits = { ...DEFAULT_HTTP_LIMITS, ...options.limits };
@@ -99,6 +103,18 @@ export class HttpApp implements HttpServerInfo {
     this.topics = { hub, channel: hub.channel("ws", new WsHubEncoder()) };
     this.shuttingDown = options.shuttingDown ?? (() => false);
     this.log = options.log ?? ((l) => console.error(`[bunpoll] ${l}`));
+  }
+
+  takeParser(sink: HttpParserSink): HttpParser {
+    const p = this.spareParsers.pop();
+    if (p === undefined) return new HttpParser(sink, this.limits);
+    p.rebind(sink);
+    return p;
+  }
+
+  /** Takes back an idle parser (the pool never outgrows the connections once busy at once). */
+  recycleParser(p: HttpParser): void {
+    if (this.spareParsers.length < MAX_SPARE_PARSERS) this.spareParsers.push(p);
   }
 
   /** A message to every WebSocket subscribed to topic; returns the recipients. */
@@ -155,7 +171,11 @@ interface Slot {
 
 /** Per-connection state (stream.data). */
 export class HttpSession implements HttpParserSink {
-  readonly parser: HttpParser;
+  /**
+   * The parser, held only while a request is arriving: between requests it goes back to the
+   * app (10,000 idle keep-alive connections hold none).
+   */
+  private parser: HttpParser | null = null;
   private readonly queue: Slot[] = [];
   /** The request whose body is arriving. */
   private current: HttpRequest | null = null;
@@ -173,16 +193,19 @@ export class HttpSession implements HttpParserSink {
   /** closed() ran: a file response settling later releases its file at once (static files). */
   private gone = false;
 
-  constructor(private readonly app: HttpApp, readonly stream: Stream<HttpSession>) {
-    this.parser = new HttpParser(this, app.limits);
-  }
+  constructor(private readonly app: HttpApp, readonly stream: Stream<HttpSession>) {}
 
   /** Bytes from the stream. */
   data(bytes: Uint8Array): void {
     if (this.done) return; // after a closing response nothing more is interpreted
-    this.parser.push(bytes);
-    const rest = this.parser.takeRest();
+    const p = this.parser ?? (this.parser = this.app.takeParser(this));
+    p.push(bytes);
+    const rest = p.takeRest();
     if (rest !== null && rest.length > 0) this.upgradeRest = rest.slice(); // the first WebSocket frames
+    if (p.idle && this.parser === p) {
+      this.parser = null;
+      this.app.recycleParser(p);
+    }
     this.flush();
   }
 
@@ -191,7 +214,7 @@ export class HttpSession implements HttpParserSink {
 
   /** A head is being received (the frame-timeout hook: slowloris). */
   get inHead(): boolean {
-    return this.parser.inHead;
+    return this.parser !== null && this.parser.inHead;
   }
 
   onHead(h: RequestHead): void {
@@ -251,7 +274,7 @@ export class HttpSession implements HttpParserSink {
   private bodyTimedOut(): void {
     this.bodyTimer = null;
     if (this.current === null || this.done) return;
-    this.parser.stop();
+    this.parser?.stop();
     this.onError(new HttpParseError(408, `request body did not arrive within ${this.app.bodyTimeoutMs / 1000} s`));
     this.flush();
   }
@@ -270,7 +293,7 @@ export class HttpSession implements HttpParserSink {
     const last = this.queue[this.queue.length - 1];
     if (last !== undefined && !last.keepAlive) {
       this.done = true; // nothing after a closing request is read
-      this.parser.stop();
+      this.parser?.stop();
     }
     if (this.queue.length >= MAX_PIPELINE && !this.paused) {
       this.paused = true;
@@ -309,9 +332,9 @@ export class HttpSession implements HttpParserSink {
   /** The client sent FIN: answer what arrived; a request it cut short cannot complete. */
   peerEnd(): void {
     this.peerEnded = true;
-    if (this.current !== null || !this.parser.idle) {
+    if (this.current !== null || (this.parser !== null && !this.parser.idle)) {
       this.dropCurrent("the client ended before the request was complete");
-      this.parser.stop();
+      this.parser?.stop();
       this.done = true;
     }
     this.flush();
@@ -355,7 +378,7 @@ export class HttpSession implements HttpParserSink {
       if (ret !== undefined && !(ret instanceof Response)) ret.then(undefined, (e) => app.log(`http: handler threw after upgrade(): ${(e as Error)?.stack ?? e}`));
       slot.upgrade = up;
       slot.ready = true;
-      this.parser.stop();
+      this.parser?.stop();
       this.done = true;
       return;
     }
@@ -544,7 +567,7 @@ export class HttpSession implements HttpParserSink {
     this.queue.length = 0;
     const rest = this.upgradeRest ?? undefined;
     this.upgradeRest = null;
-    this.stream.setHandler(webSocketStreamHandler(app.websocket!, up.data, app.topics, up.extensions !== null), rest);
+    upgradeStream(this.stream, app.websocket!, up.data, app.topics, up.extensions !== null, rest);
   }
 
   /** Writes a response head through the app's scratch buffer (no view or length scan per string). */

@@ -137,10 +137,27 @@ export class WsFrameDecoder {
   private msgCompressed = false;
   private paused = false;
   private held: Uint8Array | null = null;
-  private readonly requireMask: boolean;
+  private requireMask: boolean;
 
-  constructor(private readonly sink: WsFrameSink, private readonly options: WsDecoderOptions) {
+  constructor(private sink: WsFrameSink, private options: WsDecoderOptions) {
     this.requireMask = options.requireMask ?? true;
+  }
+
+  /** Between messages: nothing partial or held, so the decoder may serve another socket. */
+  get idle(): boolean {
+    return this.state === DState.Header && this.hdrLen === 0 && this.msgOpcode === 0 && !this.paused && this.held === null;
+  }
+
+  /**
+   * Gives an idle decoder to another socket: sockets share a few decoders instead of holding
+   * one each between messages (ServerWebSocket). Its scratch buffers go along, large ones not.
+   */
+  rebind(sink: WsFrameSink, options: WsDecoderOptions): void {
+    if (!this.idle) throw new Error("WsFrameDecoder.rebind: a message is in progress");
+    this.sink = sink;
+    this.options = options;
+    this.requireMask = options.requireMask ?? true;
+    if (this.msg.length > 4096) this.msg = EMPTY;
   }
 
   get failed(): boolean {

@@ -8,7 +8,7 @@ import type { Hub, HubEncoder, HubMember, HubMessage } from "../../hub.ts";
 import type { Handler, Stream } from "../../stream/stream.ts";
 import { StreamState } from "../../stream/stream.ts";
 import { deflateRawSync, inflateRawSync, constants as zlib } from "node:zlib";
-import { CloseCode, closePayload, headerLength, Opcode, validCloseCode, validUtf8, WsFrameDecoder, writeHeader } from "./frame.ts";
+import { CloseCode, closePayload, headerLength, Opcode, validCloseCode, validUtf8, WsFrameDecoder, writeHeader, type WsDecoderOptions, type WsFrameSink } from "./frame.ts";
 
 /** What send() returns besides the bytes sent: named, so the three cannot be confused. */
 export const SendStatus = {
@@ -45,6 +45,26 @@ export interface WebSocketHandler<T = undefined> {
 }
 
 const READY = { CONNECTING: 0, OPEN: 1, CLOSING: 2, CLOSED: 3 } as const;
+
+/** Idle frame decoders of this thread (ServerWebSocket.received). */
+const spareDecoders: WsFrameDecoder[] = [];
+const MAX_SPARE_DECODERS = 1024;
+
+function takeDecoder(sink: WsFrameSink, options: WsDecoderOptions): WsFrameDecoder {
+  const d = spareDecoders.pop();
+  if (d === undefined) return new WsFrameDecoder(sink, options);
+  d.rebind(sink, options);
+  return d;
+}
+
+/** One options object per (limit, deflate) pair, shared by every socket that has it. */
+const optionsCache = new Map<number, WsDecoderOptions>();
+function decoderOptions(maxPayloadLength: number, deflate: boolean): WsDecoderOptions {
+  const key = deflate ? -1 - maxPayloadLength : maxPayloadLength;
+  let o = optionsCache.get(key);
+  if (o === undefined) optionsCache.set(key, (o = Object.freeze({ maxPayloadLength, allowRsv1: deflate })));
+  return o;
+}
 const EMPTY_PAYLOAD = new Uint8Array(0);
 const DEFLATE_TAIL = new Uint8Array([0x00, 0x00, 0xff, 0xff]);
 const frameHeader = new Uint8Array(10);
@@ -85,18 +105,17 @@ export interface WsTopics {
   channel: number;
 }
 
-export class ServerWebSocket<T = undefined> {
+export class ServerWebSocket<T = undefined> implements WsFrameSink {
   data: T;
   /** 1 open, 2 closing (a close frame sent or received), 3 closed. */
   readyState: number = READY.OPEN;
-  private readonly decoder: WsFrameDecoder;
   private closeTimer: ReturnType<typeof setTimeout> | null = null;
   private closeReported = false;
 
   /** A `message` handler's promise is pending: frames wait (the decoder holds them). */
   private blocked = false;
   /** Resolved once no handler is pending and nothing is held: the stream reads again then. */
-  private idleWaiters: (() => void)[] = [];
+  private idleWaiters: (() => void)[] | null = null;
 
   /** This socket in the hub (topics); null without one. */
   private member: HubMember | null = null;
@@ -111,58 +130,74 @@ export class ServerWebSocket<T = undefined> {
   ) {
     this.data = data;
 
-    const ws = this;
-    this.decoder = new WsFrameDecoder(
-      {
-        onMessage(opcode, raw, compressed) {
-          const m = handler.message;
-          if (ws.readyState !== READY.OPEN) return;
-          let bytes = raw;
-          if (compressed) {
-            const max = handler.maxPayloadLength ?? 16 * 1024 * 1024;
-            try {
-              bytes = inflateRawSync(Buffer.concat([raw, DEFLATE_TAIL]), { finishFlush: zlib.Z_SYNC_FLUSH, maxOutputLength: max });
-            } catch (e) {
-              const tooBig = (e as { code?: string }).code === "ERR_BUFFER_TOO_LARGE";
-              ws.fail(tooBig ? CloseCode.MessageTooBig : CloseCode.InvalidPayload, tooBig ? "a message that inflates past maxPayloadLength" : "a message that does not inflate");
-              return;
-            }
-            if (opcode === Opcode.Text && !validUtf8(bytes)) {
-              ws.fail(CloseCode.InvalidPayload, "a text message that is not valid UTF-8");
-              return;
-            }
-          }
-          if (!m) return;
-          const r = m(ws, opcode === Opcode.Text ? utf8Decoder.decode(bytes) : bytes.slice());
-          if (r === undefined) return;
-          // One message at a time: the next frames wait for this handler.
-          ws.blocked = true;
-          ws.decoder.pause();
-          r.then(
-            () => ws.unblock(),
-            (e) => {
-              console.error(`[bunpoll] websocket message handler failed: ${(e as Error)?.stack ?? e}`);
-              ws.unblock();
-              if (ws.readyState === READY.OPEN) ws.close(CloseCode.InternalError, "message handler failed");
-            },
-          );
-        },
-        onPing(payload) {
-          if (ws.readyState === READY.OPEN) ws.frame(Opcode.Pong, payload);
-          handler.ping?.(ws, payload.slice());
-        },
-        onPong(payload) {
-          handler.pong?.(ws, payload.slice());
-        },
-        onClose(code, reason) {
-          ws.peerClosed(code, reason);
-        },
-        onError(code, message) {
-          ws.fail(code, message);
-        },
+    this.decoderOptions = decoderOptions(handler.maxPayloadLength ?? 16 * 1024 * 1024, deflate);
+  }
+
+  /**
+   * The frame decoder, held only while a message is arriving (or held back for an async
+   * handler); between messages it goes back to the thread's spares. The socket is its sink
+   * (methods, not closures): an idle socket is its stream and this object.
+   */
+  private decoder: WsFrameDecoder | null = null;
+  private readonly decoderOptions: WsDecoderOptions;
+
+  // --- WsFrameSink: the decoder's calls (internal) -------------------------------------------
+
+  /** @internal A whole message from the decoder. */
+  onMessage(opcode: typeof Opcode.Text | typeof Opcode.Binary, raw: Uint8Array, compressed: boolean): void {
+    const handler = this.handler;
+    const m = handler.message;
+    if (this.readyState !== READY.OPEN) return;
+    let bytes = raw;
+    if (compressed) {
+      const max = handler.maxPayloadLength ?? 16 * 1024 * 1024;
+      try {
+        bytes = inflateRawSync(Buffer.concat([raw, DEFLATE_TAIL]), { finishFlush: zlib.Z_SYNC_FLUSH, maxOutputLength: max });
+      } catch (e) {
+        const tooBig = (e as { code?: string }).code === "ERR_BUFFER_TOO_LARGE";
+        this.fail(tooBig ? CloseCode.MessageTooBig : CloseCode.InvalidPayload, tooBig ? "a message that inflates past maxPayloadLength" : "a message that does not inflate");
+        return;
+      }
+      if (opcode === Opcode.Text && !validUtf8(bytes)) {
+        this.fail(CloseCode.InvalidPayload, "a text message that is not valid UTF-8");
+        return;
+      }
+    }
+    if (!m) return;
+    const r = m(this, opcode === Opcode.Text ? utf8Decoder.decode(bytes) : bytes.slice());
+    if (r === undefined) return;
+    // One message at a time: the next frames wait for this handler.
+    this.blocked = true;
+    this.decoder!.pause(); // called from the decoder's push: it is held
+    r.then(
+      () => this.unblock(),
+      (e) => {
+        console.error(`[bunpoll] websocket message handler failed: ${(e as Error)?.stack ?? e}`);
+        this.unblock();
+        if (this.readyState === READY.OPEN) this.close(CloseCode.InternalError, "message handler failed");
       },
-      { maxPayloadLength: handler.maxPayloadLength ?? 16 * 1024 * 1024, allowRsv1: deflate },
     );
+  }
+
+  /** @internal */
+  onPing(payload: Uint8Array): void {
+    if (this.readyState === READY.OPEN) this.frame(Opcode.Pong, payload);
+    this.handler.ping?.(this, payload.slice());
+  }
+
+  /** @internal */
+  onPong(payload: Uint8Array): void {
+    this.handler.pong?.(this, payload.slice());
+  }
+
+  /** @internal */
+  onClose(code: number, reason: string): void {
+    this.peerClosed(code, reason);
+  }
+
+  /** @internal */
+  onError(code: number, message: string): void {
+    this.fail(code, message);
   }
 
   get remoteAddress(): string {
@@ -177,19 +212,30 @@ export class ServerWebSocket<T = undefined> {
   /** Bytes from the stream (frames). */
   received(bytes: Uint8Array): void | Promise<void> {
     this.pingPending = false; // the peer is alive
-    this.decoder.push(bytes);
-    if (!this.blocked) return;
+    const d = this.decoder ?? (this.decoder = takeDecoder(this, this.decoderOptions));
+    d.push(bytes);
+    if (!this.blocked) return this.releaseDecoder();
     // The stream stops reading (pauseWhileAsync) until every held frame has been handled.
-    return new Promise<void>((resolve) => this.idleWaiters.push(resolve));
+    return new Promise<void>((resolve) => (this.idleWaiters ??= []).push(resolve));
+  }
+
+  /** Gives the decoder back between messages (see `decoder`). */
+  private releaseDecoder(): void {
+    const d = this.decoder;
+    if (d !== null && d.idle) {
+      this.decoder = null;
+      if (spareDecoders.length < MAX_SPARE_DECODERS) spareDecoders.push(d);
+    }
   }
 
   private unblock(): void {
     this.blocked = false;
-    this.decoder.resume(); // may start another async handler and block again
+    this.decoder!.resume(); // may start another async handler and block again
     if (this.blocked) return;
     const w = this.idleWaiters;
-    this.idleWaiters = [];
-    for (const f of w) f();
+    this.idleWaiters = null;
+    if (w !== null) for (const f of w) f();
+    this.releaseDecoder();
   }
 
   /** A text frame for a string, a binary one for bytes. Returns bytes sent, or a SendStatus. */
@@ -351,6 +397,12 @@ export class ServerWebSocket<T = undefined> {
 
 
 
+  /** The stream is a WebSocket now: its idle timeout, then the `open` handler. */
+  opened(): void | Promise<void> {
+    this.stream.setIdleTimeout((this.handler.idleTimeout ?? 120) * 1000);
+    return this.handler.open?.(this);
+  }
+
   drained(): void {
     this.handler.drain?.(this);
   }
@@ -367,25 +419,28 @@ export class ServerWebSocket<T = undefined> {
   }
 }
 
-/** The stream handler a WebSocket runs on after the Upgrade. */
-export function webSocketStreamHandler<T>(handler: WebSocketHandler<T>, data: T, topics: WsTopics | null = null, deflate = false): Handler<ServerWebSocket<T>> {
-  return {
-    open(stream) {
-      stream.data = new ServerWebSocket<T>(stream, handler, data, topics, deflate);
-      stream.setIdleTimeout((handler.idleTimeout ?? 120) * 1000);
-      return handler.open?.(stream.data);
-    },
-    data: (stream, bytes) => stream.data.received(bytes),
-    drain: (stream) => stream.data.drained(),
-    end(stream) {
-      stream.data.gone(); // FIN without a close frame: 1006
-      stream.end();
-    },
-    close: (stream) => stream.data?.gone(),
-    timeout: (stream) => stream.data.idle(),
-    // A graceful stop: every socket is told 1001 (going away) before the connection drains.
-    shutdown: (stream) => stream.data.close(CloseCode.GoingAway, "server shutting down"),
-    // A message handler's promise pauses reading until it settles.
-    pauseWhileAsync: true,
-  };
+/**
+ * Makes `stream` a WebSocket (after the 101): a ServerWebSocket as its data, and the one
+ * stream handler every WebSocket shares (no handler object or closures per socket). `pending`
+ * holds the bytes read behind the Upgrade request (the first frames).
+ */
+export function upgradeStream<T>(stream: Stream<any>, handler: WebSocketHandler<T>, data: T, topics: WsTopics | null, deflate: boolean, pending?: Uint8Array): void {
+  stream.data = new ServerWebSocket<T>(stream, handler, data, topics, deflate);
+  stream.setHandler(WS_STREAM, pending);
 }
+
+const WS_STREAM: Handler<ServerWebSocket<any>> = {
+  open: (stream) => stream.data.opened(),
+  data: (stream, bytes) => stream.data.received(bytes),
+  drain: (stream) => stream.data.drained(),
+  end(stream) {
+    stream.data.gone(); // FIN without a close frame: 1006
+    stream.end();
+  },
+  close: (stream) => stream.data?.gone(),
+  timeout: (stream) => stream.data.idle(),
+  // A graceful stop: every socket is told 1001 (going away) before the connection drains.
+  shutdown: (stream) => stream.data.close(CloseCode.GoingAway, "server shutting down"),
+  // A message handler's promise pauses reading until it settles.
+  pauseWhileAsync: true,
+};
