@@ -134,6 +134,9 @@ interface ServerDef {
 
 const speaks = (def: ServerDef, p: Protocol): boolean => (def.protocols ?? ["echo", "framed"]).includes(p);
 
+/** In a bunpoll variant's flags: the static-* scenarios' directory (made on first use). */
+const STATIC_DIR = "<static-dir>";
+
 /** bunpoll's src/server.ts in the checkout `dir()` (with a trailing slash), with `extra` flags. */
 function bunpollServer(extra: string[], dir: () => string | null = () => root, only?: string[]): ServerDef {
   return {
@@ -141,7 +144,7 @@ function bunpollServer(extra: string[], dir: () => string | null = () => root, o
       const d = dir();
       if (d === null) return "the --before worktree is not set up";
       return existsSync(`${d}src/server.ts`)
-        ? [bun, `${d}src/server.ts`, "--protocol", protocol, "--host", "127.0.0.1", "--port", `${port}`, ...extra]
+        ? [bun, `${d}src/server.ts`, "--protocol", protocol, "--host", "127.0.0.1", "--port", `${port}`, ...extra.map((a) => (a === STATIC_DIR ? staticDir() : a))]
         : `${d}src/server.ts does not exist`;
     },
     cwd: () => dir() ?? root,
@@ -169,16 +172,6 @@ function staticDir(): string {
 }
 function removeTempDirs(): void {
   for (const d of tempDirs.splice(0)) rmSync(d, { recursive: true, force: true });
-}
-
-let staticFlag: boolean | undefined;
-/** Does this checkout's src/server.ts know `--static DIR`? (Its --help lists every flag.) */
-function bunpollHasStatic(): boolean {
-  if (staticFlag === undefined) {
-    const r = Bun.spawnSync([bun, `${root}src/server.ts`, "--help"], { cwd: root, stdout: "pipe", stderr: "pipe" });
-    staticFlag = /--static\b/.test(r.stdout.toString() + r.stderr.toString());
-  }
-  return staticFlag;
 }
 
 /**
@@ -274,16 +267,7 @@ const SERVERS: Record<string, ServerDef> = {
     only: ["plaintext", "plaintext-p16", "json"],
   },
   // The CLI with --static DIR: the static-* scenarios.
-  "bunpoll-static": {
-    command: (port) =>
-      bunpollHasStatic()
-        ? [bun, `${root}src/server.ts`, "--protocol", "http", "--host", "127.0.0.1", "--port", `${port}`, "--static", staticDir()]
-        : "pending: this checkout's src/server.ts has no --static flag yet",
-    broadcast: false,
-    protocols: ["http"],
-    httpStatic: true,
-    only: STATIC_SCENARIOS,
-  },
+  "bunpoll-static": { ...bunpollServer(["--static", STATIC_DIR], () => root, STATIC_SCENARIOS), protocols: ["http"], httpStatic: true },
   // Bun.serve with /plaintext as a static route (its fastest path).
   "bun-serve": {
     command: (port) => [bun, "bench/baselines/bun-serve.ts", "--mode", "routes", "--port", `${port}`],
@@ -334,7 +318,12 @@ function addBeforeServers(): void {
   for (const [name, def] of Object.entries(SERVERS)) {
     if (def.bunpollFlags === undefined || def.beforeOf !== undefined) continue;
     const twin = "bunpoll-before" + name.slice("bunpoll".length);
-    SERVERS[twin] = { ...bunpollServer(def.bunpollFlags, () => beforeTree?.dir ?? null, def.only), beforeOf: name };
+    SERVERS[twin] = {
+      ...bunpollServer(def.bunpollFlags, () => beforeTree?.dir ?? null, def.only),
+      protocols: def.protocols,
+      httpStatic: def.httpStatic,
+      beforeOf: name,
+    };
   }
 }
 
@@ -359,6 +348,10 @@ const BEFORE_CHECKS: BeforeCheck[] = [
   { scenario: "idle", metric: "kibPerConn", higherIsBetter: false, label: "RSS KiB/conn" },
   { scenario: "fanout", metric: "msgsPerSec", higherIsBetter: true, label: "deliveries/s" },
   { scenario: "fanout", metric: "cpuUsPerMsg", higherIsBetter: false, label: "CPU µs/delivery (info)" },
+  { scenario: "plaintext", metric: "cpuUsPerMsg", higherIsBetter: false, label: "CPU µs/req" },
+  { scenario: "plaintext-p16", metric: "cpuUsPerMsg", higherIsBetter: false, label: "CPU µs/req" },
+  { scenario: "static-4k", metric: "cpuUsPerMsg", higherIsBetter: false, label: "CPU µs/req" },
+  { scenario: "static-1m", metric: "cpuUsPerMsg", higherIsBetter: false, label: "CPU µs/req" },
 ];
 
 // The issue's targets, checked at the end of a run on per-round ratios a/b of `metric`

@@ -459,6 +459,7 @@ export class Reactor implements Disposable {
       if (queued > LARGE_QUEUE && c.readPass !== this.flushPass) {
         if (budget <= 0) {
           list[kept++] = c; // still dirty: next pass
+          c.updateInterest(); // a backpressured stream stops reading before the next poll
           continue;
         }
         budget -= queued;

@@ -237,7 +237,10 @@ export class TcpStream<T = unknown> implements Stream<T>, IoStream, TimerNode, D
     if (!this.backpressured) {
       this.backpressured = true;
       this.reactor.stats.pausedReads++;
-      this.updateInterest();
+      // Reading stops at once (wantsRead); the kernel is told only if the flush at the end of
+      // this turn leaves the queue full: a large response that the kernel takes in one send
+      // costs no epoll_ctl. A stream already waiting for WRITABLE is not flushed this turn.
+      if (this.wantWritable) this.updateInterest();
     }
     return false;
   }

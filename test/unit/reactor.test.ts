@@ -922,9 +922,10 @@ describe("flush budget", () => {
   /** What flushDirty() reads of a connection, and a record of its flushes. */
   function fakeQueue(name: string, queued: number, readPass = -1) {
     return {
-      name, dirty: true, readPass, flushed: 0,
+      name, dirty: true, readPass, flushed: 0, interestSyncs: 0,
       get bufferedAmount() { return this.flushed > 0 ? 0 : queued; },
       flush() { this.flushed++; },
+      updateInterest() { this.interestSyncs++; },
     };
   }
   const flushPass = (r: Reactor) => (r as unknown as { flushDirty(): void }).flushDirty();
@@ -942,6 +943,8 @@ describe("flush budget", () => {
     const firstPass = big.filter((q) => q.flushed === 1).length;
     expect(firstPass).toBeGreaterThan(0);
     expect(firstPass).toBeLessThan(big.length); // the budget deferred the rest...
+    // ...and a deferred one syncs its interest (a backpressured stream stops reading before the poll)
+    for (const q of big) expect(q.interestSyncs).toBe(q.flushed === 0 ? 1 : 0);
     expect(small.flushed).toBe(1);
     expect(pinger.flushed).toBe(1); // ...but not the small one nor the one read from
     expect(reader.flushed).toBe(0); // behind the budget like the others

@@ -13,6 +13,7 @@ import { createEchoProtocol } from "../../src/protocols/echo.ts";
 import { createFramedProtocol } from "../../src/protocols/framed.ts";
 import { createProtocolContext } from "../../src/protocols/context.ts";
 import { StreamState, type CloseReason, type Handler, type Stream } from "../../src/stream/stream.ts";
+import { WRITABLE } from "../../src/driver/driver.ts";
 import { DEFAULT_CONNECTION_OPTIONS } from "../../src/stream/tcp-stream.ts";
 import { WrappingStream } from "../../src/stream/wrap.ts";
 import { connect, readExactly, readToEnd, sleep, waitFor, withTimeout } from "../util/tcp.ts";
@@ -311,6 +312,35 @@ describe("write(string) counts UTF-8 bytes against maxBuffered", () => {
     t.write("ééééé"); // 10 bytes, 5 units: before the fix 1 + 5 <= 10 let it through (11 queued)
     expect(t.state).toBe(StreamState.Closed);
     expect(t.bufferedAmount).toBe(0);
+  });
+});
+
+describe("backpressure costs no epoll_ctl when the flush empties the queue", () => {
+  test("a write past the high-water mark that the kernel takes in one send changes no interest; one it cannot take does", async () => {
+    const r = reactor();
+    const changes: number[] = [];
+    const setInterest = r.driver.setInterest.bind(r.driver);
+    r.driver.setInterest = (s, mask) => {
+      changes.push(mask);
+      return setInterest(s, mask);
+    };
+    const opts = { ...DEFAULT_CONNECTION_OPTIONS, highWaterMark: 1024 };
+    const { a, b } = await rawPair();
+    const s = r.adopt(a, {}, opts)!;
+    expect(s.write(new Uint8Array(4096))).toBe(false); // past the mark: backpressured, reading paused
+    (r as unknown as { flushDirty(): void }).flushDirty(); // the end of the turn: one send takes it all
+    expect(s.bufferedAmount).toBe(0);
+    expect(changes).toEqual([]); // paused and resumed without telling the kernel
+    const got = new Uint8Array(8192);
+    expect(Number(libc.recv(b, got, got.length, 0))).toBe(4096);
+
+    // A peer that does not read: the queue stays past the mark, so the flush stops reading
+    // and asks for WRITABLE, in one change.
+    const big = new Uint8Array(16 * 1024 * 1024); // more than a loopback socket buffer takes
+    s.write(big);
+    (r as unknown as { flushDirty(): void }).flushDirty();
+    expect(s.bufferedAmount).toBeGreaterThan(0);
+    expect(changes).toEqual([WRITABLE]); // and no READABLE
   });
 });
 
