@@ -12,7 +12,7 @@ import { DEFAULT_HTTP_LIMITS, HttpParseError, HttpParser, latin1Range, type Http
 import { HttpRequest } from "./request.ts";
 import { DateField, errorResponse, headLines, STATUS_TEXT, wholeResponse, type StaticResponse } from "./response.ts";
 import { compileRoutes, type RouteMatch, type Routes, type RouteTable } from "./routes.ts";
-import { acceptDeflate, acceptKey, checkUpgrade } from "../ws/handshake.ts";
+import { acceptKey, checkUpgrade, deflateConfig, negotiateDeflate, type DeflateConfig, type DeflateParams } from "../ws/handshake.ts";
 import { upgradeStream, WsHubEncoder, type WebSocketHandler, type WsTopics } from "../ws/socket.ts";
 import { Hub } from "../../hub.ts";
 import { FileResponse } from "./static.ts";
@@ -43,8 +43,8 @@ export interface HttpServerInfo {
 
 interface AcceptedUpgrade {
   key: string;
-  /** The Sec-WebSocket-Extensions answer (permessage-deflate), or null. */
-  extensions: string | null;
+  /** permessage-deflate as agreed: the Sec-WebSocket-Extensions answer and its parameters, or null. */
+  deflate: { header: string; params: DeflateParams } | null;
   data: unknown;
   headers: Record<string, string> | undefined;
 }
@@ -78,6 +78,8 @@ export class HttpApp implements HttpServerInfo {
   readonly tls: boolean;
   readonly bodyTimeoutMs: number;
   readonly websocket: WebSocketHandler<any> | undefined;
+  /** permessage-deflate as the websocket handlers configure it (null: not negotiated). */
+  readonly deflate: DeflateConfig | null;
   /** WebSocket topics: the hub and its "ws" channel. */
   readonly topics: WsTopics;
   /** The request whose handler is running (server.upgrade may only take that one), and its upgrade. */
@@ -99,8 +101,9 @@ export class HttpApp implements HttpServerInfo {
     this.tls = options.tls ?? false;
     this.bodyTimeoutMs = options.bodyTimeoutMs ?? 0;
     this.websocket = options.websocket;
+    this.deflate = deflateConfig(options.websocket?.perMessageDeflate);
     const hub = options.hub ?? new Hub();
-    this.topics = { hub, channel: hub.channel("ws", new WsHubEncoder()) };
+    this.topics = { hub, channel: hub.channel("ws", new WsHubEncoder()), deflateChannel: hub.channel("ws-deflate", new WsHubEncoder(true)) };
     this.shuttingDown = options.shuttingDown ?? (() => false);
     this.log = options.log ?? ((l) => console.error(`[bunpoll] ${l}`));
   }
@@ -132,8 +135,8 @@ export class HttpApp implements HttpServerInfo {
     if (this.websocket === undefined || t === null || t.req !== req || t.accepted !== null) return false;
     const check = checkUpgrade(req);
     if (!check.ok) return false;
-    const extensions = this.websocket.perMessageDeflate ? acceptDeflate(req.header("sec-websocket-extensions")) : null;
-    t.accepted = { key: check.key, extensions, data: options?.data, headers: options?.headers };
+    const deflate = negotiateDeflate(req.header("sec-websocket-extensions"), this.deflate);
+    t.accepted = { key: check.key, deflate, data: options?.data, headers: options?.headers };
     return true;
   }
 
@@ -561,13 +564,13 @@ export class HttpSession implements HttpParserSink {
     const app = this.app;
     app.byClass[1]++;
     let head = `HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\nsec-websocket-accept: ${acceptKey(up.key)}\r\n`;
-    if (up.extensions !== null) head += `sec-websocket-extensions: ${up.extensions}\r\n`;
+    if (up.deflate !== null) head += `sec-websocket-extensions: ${up.deflate.header}\r\n`;
     if (up.headers !== undefined) for (const [k, v] of Object.entries(up.headers)) head += `${k}: ${v}\r\n`;
     this.writeAscii(head + "\r\n");
     this.queue.length = 0;
     const rest = this.upgradeRest ?? undefined;
     this.upgradeRest = null;
-    upgradeStream(this.stream, app.websocket!, up.data, app.topics, up.extensions !== null, rest);
+    upgradeStream(this.stream, app.websocket!, up.data, app.topics, up.deflate?.params ?? null, rest);
   }
 
   /** Writes a response head through the app's scratch buffer (no view or length scan per string). */

@@ -7,7 +7,8 @@
 import type { Hub, HubEncoder, HubMember, HubMessage } from "../../hub.ts";
 import type { Handler, Stream } from "../../stream/stream.ts";
 import { StreamState } from "../../stream/stream.ts";
-import { deflateRawSync, inflateRawSync, constants as zlib } from "node:zlib";
+import { Deflater, Inflater, sharedDeflater, sharedInflater, ZlibError } from "./deflate.ts";
+import type { DeflateParams, PerMessageDeflateOptions } from "./handshake.ts";
 import { CloseCode, closePayload, headerLength, Opcode, validCloseCode, validUtf8, WsFrameDecoder, writeHeader, type WsDecoderOptions, type WsFrameSink } from "./frame.ts";
 
 /** What send() returns besides the bytes sent: named, so the three cannot be confused. */
@@ -32,11 +33,15 @@ export interface WebSocketHandler<T = undefined> {
   /** Seconds without traffic before the socket is closed (1001). Default 120, as Bun; 0: never. */
   idleTimeout?: number;
   /**
-   * Negotiate permessage-deflate when the client offers it (default false). Messages are
-   * compressed one by one (no context takeover either way); messages under 64 bytes are sent
-   * as they are. Inflating is bounded by maxPayloadLength (1009 past it).
+   * Negotiate permessage-deflate when the client offers it (default false; browsers always
+   * offer it). `true` is { compress: "shared", decompress: "shared" }: no context takeover
+   * either way, so no compressor per socket, and a message published to a topic is compressed
+   * once for every subscriber that negotiated the same. "dedicated" (or a uWebSockets size,
+   * "3KB".."256KB") keeps a zlib stream per socket that carries its window between messages:
+   * smaller messages on the wire for its memory (docs/WEBSOCKET.md has the figures). Messages
+   * under 64 bytes are sent as they are. Inflating is bounded by maxPayloadLength (1009 past it).
    */
-  perMessageDeflate?: boolean;
+  perMessageDeflate?: boolean | PerMessageDeflateOptions;
   /**
    * At the idle timeout, ping first (default true, as Bun): a live peer's pong (any traffic)
    * keeps the socket; one silent for another period is dead and closed (1001).
@@ -66,16 +71,20 @@ function decoderOptions(maxPayloadLength: number, deflate: boolean): WsDecoderOp
   return o;
 }
 const EMPTY_PAYLOAD = new Uint8Array(0);
-const DEFLATE_TAIL = new Uint8Array([0x00, 0x00, 0xff, 0xff]);
 const frameHeader = new Uint8Array(10);
 /** How long to wait for the peer's close frame after ours before dropping the connection. */
 const CLOSE_WAIT_MS = 2000;
 const utf8 = new TextEncoder();
 const utf8Decoder = new TextDecoder();
 
-/** Renders topic publishes as WebSocket frames (the hub's "ws" channel). */
+/**
+ * Renders topic publishes as WebSocket frames: the hub's "ws" channel, and "ws-deflate" for
+ * sockets that agreed shared compression (no server context takeover, a 15-bit window), whose
+ * frames are compressed once per publish and the same bytes go to every such subscriber.
+ */
 export class WsHubEncoder implements HubEncoder {
   out = new Uint8Array(1024);
+  constructor(private readonly compress = false) {}
   /** For sockets that joined the hub (the chat): `<id>: <text>`, as line clients see it. */
   encodeBroadcast(msg: HubMessage): number {
     return this.text(`${msg.from!.id}: ${msg.contentText()}`);
@@ -87,13 +96,15 @@ export class WsHubEncoder implements HubEncoder {
     return this.encodePublish("", utf8.encode(s), true);
   }
   encodePublish(_topic: string, bytes: Uint8Array, isText: boolean): number {
+    const rsv1 = this.compress && bytes.length >= 64;
+    if (rsv1) bytes = sharedDeflater(15).compress(bytes);
     const total = headerLength(bytes.length) + bytes.length;
     if (this.out.length < total) {
       let size = this.out.length;
       while (size < total) size *= 2;
       this.out = new Uint8Array(size);
     }
-    const h = writeHeader(this.out, 0, isText ? Opcode.Text : Opcode.Binary, bytes.length);
+    const h = writeHeader(this.out, 0, isText ? Opcode.Text : Opcode.Binary, bytes.length, true, rsv1);
     this.out.set(bytes, h);
     return total;
   }
@@ -103,6 +114,8 @@ export class WsHubEncoder implements HubEncoder {
 export interface WsTopics {
   hub: Hub;
   channel: number;
+  /** The channel of sockets with shared compression (WsHubEncoder with compress). */
+  deflateChannel: number;
 }
 
 export class ServerWebSocket<T = undefined> implements WsFrameSink {
@@ -125,12 +138,12 @@ export class ServerWebSocket<T = undefined> implements WsFrameSink {
     private readonly handler: WebSocketHandler<T>,
     data: T,
     private readonly topics: WsTopics | null = null,
-    /** permessage-deflate was negotiated. */
-    private readonly deflate = false,
+    /** What permessage-deflate agreed, or null when it was not negotiated. */
+    private readonly deflate: DeflateParams | null = null,
   ) {
     this.data = data;
 
-    this.decoderOptions = decoderOptions(handler.maxPayloadLength ?? 16 * 1024 * 1024, deflate);
+    this.decoderOptions = decoderOptions(handler.maxPayloadLength ?? 16 * 1024 * 1024, deflate !== null);
   }
 
   /**
@@ -139,6 +152,9 @@ export class ServerWebSocket<T = undefined> implements WsFrameSink {
    * (methods, not closures): an idle socket is its stream and this object.
    */
   private decoder: WsFrameDecoder | null = null;
+  /** This socket's own zlib streams (context takeover), released when it closes. */
+  private deflater: Deflater | null = null;
+  private inflater: Inflater | null = null;
   private readonly decoderOptions: WsDecoderOptions;
 
   // --- WsFrameSink: the decoder's calls (internal) -------------------------------------------
@@ -152,10 +168,13 @@ export class ServerWebSocket<T = undefined> implements WsFrameSink {
     if (compressed) {
       const max = handler.maxPayloadLength ?? 16 * 1024 * 1024;
       try {
-        bytes = inflateRawSync(Buffer.concat([raw, DEFLATE_TAIL]), { finishFlush: zlib.Z_SYNC_FLUSH, maxOutputLength: max });
+        const inflater = this.deflate!.clientTakeover ? (this.inflater ??= new Inflater(true)) : sharedInflater();
+        const out = inflater.decompress(raw, max);
+        if (out === null) return this.fail(CloseCode.MessageTooBig, "a message that inflates past maxPayloadLength");
+        bytes = out; // the inflater's scratch: decoded or copied below, before anything else inflates
       } catch (e) {
-        const tooBig = (e as { code?: string }).code === "ERR_BUFFER_TOO_LARGE";
-        this.fail(tooBig ? CloseCode.MessageTooBig : CloseCode.InvalidPayload, tooBig ? "a message that inflates past maxPayloadLength" : "a message that does not inflate");
+        if (!(e instanceof ZlibError)) throw e;
+        this.fail(CloseCode.InvalidPayload, "a message that does not inflate");
         return;
       }
       if (opcode === Opcode.Text && !validUtf8(bytes)) {
@@ -268,7 +287,9 @@ export class ServerWebSocket<T = undefined> implements WsFrameSink {
   private hubMember(): HubMember | null {
     if (this.member === null && this.topics !== null && this.readyState === READY.OPEN) {
       const s = this.stream;
-      this.member = this.topics.hub.add(s, this.topics.channel, `${s.remoteAddress}:${s.remotePort}`, false);
+      const z = this.deflate;
+      const shared = z !== null && z.compress && !z.serverTakeover && z.serverWindowBits === 15;
+      this.member = this.topics.hub.add(s, shared ? this.topics.deflateChannel : this.topics.channel, `${s.remoteAddress}:${s.remotePort}`, false);
     }
     return this.member;
   }
@@ -339,10 +360,11 @@ export class ServerWebSocket<T = undefined> implements WsFrameSink {
     const s = this.stream;
     if (this.readyState !== READY.OPEN && opcode !== Opcode.Close || s.state >= StreamState.Lingering) return SendStatus.Dropped;
     let rsv1 = false;
-    if (this.deflate && opcode < 8 && payload.length >= 64) {
-      // One message, compressed on its own; the sync flush's 00 00 ff ff tail is not sent (RFC 7692 §7.2.1).
-      const z = deflateRawSync(payload, { finishFlush: zlib.Z_SYNC_FLUSH });
-      payload = z.subarray(0, z.length - 4);
+    const z = this.deflate;
+    if (z !== null && z.compress && opcode < 8 && payload.length >= 64) {
+      // The deflater's scratch, copied into the stream's queue below before it is reused.
+      const d = z.serverTakeover ? (this.deflater ??= new Deflater(z.serverWindowBits, z.memLevel, true)) : sharedDeflater(z.serverWindowBits);
+      payload = d.compress(payload);
       rsv1 = true;
     }
     const h = writeHeader(frameHeader, 0, opcode, payload.length, true, rsv1);
@@ -410,6 +432,10 @@ export class ServerWebSocket<T = undefined> implements WsFrameSink {
   private report(code: number, reason: string): void {
     if (this.closeReported) return;
     this.closeReported = true;
+    // Nothing is compressed or inflated after this (frame() and onMessage() need OPEN).
+    this.deflater?.[Symbol.dispose]();
+    this.inflater?.[Symbol.dispose]();
+    this.deflater = this.inflater = null;
     if (this.member !== null) this.topics!.hub.remove(this.member); // no publish reaches a closing socket
     try {
       this.handler.close?.(this, code, reason);
@@ -424,7 +450,7 @@ export class ServerWebSocket<T = undefined> implements WsFrameSink {
  * stream handler every WebSocket shares (no handler object or closures per socket). `pending`
  * holds the bytes read behind the Upgrade request (the first frames).
  */
-export function upgradeStream<T>(stream: Stream<any>, handler: WebSocketHandler<T>, data: T, topics: WsTopics | null, deflate: boolean, pending?: Uint8Array): void {
+export function upgradeStream<T>(stream: Stream<any>, handler: WebSocketHandler<T>, data: T, topics: WsTopics | null, deflate: DeflateParams | null, pending?: Uint8Array): void {
   stream.data = new ServerWebSocket<T>(stream, handler, data, topics, deflate);
   stream.setHandler(WS_STREAM, pending);
 }
