@@ -12,7 +12,7 @@
 // arrives with none in flight is shown as a message. A ping is a WebSocket ping frame on both.
 
 import { closePayload, headerLength, Opcode, writeHeader, WsFrameDecoder, type WsFrameSink } from "../protocols/ws/frame.ts";
-import { acceptKey } from "../protocols/ws/handshake.ts";
+import { acceptKey, hasToken } from "../protocols/ws/handshake.ts";
 import { ClientError, ConnectionClosedError, formatHostPort, NotSupportedError, ProtocolMismatchError } from "./errors.ts";
 import { utf8, utf8Lossy, WS_CHAT_PATH, type Encoded, type Op, type TransportSink, type Wire } from "./protocol.ts";
 
@@ -289,12 +289,12 @@ export class WsWire implements Wire, WsFrameSink {
       return false;
     }
     const upgrade = headers.get("upgrade");
-    if (upgrade === undefined || !hasToken(upgrade, "websocket")) {
+    if (!hasToken(upgrade, "websocket")) {
       this.failHandshake(`the 101 answer lacks "Upgrade: websocket" (got ${upgrade === undefined ? "none" : JSON.stringify(upgrade)})`);
       return false;
     }
     const connection = headers.get("connection");
-    if (connection === undefined || !hasToken(connection, "upgrade")) {
+    if (!hasToken(connection, "upgrade")) {
       this.failHandshake(`the 101 answer lacks "Connection: Upgrade" (got ${connection === undefined ? "none" : JSON.stringify(connection)})`);
       return false;
     }
@@ -430,11 +430,6 @@ export class WsWire implements Wire, WsFrameSink {
 }
 
 const CHAT_RE = /^(\d+)( \(direct\))?: /;
-
-function hasToken(value: string, lower: string): boolean {
-  for (const t of value.split(",")) if (t.trim().toLowerCase() === lower) return true;
-  return false;
-}
 
 function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
   if (a.length !== b.length) return false;
