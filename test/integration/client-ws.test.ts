@@ -28,11 +28,11 @@ describe("client --protocol ws against the real server", () => {
   beforeAll(async () => {
     srv = await startServer(["--listen", "http:0", "--listen", "framed:0", "--listen", "line:0"]);
     ports = await listenerPorts(srv, 3);
-  });
+  }, 30_000);
 
   afterAll(async () => {
     if (srv) expect(await srv.stop()).toBe(0);
-  });
+  }, 30_000);
 
   test("ping: WebSocket ping/pong round trips on /ws/echo, each RTT and a summary", async () => {
     const r = await ws(["ping", "--count", "3", "--interval", "20"]);
@@ -42,7 +42,7 @@ describe("client --protocol ws against the real server", () => {
     for (let i = 0; i < 3; i++) expect(lines[i]).toMatch(new RegExp(`^seq=${i + 1} time=[\\d.]+(ns|us|ms)$`));
     expect(lines[3]).toBe(`--- 127.0.0.1:${ports.http}/ws/echo (ws) ping statistics ---`);
     expect(lines[4]).toBe("3 sent, 3 received, 0% loss");
-  });
+  }, 30_000);
 
   test("echo: with --url and with --json; a path the server does not serve fails naming the status", async () => {
     const r = await runClientCli(["--url", `ws://127.0.0.1:${ports.http}/ws/echo`, "echo", "héllo", "wörld"]);
@@ -55,7 +55,7 @@ describe("client --protocol ws against the real server", () => {
     const bad = await ws(["--path", "/ws/nope", "echo", "hi"]);
     expect(bad.code).toBe(1);
     expect(bad.stderr).toBe(`bunpoll-client: cannot connect to 127.0.0.1:${ports.http}: the server refused the WebSocket upgrade of /ws/nope: 404 Not Found: Not Found\n`);
-  });
+  }, 30_000);
 
   test("a ws listener hears a framed client's BROADCAST; a ws broadcast reaches a line client and the ws listener", async () => {
     const wsListen = new ClientProcess(["--protocol", "ws", "--port", String(ports.http), "listen"]);
@@ -77,7 +77,7 @@ describe("client --protocol ws against the real server", () => {
     lineListen.proc.kill("SIGINT");
     expect(await wsListen.exitCode()).toBe(0);
     expect(await lineListen.exitCode()).toBe(0);
-  });
+  }, 30_000);
 
   test("interactive on /ws/chat: plain text is broadcast, /ping answers, /echo says why not, /exit leaves", async () => {
     const lineListen = new ClientProcess(["--protocol", "line", "--port", String(ports.line), "listen"]);
@@ -95,7 +95,7 @@ describe("client --protocol ws against the real server", () => {
     expect(await repl.exitCode()).toBe(0);
     lineListen.proc.kill("SIGINT");
     expect(await lineListen.exitCode()).toBe(0);
-  });
+  }, 30_000);
 
   test("bench: C connections x D in flight on /ws/echo, messages/s and latency percentiles", async () => {
     const r = await ws(["bench", "--conns", "3", "--depth", "8", "--size", "200", "--duration", "1", "--json"]);
@@ -109,7 +109,7 @@ describe("client --protocol ws against the real server", () => {
     expect(text.code).toBe(0);
     expect(text.stdout).toMatch(/^bench: ws 127\.0\.0\.1:\d+, closed loop, 2 conns x depth 4, 64-byte payloads/m);
     expect(text.stdout).toMatch(/^ {4}p99 /m);
-  });
+  }, 30_000);
 
   test("usage: --path needs ws, wss:// is refused, send and stats do not exist in ws", async () => {
     const cases: [string[], RegExp][] = [
@@ -124,7 +124,7 @@ describe("client --protocol ws against the real server", () => {
       expect(r.code).toBe(2);
       expect(r.stderr).toMatch(cases[i]![1]);
     });
-  });
+  }, 30_000);
 });
 
 test("ws listen reconnects after the server restarts, saying it closed with 1001", async () => {
