@@ -4,7 +4,7 @@
 // handshake and masking itself. Every process is killed in afterAll.
 
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ClientProcess, killAll, runClientCli, startServer, type ServerProcess } from "../util/process.ts";
@@ -183,5 +183,6 @@ asyncio.run(main())
   } finally {
     py.kill("SIGKILL");
     await py.exited;
+    rmSync(dir, { recursive: true, force: true });
   }
 }, 30_000);
