@@ -2,6 +2,7 @@
 // The bunpoll client CLI, built on bunpoll's own reactor (the library is src/client/).
 //   npm run client -- ping --count 3
 //   npm run client -- --protocol json interactive
+//   npm run client -- --protocol ws --port 8080 listen      (the HTTP listener's /ws/chat)
 // Exit status: 0 ok, 1 failure (server absent, request refused, connection lost), 2 usage.
 
 import pkg from "../package.json" with { type: "json" };
@@ -11,6 +12,7 @@ import { validateBenchOptions } from "./client/bench.ts";
 import {
   benchCommand,
   broadcastCommand,
+  defaultWsPath,
   demoCommand,
   echoCommand,
   listenCommand,
@@ -24,12 +26,15 @@ import {
 import { ClientError, ConnectError, ServerError } from "./client/errors.ts";
 import { CLIENT_PROTOCOLS, DEFAULT_PORTS, type ClientProtocolName } from "./client/protocol.ts";
 import { interactiveCommand } from "./client/repl.ts";
+import { checkWsPath } from "./client/ws-wire.ts";
 
 const FLAGS = {
   host: { type: "string", arg: "ADDR", description: "server address: IPv4/IPv6 literal or host name", default: "127.0.0.1" },
-  port: { type: "int", arg: "PORT", description: "server port (default: framed 7000, json 9999, line 7070, echo 5050)", min: 1, max: 65535 },
-  protocol: { type: "string", arg: "NAME", description: "framed | json | line | echo", default: "framed", choices: CLIENT_PROTOCOLS },
-  "auth-token": { type: "string", arg: "TOKEN", description: "authenticate with TOKEN (default: $BUNPOLL_AUTH_TOKEN)" },
+  port: { type: "int", arg: "PORT", description: "server port (default: framed 7000, json 9999, line 7070, echo 5050, ws 8080)", min: 1, max: 65535 },
+  protocol: { type: "string", arg: "NAME", description: "framed | json | line | echo | ws", default: "framed", choices: CLIENT_PROTOCOLS },
+  path: { type: "string", arg: "PATH", description: "ws: the endpoint (default /ws/chat: broadcast, listen, interactive; else /ws/echo)" },
+  url: { type: "string", arg: "URL", description: "ws://HOST[:PORT]/PATH: --protocol ws, --host, --port and --path in one" },
+  "auth-token": { type: "string", arg: "TOKEN", description: "authenticate with TOKEN (default: $BUNPOLL_AUTH_TOKEN; ws: Authorization: Bearer)" },
   timeout: { type: "number", arg: "SEC", description: "give up on a connect or a reply after this long (0: never)", default: 5, min: 0 },
   json: { type: "bool", description: "machine-readable output on stdout (ping, echo, broadcast, send, stats, listen, bench)" },
   count: { type: "int", arg: "N", description: "ping: how many (default 5; 0: until Ctrl-C)", min: 0 },
@@ -86,6 +91,9 @@ protocols (--protocol):
   line     broadcast, listen, interactive, demo, bench (the line protocol has no replies,
            so ping, echo, send and stats do not exist in it)
   echo     echo, demo, bench
+  ws       WebSocket to the HTTP listener (port 8080): ping (ping/pong frames), echo and
+           bench on /ws/echo; broadcast, listen and interactive on /ws/chat, the chat every
+           protocol's clients share (--path or --url choose another endpoint)
 
 options:
 ${formatFlags(FLAGS)}
@@ -100,7 +108,9 @@ examples:
   ${PROGRAM} --protocol json send 4 "hello there"
   ${PROGRAM} --port 7070 --protocol line listen
   ${PROGRAM} bench --conns 8 --depth 32 --size 128 --duration 10
-  ${PROGRAM} bench --rate 50000 --duration 10 --json`;
+  ${PROGRAM} bench --rate 50000 --duration 10 --json
+  ${PROGRAM} --protocol ws --port 8080 listen
+  ${PROGRAM} --url ws://127.0.0.1:8080/ws/echo echo "hello"`;
 
 function fail(msg: string, code = 1): never {
   process.stderr.write(`bunpoll-client: ${msg}\n`);
@@ -157,12 +167,11 @@ async function main(argv: string[]): Promise<number> {
       usageError(`--${flag} does not apply to ${command} (only to ${commands.join(", ")})`);
     }
   }
-  const protocol = flags.protocol as ClientProtocolName;
+  const target = resolveTarget(argv, flags, command);
+  const { protocol, host } = target;
   const unsupported = unsupportedMessage(command, protocol);
   if (unsupported !== null) usageError(unsupported);
-
-  const host = flags.host as string;
-  const port = (flags.port as number | undefined) ?? DEFAULT_PORTS[protocol];
+  const port = target.port ?? DEFAULT_PORTS[protocol];
   const envToken = process.env.BUNPOLL_AUTH_TOKEN;
   const authToken = (flags["auth-token"] as string | undefined) ?? (envToken !== undefined && envToken !== "" ? envToken : undefined);
   const timeoutMs = (flags.timeout as number) * 1000;
@@ -184,7 +193,7 @@ async function main(argv: string[]): Promise<number> {
     progress: process.stderr.isTTY ? (line) => process.stderr.write(`\r\x1b[2K${line}`) : undefined,
   };
   const ctx: CommandContext = {
-    client: { host, port, protocol, authToken, timeoutMs },
+    client: { host, port, protocol, authToken, timeoutMs, path: target.path },
     io,
     json: flags.json === true,
     signal: controller.signal,
@@ -242,6 +251,43 @@ async function main(argv: string[]): Promise<number> {
     throw e;
   }
   return 0;
+}
+
+/** Whether `--name` itself is on the command line (flags with a default cannot tell). */
+function given(argv: string[], name: string): boolean {
+  return argv.some((a) => a === `--${name}` || a.startsWith(`--${name}=`));
+}
+
+/** Protocol, host, port (undefined: the protocol's default) and ws path, from the flags or --url. */
+function resolveTarget(argv: string[], flags: Record<string, unknown>, command: string): { protocol: ClientProtocolName; host: string; port: number | undefined; path: string | undefined } {
+  const url = flags.url as string | undefined;
+  let path = flags.path as string | undefined;
+  if (url === undefined) {
+    const protocol = flags.protocol as ClientProtocolName;
+    if (protocol !== "ws") {
+      if (path !== undefined) usageError("--path applies to --protocol ws only");
+      return { protocol, host: flags.host as string, port: flags.port as number | undefined, path: undefined };
+    }
+    path ??= defaultWsPath(command);
+    const bad = checkWsPath(path);
+    if (bad !== null) usageError(`--path: ${bad}`);
+    return { protocol, host: flags.host as string, port: flags.port as number | undefined, path };
+  }
+  for (const f of ["host", "port", "path"]) if (given(argv, f)) usageError(`--url gives the ${f} already; drop --${f}`);
+  if (given(argv, "protocol") && flags.protocol !== "ws") usageError(`--url speaks ws, not --protocol ${flags.protocol as string}`);
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch {
+    usageError(`--url: not a URL: ${JSON.stringify(url)} (e.g. ws://127.0.0.1:8080/ws/echo)`);
+  }
+  if (u.protocol === "wss:") usageError("--url: wss:// (WebSocket over TLS) is not supported by this client; use ws://");
+  if (u.protocol !== "ws:") usageError(`--url takes ws://HOST[:PORT]/PATH, got ${JSON.stringify(url)}`);
+  if (u.username !== "" || u.password !== "") usageError("--url: credentials in the URL are not supported (--auth-token is sent as Authorization: Bearer)");
+  // A URL without a path names "/": the command's default endpoint is meant then.
+  path = u.pathname === "/" && u.search === "" && !/^ws:\/\/[^/]+\/$/.test(url) ? defaultWsPath(command) : `${u.pathname}${u.search}`;
+  // A port the URL leaves out is the scheme's, 80 (the URL standard elides it).
+  return { protocol: "ws", host: u.hostname.replace(/^\[|\]$/g, ""), port: u.port === "" ? 80 : Number(u.port), path };
 }
 
 const code = await main(process.argv.slice(2));

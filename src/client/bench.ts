@@ -8,7 +8,8 @@
 // behind, the queueing shows up in the latency instead of silently lowering the load
 // (coordinated omission).
 //
-// framed, json and echo send echo requests of `size` bytes. The line protocol has no
+// framed, json, echo and ws send echo requests of `size` bytes (ws: binary messages to an
+// echo endpoint, each frame masked with its own key). The line protocol has no
 // replies: a line goes to every other connection, so latency is send -> delivery at each
 // receiver (one process, one clock), and a line counts as completed when the next
 // connection (i + 1 mod C) receives it.
@@ -26,6 +27,8 @@ export interface BenchOptions {
   host?: string;
   port?: number;
   protocol?: ClientProtocolName;
+  /** ws: the echo endpoint to load (default /ws/echo). */
+  path?: string;
   authToken?: string;
   /** Connections. */
   conns: number;
@@ -278,7 +281,7 @@ export async function runBench(o: BenchOptions): Promise<BenchResult> {
   try {
     // If one fails, `finally` disposes the reactor, which closes the others.
     const clients = await Promise.all(
-      Array.from({ length: o.conns }, () => connect({ host, port, protocol, authToken: o.authToken, timeoutMs, reactor })),
+      Array.from({ length: o.conns }, () => connect({ host, port, protocol, path: o.path, authToken: o.authToken, timeoutMs, reactor })),
     );
     conns = clients.map((c, i) => makeConn(i, c));
 

@@ -25,8 +25,10 @@ import { Listeners } from "./events.ts";
 import { FramedWire } from "./framed-wire.ts";
 import { JsonWire } from "./json-wire.ts";
 import { LineWire } from "./line-wire.ts";
+import { WsWire } from "./ws-wire.ts";
 import {
   DEFAULT_PORTS,
+  DEFAULT_WS_PATH,
   SUPPORTED_OPS,
   utf8,
   utf8Lossy,
@@ -37,19 +39,21 @@ import {
   type Reply,
   type ServerNotice,
   type ServerStats,
+  type TransportSink,
   type Wire,
-  type WireSink,
 } from "./protocol.ts";
 
 export interface ClientOptions {
   /** IPv4/IPv6 literal, "localhost", or a name resolved with the system resolver. Default 127.0.0.1. */
   host?: string;
-  /** Default: the protocol's default port (framed 7000, json 9999, line 7070, echo 5050). */
+  /** Default: the protocol's default port (framed 7000, json 9999, line 7070, echo 5050, ws 8080). */
   port?: number;
   /** Default "framed". */
   protocol?: ClientProtocolName;
-  /** Sent first: framed HELLO body, json `auth` message, line first line. */
+  /** Sent first: framed HELLO body, json `auth` message, line first line (ws: `Authorization: Bearer`). */
   authToken?: string;
+  /** ws: the resource to open (default /ws/echo; /ws/chat is the chat). */
+  path?: string;
   /** Reply timeout per request, and the bound on connect + handshake (ms). 0: none. Default 5000. */
   timeoutMs?: number;
   /** Run on this reactor (e.g. one shared by many clients). Default: one reactor shared by this process's clients. */
@@ -66,6 +70,8 @@ export interface CloseInfo {
   error?: Error;
   /** The last error the server sent without a request waiting (e.g. "unauthorized"). */
   lastNotice?: ServerNotice;
+  /** How the server closed, when the protocol says (a WebSocket close frame's code and reason). */
+  peerClose?: string;
 }
 
 export interface ClientEvents {
@@ -88,6 +94,8 @@ interface Pending {
 }
 
 export const DEFAULT_TIMEOUT_MS = 5000;
+/** How long close() waits for the answer to a close the protocol starts (a WebSocket close frame). */
+const CLOSE_ANSWER_MS = 2000;
 
 
 let sharedReactor: Reactor | null = null;
@@ -101,7 +109,7 @@ export function defaultReactor(): Reactor {
   return sharedReactor;
 }
 
-export function createWire(protocol: ClientProtocolName, sink: WireSink): Wire {
+export function createWire(protocol: ClientProtocolName, sink: TransportSink, where: { host: string; port: number; path?: string } = { host: "127.0.0.1", port: DEFAULT_PORTS[protocol] }): Wire {
   switch (protocol) {
     case "framed":
       return new FramedWire(sink);
@@ -111,6 +119,8 @@ export function createWire(protocol: ClientProtocolName, sink: WireSink): Wire {
       return new LineWire(sink);
     case "echo":
       return new EchoWire(sink);
+    case "ws":
+      return new WsWire(sink, { host: where.host, port: where.port, path: where.path ?? DEFAULT_WS_PATH });
   }
 }
 
@@ -132,25 +142,29 @@ export class Client {
   private closingByClient = false;
   private failure: Error | null = null;
   private lastNotice: ServerNotice | undefined;
+  private closeAnswerTimer: ReturnType<typeof setTimeout> | null = null;
   private resolveClosed!: (info: CloseInfo) => void;
   /** Settles when the connection is closed, for whatever reason. Never rejects. */
   readonly closed: Promise<CloseInfo>;
 
   /** Use connect(): it opens the connection and completes the handshake. */
-  constructor(protocol: ClientProtocolName, host: string, port: number, timeoutMs: number, readonly reactor: Reactor) {
+  constructor(protocol: ClientProtocolName, host: string, port: number, timeoutMs: number, readonly reactor: Reactor, path?: string) {
     this.protocol = protocol;
     this.host = host;
     this.port = port;
     this.timeoutMs = timeoutMs;
     this.closed = new Promise((r) => (this.resolveClosed = r));
-    const sink: WireSink = {
+    const sink: TransportSink = {
       reply: (r) => this.onReply(r),
       error: (code, message) => this.onServerError(code, message),
       message: (m) => this.emit("message", m),
       notice: (n) => this.onNotice(n),
-      mismatch: (detail) => this.onMismatch(detail),
+      mismatch: (detail) => this.onFail(new ProtocolMismatchError(detail)),
+      write: (bytes) => void this.conn?.write(bytes),
+      end: () => this.conn?.end(),
+      fail: (error, farewell) => this.onFail(error, farewell),
     };
-    this.wire = createWire(protocol, sink);
+    this.wire = createWire(protocol, sink, { host, port, path });
   }
 
   // --- events ---------------------------------------------------------------------------
@@ -250,6 +264,7 @@ export class Client {
       cb(this.failure ?? new ConnectionClosedError(this.closeInfo ? describeClose(this.closeInfo) : "not connected"), null);
       return false;
     }
+    this.wire.beforeWrite?.(op, encoded);
     const ok = conn.write(encoded.bytes);
     this.wire.requestWritten?.(op, encoded);
     if (!encoded.expectsReply) {
@@ -297,11 +312,11 @@ export class Client {
   private onReply(r: Reply): void {
     const p = this.takePending();
     if (p === null) {
-      this.onMismatch(`a ${this.wire.names[r.op][1]} reply arrived with no request waiting`);
+      this.onFail(new ProtocolMismatchError(`a ${this.wire.names[r.op][1]} reply arrived with no request waiting`));
       return;
     }
     if (p.op !== r.op) {
-      this.onMismatch(`a ${this.wire.names[r.op][1]} reply arrived where ${this.wire.names[p.op][1]} was expected`);
+      this.onFail(new ProtocolMismatchError(`a ${this.wire.names[r.op][1]} reply arrived where ${this.wire.names[p.op][1]} was expected`));
       this.settle(p, this.failure, null);
       return;
     }
@@ -322,9 +337,15 @@ export class Client {
     this.emit("notice", n);
   }
 
-  private onMismatch(detail: string): void {
-    if (this.failure === null) this.failure = new ProtocolMismatchError(detail);
-    this.conn?.close("protocol");
+  /** The stream cannot go on: close it (after `farewell`, flushed), failing what waits with `error`. */
+  private onFail(error: Error, farewell?: Uint8Array): void {
+    if (this.failure === null) this.failure = error;
+    if (farewell === undefined) {
+      this.conn?.close("protocol");
+      return;
+    }
+    this.conn?.write(farewell);
+    this.conn?.end("protocol");
   }
 
   // --- lifecycle ------------------------------------------------------------------------
@@ -350,6 +371,8 @@ export class Client {
     const err = this.failure ?? error;
     if (err) info.error = err;
     if (this.lastNotice) info.lastNotice = this.lastNotice;
+    if (this.wire.peerClose) info.peerClose = this.wire.peerClose;
+    if (this.closeAnswerTimer !== null) clearTimeout(this.closeAnswerTimer);
     this.closeInfo = info;
     const why = this.failure ?? new ConnectionClosedError(describeClose(info));
     while (this.head < this.pending.length) this.settle(this.takePending()!, why, null);
@@ -359,14 +382,23 @@ export class Client {
 
   /**
    * Flushes what is queued, sends FIN, resolves once closed. Requests still waiting are
-   * rejected at once: reading stops when closing starts, so their replies cannot arrive.
+   * rejected at once: their replies are not waited for. A protocol with its own close (a
+   * WebSocket close frame) sends it first and ends once the server answers, or after
+   * CLOSE_ANSWER_MS.
    */
   async close(): Promise<void> {
     if (this.conn === null || this.closeInfo !== null) return;
+    if (this.closingByClient) return void (await this.closed);
     this.closingByClient = true;
     const why = new ConnectionClosedError("closed by the client");
     while (this.head < this.pending.length) this.settle(this.takePending()!, why, null);
-    this.conn.end();
+    const farewell = this.wire.farewell?.() ?? null;
+    if (farewell === null) this.conn.end();
+    else {
+      this.conn.write(farewell);
+      const conn = this.conn;
+      this.closeAnswerTimer = setTimeout(() => conn.end(), CLOSE_ANSWER_MS);
+    }
     await this.closed;
   }
 
@@ -394,6 +426,7 @@ export class Client {
 export function describeClose(info: CloseInfo): string {
   if (info.byClient) return "closed by the client";
   if (info.lastNotice) return `the server said "${info.lastNotice.code}" and closed the connection`;
+  if (info.peerClose && info.reason !== "protocol") return `the server closed the WebSocket with ${info.peerClose}`;
   switch (info.reason) {
     case "end":
       return "the server closed the connection";
@@ -435,7 +468,7 @@ export async function connect(options: ClientOptions = {}): Promise<Client> {
   const port = options.port ?? DEFAULT_PORTS[protocol];
   const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
   const reactor = options.reactor ?? defaultReactor();
-  const client = new Client(protocol, host, port, timeoutMs, reactor);
+  const client = new Client(protocol, host, port, timeoutMs, reactor, options.path);
 
   let timer: ReturnType<typeof setTimeout> | null = null;
   let timedOut = false;

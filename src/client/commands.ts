@@ -9,7 +9,7 @@ import { benchResultJson, runBench, type BenchOptions } from "./bench.ts";
 import { connect, describeClose, type Client, type ClientOptions } from "./client.ts";
 import { formatHostPort, RequestTimeoutError } from "./errors.ts";
 import { formatBenchResult, formatMessage, formatMs, formatNotice, formatNs, formatProgress, formatStats } from "./format.ts";
-import type { ClientProtocolName, IncomingMessage } from "./protocol.ts";
+import { DEFAULT_WS_PATH, WS_CHAT_PATH, type ClientProtocolName, type IncomingMessage } from "./protocol.ts";
 import { ReconnectingClient, type BackoffOptions } from "./reconnect.ts";
 
 export interface CliIO {
@@ -33,16 +33,21 @@ export interface CommandContext {
 
 /** Which protocols each command works with. */
 export const COMMAND_PROTOCOLS: Readonly<Record<string, readonly ClientProtocolName[]>> = {
-  ping: ["framed", "json"],
-  echo: ["framed", "json", "echo"],
-  broadcast: ["framed", "json", "line"],
+  ping: ["framed", "json", "ws"],
+  echo: ["framed", "json", "echo", "ws"],
+  broadcast: ["framed", "json", "line", "ws"],
   send: ["framed", "json"],
   stats: ["framed", "json"],
-  listen: ["framed", "json", "line"],
-  interactive: ["framed", "json", "line"],
+  listen: ["framed", "json", "line", "ws"],
+  interactive: ["framed", "json", "line", "ws"],
   demo: ["framed", "json", "line", "echo"],
-  bench: ["framed", "json", "line", "echo"],
+  bench: ["framed", "json", "line", "echo", "ws"],
 };
+
+/** ws: the endpoint a command opens when no --path is given (the chat for chat commands). */
+export function defaultWsPath(command: string): string {
+  return command === "broadcast" || command === "listen" || command === "interactive" ? WS_CHAT_PATH : DEFAULT_WS_PATH;
+}
 
 /** Null when `command` works with `protocol`, else the message to show. */
 export function unsupportedMessage(command: string, protocol: ClientProtocolName): string | null {
@@ -52,7 +57,9 @@ export function unsupportedMessage(command: string, protocol: ClientProtocolName
 }
 
 export function where(ctx: CommandContext): string {
-  return `${formatHostPort(ctx.client.host, ctx.client.port)} (${ctx.client.protocol})`;
+  // ws names the endpoint too: /ws/echo and /ws/chat behave differently.
+  const path = ctx.client.protocol === "ws" ? (ctx.client.path ?? DEFAULT_WS_PATH) : "";
+  return `${formatHostPort(ctx.client.host, ctx.client.port)}${path} (${ctx.client.protocol})`;
 }
 
 function connectedLine(ctx: CommandContext, c: Client): string {
@@ -171,7 +178,7 @@ export async function broadcastCommand(ctx: CommandContext, text: string): Promi
   try {
     const n = await c.broadcast(text);
     if (ctx.json) ctx.io.out(JSON.stringify({ broadcast: text, recipients: n }));
-    else if (n === null) ctx.io.out("broadcast sent (the line protocol does not acknowledge, so the recipients are unknown)");
+    else if (n === null) ctx.io.out(`broadcast sent (the ${ctx.client.protocol} protocol does not acknowledge, so the recipients are unknown)`);
     else ctx.io.out(`broadcast delivered to ${plural(n, "client")}`);
     return 0;
   } finally {
@@ -352,6 +359,7 @@ export async function benchCommand(ctx: CommandContext, a: BenchArgs): Promise<n
     host: ctx.client.host,
     port: ctx.client.port,
     protocol: ctx.client.protocol,
+    path: ctx.client.path,
     authToken: ctx.client.authToken,
     timeoutMs: ctx.client.timeoutMs,
     onProgress: show ? (p) => show(formatProgress(p)) : undefined,

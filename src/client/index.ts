@@ -5,6 +5,7 @@
 //   c.on("message", (m) => console.log(m.kind, m.from, m.text));
 //   await c.ping(); await c.broadcast("hi"); await c.send(3, "psst"); await c.stats();
 //   await c.close();
+//   const ws = await connect({ protocol: "ws", port: 8080, path: "/ws/chat" }); // WebSocket
 
 export {
   connect,
@@ -38,6 +39,8 @@ export {
 export {
   CLIENT_PROTOCOLS,
   DEFAULT_PORTS,
+  DEFAULT_WS_PATH,
+  WS_CHAT_PATH,
   SUPPORTED_OPS,
   type ClientProtocolName,
   type IncomingMessage,

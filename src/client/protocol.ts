@@ -4,8 +4,8 @@
 
 import type { StatsReply } from "../protocols/codec/stats-reply.ts";
 
-export type ClientProtocolName = "framed" | "json" | "line" | "echo";
-export const CLIENT_PROTOCOLS: readonly ClientProtocolName[] = ["framed", "json", "line", "echo"];
+export type ClientProtocolName = "framed" | "json" | "line" | "echo" | "ws";
+export const CLIENT_PROTOCOLS: readonly ClientProtocolName[] = ["framed", "json", "line", "echo", "ws"];
 
 /** The server's default port per protocol (the same as src/server.ts uses). */
 export const DEFAULT_PORTS: Readonly<Record<ClientProtocolName, number>> = {
@@ -13,7 +13,14 @@ export const DEFAULT_PORTS: Readonly<Record<ClientProtocolName, number>> = {
   json: 9999,
   line: 7070,
   echo: 5050,
+  // The HTTP listener, which serves the WebSocket endpoints /ws/echo and /ws/chat.
+  ws: 8080,
 };
+
+/** The WebSocket resource a ws client opens when none is given: the echo endpoint. */
+export const DEFAULT_WS_PATH = "/ws/echo";
+/** The WebSocket endpoint that joins the hub: text messages are chat, as line clients see it. */
+export const WS_CHAT_PATH = "/ws/chat";
 
 /** Operations a client can ask for. */
 export type Op = "hello" | "ping" | "echo" | "broadcast" | "send" | "stats";
@@ -25,11 +32,14 @@ export const SUPPORTED_OPS: Readonly<Record<ClientProtocolName, readonly Op[]>> 
   // The line protocol has no replies at all: a line is a broadcast, and that is it.
   line: ["broadcast"],
   echo: ["echo"],
+  // ping is a WebSocket ping frame; echo needs an echo endpoint (/ws/echo), broadcast the
+  // chat (/ws/chat): the wire refuses the one its endpoint cannot do.
+  ws: ["hello", "ping", "echo", "broadcast"],
 };
 
 /** A reply, tagged with the op it answers so that the Client can check the FIFO match. */
 export type Reply =
-  | { op: "hello"; clientId: number; label: string | null }
+  | { op: "hello"; clientId: number | null; label: string | null }
   | { op: "ping" }
   | { op: "echo"; bytes: Uint8Array | null; text: string | null }
   | { op: "broadcast"; recipients: number }
@@ -82,6 +92,22 @@ export interface WireSink {
   mismatch(detail: string): void;
 }
 
+/**
+ * What a wire that speaks for itself on the connection also needs (WebSocket: it answers
+ * pings and close frames, and fails with its own errors). The Client gives every wire this.
+ */
+export interface TransportSink extends WireSink {
+  /** Writes protocol bytes that answer no request (a pong, a close frame). */
+  write(bytes: Uint8Array): void;
+  /** The protocol's own close is complete (a close handshake): end the connection. */
+  end(): void;
+  /**
+   * The connection cannot go on: fail what waits with `error` and close, after sending
+   * `farewell` (a close frame naming the problem) when given.
+   */
+  fail(error: Error, farewell?: Uint8Array): void;
+}
+
 export interface Wire {
   readonly protocol: ClientProtocolName;
   /** Names for the demo's transcript: [request, reply] per op. */
@@ -104,6 +130,20 @@ export interface Wire {
    * so that an encoded request can be written many times (the bench does).
    */
   requestWritten?(op: Op, encoded: Encoded): void;
+  /**
+   * Called by the Client just before each write of an encoded request, which it may rewrite
+   * in place: a WebSocket wire draws a fresh masking key for every frame, even when the bench
+   * writes one encoded request many times.
+   */
+  beforeWrite?(op: Op, encoded: Encoded): void;
+  /**
+   * Bytes that start an orderly close (a WebSocket close frame), or null. The Client writes
+   * them, then waits for the wire's `end()` (the peer's answer), up to a bound, before ending
+   * the connection.
+   */
+  farewell?(): Uint8Array | null;
+  /** How the peer itself closed, when the protocol says (a WebSocket close frame's code and reason). */
+  readonly peerClose?: string | null;
 }
 
 export interface Encoded {

@@ -80,7 +80,7 @@ async function runLine(line: string, rc: ReconnectingClient, ctx: CommandContext
   if (!line.startsWith("/")) {
     await attempt(print, async () => {
       const n = await rc.broadcast(line);
-      // Chat stays quiet on the line protocol, which cannot say who got it.
+      // Chat stays quiet on the line and ws protocols, which cannot say who got it.
       if (n !== null) print(`(delivered to ${n})`);
     });
     return;
@@ -109,7 +109,7 @@ async function runLine(line: string, rc: ReconnectingClient, ctx: CommandContext
       if (rest === "") return print("usage: /broadcast TEXT");
       await attempt(print, async () => {
         const n = await rc.broadcast(rest);
-        print(n === null ? "broadcast sent (the line protocol does not acknowledge)" : `broadcast delivered to ${n} ${noun(n, "client")}`);
+        print(n === null ? `broadcast sent (the ${ctx.client.protocol} protocol does not acknowledge)` : `broadcast delivered to ${n} ${noun(n, "client")}`);
       });
       return;
     case "/send": {

@@ -98,6 +98,8 @@ export interface WsDecoderOptions {
   maxPayloadLength: number;
   /** Client-to-server frames must be masked (RFC 6455 §5.1): true for a server. */
   requireMask?: boolean;
+  /** Server-to-client frames must not be masked (RFC 6455 §5.1): true for a client. */
+  forbidMask?: boolean;
   /** RSV1 is allowed (permessage-deflate negotiated): the sink gets compressed messages then. */
   allowRsv1?: boolean;
 }
@@ -245,6 +247,7 @@ export class WsFrameDecoder {
     if (rsv !== 0 && !(rsv === 0x40 && this.options.allowRsv1)) return this.fail(CloseCode.ProtocolError, "RSV bits set without a negotiated extension");
     if ((opcode > 2 && opcode < 8) || opcode > 10) return this.fail(CloseCode.ProtocolError, `reserved opcode ${opcode}`);
     if (this.requireMask && !masked) return this.fail(CloseCode.ProtocolError, "an unmasked frame from a client");
+    if (masked && this.options.forbidMask) return this.fail(CloseCode.ProtocolError, "a masked frame from a server");
     let len: number;
     if (len7 === 126) len = (h[hs + 2]! << 8) | h[hs + 3]!;
     else if (len7 === 127) {

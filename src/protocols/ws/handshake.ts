@@ -34,8 +34,9 @@ export function checkUpgrade(req: UpgradeRequest): UpgradeCheck {
   return { ok: true, key: key.trim() };
 }
 
-function hasToken(value: string | null, lower: string): boolean {
-  if (value === null) return false;
+/** Whether a comma-separated header value has the token `lower` (any case). */
+export function hasToken(value: string | null | undefined, lower: string): boolean {
+  if (value === null || value === undefined) return false;
   for (const t of value.split(",")) if (t.trim().toLowerCase() === lower) return true;
   return false;
 }
