@@ -349,3 +349,71 @@ describe("serve({ websocket }) in Bun.serve's shape", () => {
     live.close();
   });
 });
+
+describe("subprotocols (Sec-WebSocket-Protocol through server.upgrade)", () => {
+  test("the handler picks one the client offered: Python's websockets sees it, and so does ws.protocol", async () => {
+    const seen: string[] = [];
+    const srv = serve({
+      port: 0,
+      reactorOptions: { log: () => {} },
+      fetch(req, s) {
+        const offered = (req.headers.get("sec-websocket-protocol") ?? "").split(",").map((p) => p.trim());
+        const pick = ["chat.v2", "chat.v1"].find((p) => offered.includes(p));
+        return s.upgrade(req, pick === undefined ? {} : { headers: { "Sec-WebSocket-Protocol": pick } }) ? undefined : new Response("no", { status: 400 });
+      },
+      websocket: { open: (ws) => void seen.push(ws.protocol), message: (ws, m) => void ws.send(m) },
+    });
+    servers.push(srv);
+    const dir = mkdtempSync(join(tmpdir(), "bunpoll-ws-"));
+    dirs.push(dir);
+    writeFileSync(join(dir, "sub.py"), `
+import asyncio, sys, websockets
+async def main():
+    for offer in (["chat.v1", "x"], ["y"]):
+        async with websockets.connect(sys.argv[1], subprotocols=offer) as ws:
+            await ws.send("hi")
+            assert await ws.recv() == "hi"
+            print(ws.subprotocol)
+asyncio.run(main())
+`);
+    const r = await run(["/usr/bin/python3", join(dir, "sub.py"), `ws://127.0.0.1:${srv.port}/`], 20_000);
+    expect(r.stderr).toBe("");
+    expect(r.stdout.trim().split("\n")).toEqual(["chat.v1", "None"]);
+    expect(seen).toEqual(["chat.v1", ""]);
+  }, 30_000);
+
+  test("a protocol the client did not offer, a header that would break the 101, or one of the server's own: a TypeError naming it", async () => {
+    const errors: string[] = [];
+    let headers: Record<string, string> = {};
+    const srv = serve({
+      port: 0,
+      reactorOptions: { log: () => {} },
+      fetch: (req, s) => (s.upgrade(req, { headers }) ? undefined : new Response("no", { status: 400 })),
+      error(e) {
+        errors.push(e.message);
+        return new Response("refused", { status: 500 });
+      },
+      websocket: { message: () => {} },
+    });
+    servers.push(srv);
+    for (const h of [
+      { "Sec-WebSocket-Protocol": "admin" },
+      { "X-Note": "a\r\nSet-Cookie: x=1" },
+      { "Bad Name": "v" },
+      { "Sec-WebSocket-Accept": "forged" },
+    ]) {
+      headers = h;
+      const s = await connect(srv.port);
+      // "close" too: the refusal ends the connection, so readToEnd sees EOF.
+      s.write(HANDSHAKE("/", srv.port).replace("Connection: Upgrade", "Connection: Upgrade, close").replace("\r\n\r\n", "\r\nSec-WebSocket-Protocol: chat\r\n\r\n"));
+      const { data } = await readToEnd(s, 5000);
+      expect(data.toString("latin1")).toStartWith("HTTP/1.1 500");
+    }
+    expect(errors).toEqual([
+      'upgrade(): Sec-WebSocket-Protocol "admin" was not offered by the client (it offered "chat")',
+      "upgrade(): the value of X-Note holds CR, LF or NUL",
+      'upgrade(): the header name "Bad Name" is not a token',
+      "upgrade(): Sec-WebSocket-Accept is set by the server",
+    ]);
+  });
+});

@@ -43,6 +43,8 @@ export interface HttpServerInfo {
 
 interface AcceptedUpgrade {
   key: string;
+  /** The subprotocol the handler chose (Sec-WebSocket-Protocol in its headers), or "". */
+  protocol: string;
   /** permessage-deflate as agreed: the Sec-WebSocket-Extensions answer and its parameters, or null. */
   deflate: { header: string; params: DeflateParams } | null;
   data: unknown;
@@ -135,8 +137,9 @@ export class HttpApp implements HttpServerInfo {
     if (this.websocket === undefined || t === null || t.req !== req || t.accepted !== null) return false;
     const check = checkUpgrade(req);
     if (!check.ok) return false;
+    const protocol = upgradeHeaders(req, options?.headers);
     const deflate = negotiateDeflate(req.header("sec-websocket-extensions"), this.deflate);
-    t.accepted = { key: check.key, deflate, data: options?.data, headers: options?.headers };
+    t.accepted = { key: check.key, deflate, data: options?.data, headers: options?.headers, protocol };
     return true;
   }
 
@@ -148,6 +151,36 @@ export class HttpApp implements HttpServerInfo {
 }
 
 const streamOf = new WeakMap<HttpRequest, Stream<any>>();
+
+const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+/** Fields of the 101 the server writes itself. */
+const OWN_FIELDS = new Set(["upgrade", "connection", "sec-websocket-accept", "sec-websocket-extensions", "content-length", "transfer-encoding"]);
+
+/**
+ * Checks the fields a handler adds to the 101 (server.upgrade's `headers`), so that none can
+ * break the response or the protocol: names are tokens, values hold no CR, LF or NUL, the
+ * server's own fields are left to it, and a Sec-WebSocket-Protocol is one the client offered
+ * (RFC 6455 §4.2.2: a client fails a connection that answers with another). Returns that
+ * subprotocol, or "". A mistake throws a TypeError naming it, in the handler's call.
+ */
+function upgradeHeaders(req: HttpRequest, headers: Record<string, string> | undefined): string {
+  let protocol = "";
+  if (headers === undefined) return protocol;
+  for (const [name, raw] of Object.entries(headers)) {
+    const value = String(raw);
+    const lower = name.toLowerCase();
+    if (!TOKEN.test(name)) throw new TypeError(`upgrade(): the header name ${JSON.stringify(name)} is not a token`);
+    if (/[\r\n\0]/.test(value)) throw new TypeError(`upgrade(): the value of ${name} holds CR, LF or NUL`);
+    if (OWN_FIELDS.has(lower)) throw new TypeError(`upgrade(): ${name} is set by the server`);
+    if (lower !== "sec-websocket-protocol") continue;
+    protocol = value.trim();
+    const offered = (req.header("sec-websocket-protocol") ?? "").split(",").map((p) => p.trim()).filter((p) => p !== "");
+    if (!offered.includes(protocol)) {
+      throw new TypeError(`upgrade(): Sec-WebSocket-Protocol ${JSON.stringify(protocol)} was not offered by the client (it offered ${offered.length === 0 ? "none" : offered.map((p) => JSON.stringify(p)).join(", ")})`);
+    }
+  }
+  return protocol;
+}
 
 interface Slot {
   /** The response, once known. */
@@ -570,7 +603,7 @@ export class HttpSession implements HttpParserSink {
     this.queue.length = 0;
     const rest = this.upgradeRest ?? undefined;
     this.upgradeRest = null;
-    upgradeStream(this.stream, app.websocket!, up.data, app.topics, up.deflate?.params ?? null, rest);
+    upgradeStream(this.stream, app.websocket!, up.data, app.topics, up.deflate?.params ?? null, up.protocol, rest);
   }
 
   /** Writes a response head through the app's scratch buffer (no view or length scan per string). */

@@ -120,6 +120,8 @@ export interface WsTopics {
 
 export class ServerWebSocket<T = undefined> implements WsFrameSink {
   data: T;
+  /** The subprotocol agreed in the handshake (server.upgrade's Sec-WebSocket-Protocol), or "". */
+  declare protocol: string;
   /** 1 open, 2 closing (a close frame sent or received), 3 closed. */
   readyState: number = READY.OPEN;
   private closeTimer: ReturnType<typeof setTimeout> | null = null;
@@ -450,8 +452,10 @@ export class ServerWebSocket<T = undefined> implements WsFrameSink {
  * stream handler every WebSocket shares (no handler object or closures per socket). `pending`
  * holds the bytes read behind the Upgrade request (the first frames).
  */
-export function upgradeStream<T>(stream: Stream<any>, handler: WebSocketHandler<T>, data: T, topics: WsTopics | null, deflate: DeflateParams | null, pending?: Uint8Array): void {
-  stream.data = new ServerWebSocket<T>(stream, handler, data, topics, deflate);
+export function upgradeStream<T>(stream: Stream<any>, handler: WebSocketHandler<T>, data: T, topics: WsTopics | null, deflate: DeflateParams | null, protocol: string, pending?: Uint8Array): void {
+  const ws = new ServerWebSocket<T>(stream, handler, data, topics, deflate);
+  if (protocol !== "") ws.protocol = protocol;
+  stream.data = ws;
   stream.setHandler(WS_STREAM, pending);
 }
 
@@ -470,3 +474,6 @@ const WS_STREAM: Handler<ServerWebSocket<any>> = {
   // A message handler's promise pauses reading until it settles.
   pauseWhileAsync: true,
 };
+
+// Most sockets agree no subprotocol: "" lives on the prototype, not in each socket.
+ServerWebSocket.prototype.protocol = "";
