@@ -115,6 +115,12 @@ export interface Stream<T = unknown> {
   setHandler<U>(handler: Handler<U>, pending?: Uint8Array): Stream<U>;
   /** Changes this stream's idle timeout (ms, 0: none), e.g. when HTTP hands it to WebSocket. */
   setIdleTimeout(ms: number): void;
+  /**
+   * Raises (or lowers) the queued bytes past which this stream is closed as a slow consumer,
+   * e.g. for a WebSocket whose backpressureLimit is larger than the listener's maxBuffered.
+   * Never below the high-water mark (taken as that).
+   */
+  setMaxBuffered(bytes: number): void;
 }
 
 /** @deprecated The name before streams: a Connection is a Stream. */

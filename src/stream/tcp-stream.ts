@@ -323,10 +323,17 @@ export class TcpStream<T = unknown> implements Stream<T>, IoStream, TimerNode, D
   setIdleTimeout(ms: number): void {
     if (!(ms >= 0) || !Number.isFinite(ms)) throw new RangeError(`idle timeout must be a finite number >= 0, got ${ms}`);
     if (ms === this.options.idleTimeoutMs || this.state === StreamState.Closed) return;
-    this.options = withIdleTimeout(this.options, ms); // shared, like the listener's: no object per stream
+    this.options = withOption(this.options, "idleTimeoutMs", ms); // shared, like the listener's: no object per stream
     this.lastActive = this.reactor.now;
     const due = this.nextDeadline();
     if (due < Infinity && (this.timerIndex < 0 || due < this.timerDeadline)) this.reactor.timers.schedule(this, due);
+  }
+
+  setMaxBuffered(bytes: number): void {
+    if (!(bytes >= 0) || !Number.isFinite(bytes)) throw new RangeError(`maxBuffered must be a finite number >= 0, got ${bytes}`);
+    // Never below the high-water mark: reads must pause before a stream is closed as slow.
+    const n = Math.max(bytes, this.options.highWaterMark);
+    if (n !== this.options.maxBuffered) this.options = withOption(this.options, "maxBuffered", n);
   }
 
   [Symbol.dispose](): void {
@@ -679,13 +686,14 @@ export class TcpStream<T = unknown> implements Stream<T>, IoStream, TimerNode, D
   }
 }
 
-/** The options of `base` with another idle timeout, one object per (base, ms) pair. */
-const idleVariants = new WeakMap<ConnectionOptions, Map<number, ConnectionOptions>>();
-function withIdleTimeout(base: ConnectionOptions, ms: number): ConnectionOptions {
-  let m = idleVariants.get(base);
-  if (m === undefined) idleVariants.set(base, (m = new Map()));
-  let o = m.get(ms);
-  if (o === undefined) m.set(ms, (o = { ...base, idleTimeoutMs: ms }));
+/** The options of `base` with one field changed, one shared object per (base, field, value). */
+const variants = new WeakMap<ConnectionOptions, Map<string, ConnectionOptions>>();
+function withOption(base: ConnectionOptions, field: "idleTimeoutMs" | "maxBuffered", value: number): ConnectionOptions {
+  let m = variants.get(base);
+  if (m === undefined) variants.set(base, (m = new Map()));
+  const key = `${field}=${value}`;
+  let o = m.get(key);
+  if (o === undefined) m.set(key, (o = { ...base, [field]: value }));
   return o;
 }
 

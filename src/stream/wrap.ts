@@ -141,6 +141,10 @@ export abstract class WrappingStream<T = unknown> implements Stream<T> {
     this.inner.setIdleTimeout(ms);
   }
 
+  setMaxBuffered(bytes: number): void {
+    this.inner.setMaxBuffered(bytes);
+  }
+
   setHandler<U>(handler: Handler<U>, pending?: Uint8Array): Stream<U> {
     const self = this as unknown as WrappingStream<U>;
     self.handler = handler;

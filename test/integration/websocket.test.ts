@@ -57,6 +57,9 @@ function serverFrames(all: Buffer): { head: string; frames: [number, Buffer][] }
     if (n === 126) {
       n = all.readUInt16BE(p + 2);
       h = 4;
+    } else if (n === 127) {
+      n = Number(all.readBigUInt64BE(p + 2));
+      h = 10;
     }
     frames.push([op, all.subarray(p + h, p + h + n)]);
     p += h + n;
@@ -401,7 +404,7 @@ asyncio.run(main())
       { "X-Note": "a\r\nSet-Cookie: x=1" },
       { "Bad Name": "v" },
       { "Sec-WebSocket-Accept": "forged" },
-    ]) {
+    ] as Record<string, string>[]) {
       headers = h;
       const s = await connect(srv.port);
       // "close" too: the refusal ends the connection, so readToEnd sees EOF.
@@ -415,5 +418,47 @@ asyncio.run(main())
       'upgrade(): the header name "Bad Name" is not a token',
       "upgrade(): Sec-WebSocket-Accept is set by the server",
     ]);
+  });
+});
+
+describe("backpressureLimit, closeOnBackpressureLimit, publishToSelf", () => {
+  const CLOSE = frame(8, new Uint8Array([0x03, 0xe8]));
+  function server(websocket: Record<string, unknown>) {
+    const srv = serve({
+      port: 0,
+      reactorOptions: { log: () => {} },
+      fetch: (req, s) => (s.upgrade(req) ? undefined : new Response("no", { status: 400 })),
+      websocket: websocket as never,
+    });
+    servers.push(srv);
+    return srv;
+  }
+
+  test("sends within the limit are queued however large (3 x 1 MiB: each -1, backpressure), none lost, the socket not closed", async () => {
+    const results: number[] = [];
+    const mib = new Uint8Array(1 << 20).fill(7);
+    const srv = server({ open(ws: any) { for (let i = 0; i < 3; i++) results.push(ws.send(mib)); } });
+    const { frames } = await rawSession(srv.port, [CLOSE], "/");
+    expect(results).toEqual([-1, -1, -1]);
+    expect(frames.map(([op, p]) => [op, p.length])).toEqual([[2, 1 << 20], [2, 1 << 20], [2, 1 << 20], [8, 2]]);
+  });
+
+  test("past backpressureLimit a send is dropped (0); with closeOnBackpressureLimit the socket closes with 1008", async () => {
+    const piece = new Uint8Array(100 * 1024);
+    for (const closeOn of [false, true]) {
+      const results: number[] = [];
+      const srv = server({ backpressureLimit: 64 * 1024, closeOnBackpressureLimit: closeOn, open(ws: any) { results.push(ws.send(piece), ws.send(piece)); } });
+      const { frames } = await rawSession(srv.port, [CLOSE], "/");
+      expect(results).toEqual([piece.length + 10, 0]); // a 64-bit length: 10 header bytes
+      expect(frames.map(([op, p]) => (op === 8 ? closeCode(p) : p.length))).toEqual([piece.length, closeOn ? 1008 : 1000]);
+    }
+  });
+
+  test("publishToSelf: ws.publish reaches the sender only when it is set", async () => {
+    for (const toSelf of [false, true]) {
+      const srv = server({ publishToSelf: toSelf, open(ws: any) { ws.subscribe("t"); ws.publish("t", "news"); } });
+      const { frames } = await rawSession(srv.port, [CLOSE], "/");
+      expect(frames.map(([op, p]) => (op === 8 ? closeCode(p) : p.toString()))).toEqual(toSelf ? ["news", 1000] : [1000]);
+    }
   });
 });

@@ -110,6 +110,7 @@ export class FakeConnection<T = any> implements Connection<T> {
   }
 
   idleTimeoutMs = 0;
+  setMaxBuffered(_bytes: number): void {}
   setIdleTimeout(ms: number): void {
     this.idleTimeoutMs = ms;
   }

@@ -47,7 +47,21 @@ export interface WebSocketHandler<T = undefined> {
    * keeps the socket; one silent for another period is dead and closed (1001).
    */
   sendPings?: boolean;
+  /**
+   * Bytes queued for a socket past which send() drops the message (SendStatus.Dropped) instead
+   * of queueing it (default 16 MiB, as Bun). Reading from the socket already pauses at the
+   * stream's high-water mark, well below it. Topic publishes past it (plus one largest
+   * message) close the socket as a slow consumer: a publish never waits for one recipient.
+   */
+  backpressureLimit?: number;
+  /** Close the socket (1008, after what is queued) instead of dropping a send past backpressureLimit. */
+  closeOnBackpressureLimit?: boolean;
+  /** ws.publish() reaches the sender too when it is subscribed (default false, as Bun). */
+  publishToSelf?: boolean;
 }
+
+/** Bun's default backpressureLimit. */
+const BACKPRESSURE_LIMIT = 16 * 1024 * 1024;
 
 const READY = { CONNECTING: 0, OPEN: 1, CLOSING: 2, CLOSED: 3 } as const;
 
@@ -331,7 +345,7 @@ export class ServerWebSocket<T = undefined> implements WsFrameSink {
     if (this.topics === null) return 0;
     const isText = typeof data === "string";
     const bytes = isText ? utf8.encode(data) : data;
-    return this.topics.hub.publish(topic, bytes, isText, this.member);
+    return this.topics.hub.publish(topic, bytes, isText, this.handler.publishToSelf ? null : this.member);
   }
 
   /** Runs fn; what it sends leaves together (every write of a turn does already: one send). */
@@ -361,6 +375,10 @@ export class ServerWebSocket<T = undefined> implements WsFrameSink {
   private frame(opcode: number, payload: Uint8Array): number {
     const s = this.stream;
     if (this.readyState !== READY.OPEN && opcode !== Opcode.Close || s.state >= StreamState.Lingering) return SendStatus.Dropped;
+    if (opcode < 8 && s.bufferedAmount > (this.handler.backpressureLimit ?? BACKPRESSURE_LIMIT)) {
+      if (this.handler.closeOnBackpressureLimit) this.close(CloseCode.PolicyViolation, "backpressure limit");
+      return SendStatus.Dropped;
+    }
     let rsv1 = false;
     const z = this.deflate;
     if (z !== null && z.compress && opcode < 8 && payload.length >= 64) {
@@ -421,9 +439,13 @@ export class ServerWebSocket<T = undefined> implements WsFrameSink {
 
 
 
-  /** The stream is a WebSocket now: its idle timeout, then the `open` handler. */
+  /** The stream is a WebSocket now: its idle timeout and queue bound, then the `open` handler. */
   opened(): void | Promise<void> {
-    this.stream.setIdleTimeout((this.handler.idleTimeout ?? 120) * 1000);
+    const h = this.handler;
+    this.stream.setIdleTimeout((h.idleTimeout ?? 120) * 1000);
+    // The stream closes a slow consumer past maxBuffered: above what send() lets through.
+    const limit = h.backpressureLimit ?? BACKPRESSURE_LIMIT;
+    this.stream.setMaxBuffered(Math.max(limit + (h.maxPayloadLength ?? 16 * 1024 * 1024) + 14, this.stream.bufferedAmount));
     return this.handler.open?.(this);
   }
 
