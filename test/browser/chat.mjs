@@ -1,11 +1,14 @@
 // The chat page in a real browser (Debian's Chromium, driven by playwright-core under Node):
 // two pages exchange messages, and a framed client's BROADCAST appears in both. Run by
-// test/integration/chat-browser.test.ts against a running server: node chat.mjs HTTP_PORT FRAMED_PORT.
+// test/integration/chat-browser.test.ts against a running server:
+//   node chat.mjs HTTP_PORT FRAMED_PORT [SCREENSHOT.png]
+// With a third argument it saves page A as it stands at the end (README's picture is one).
 import net from "node:net";
 import { chromium } from "playwright-core";
 
 const port = Number(process.argv[2]);
 const framedPort = Number(process.argv[3]);
+const screenshot = process.argv[4];
 const url = `http://127.0.0.1:${port}/`;
 const fail = (msg) => {
   console.error(`chat: ${msg}`);
@@ -44,6 +47,10 @@ try {
   }).catch((e) => fail(`framed client: ${e.message}`));
   for (const p of [a, b]) {
     await p.waitForFunction(() => [...document.querySelectorAll("#log li")].some((li) => /^\d+: from a framed client$/.test(li.textContent)), null, { timeout: 10_000 });
+  }
+  if (screenshot) {
+    await a.setViewportSize({ width: 720, height: 420 });
+    await a.screenshot({ path: screenshot });
   }
   console.log("ok");
 } finally {
