@@ -195,7 +195,7 @@ function main(argv: string[]): void {
           wsOrigins: flags["ws-origin"] as string[],
         }))
         : PROTOCOLS[spec.protocol].create(ctx);
-      const l = reactor.listen({ hostname: spec.host, port: spec.port, handler, connection });
+      const l = reactor.listen({ hostname: spec.host, port: spec.port, handler, connection: { ...connection, traffic: ctx.trafficOf(spec.protocol) } });
       const fields = { address: l.describe(), protocol: spec.protocol, pid: process.pid, version: pkg.version };
       opened.push(() => log.print("listening", `bunpoll ${pkg.version} listening on ${l.describe()} (${spec.protocol}), pid ${process.pid}`, fields));
     } catch (e) {

@@ -6,7 +6,13 @@ import { Hub } from "../hub.ts";
 import type { ReactorStats } from "../reactor/stats.ts";
 import { buildStatsSnapshot, type ReactorCounters, type StatsSnapshot } from "../stats/snapshot.ts";
 import { ProtocolStats, type ProtocolStatsOptions } from "../stats/protocol-stats.ts";
-import type { CloseReason, Connection, Handler } from "../stream/stream.ts";
+import type { CloseReason, Connection, Handler, TrafficCounters } from "../stream/stream.ts";
+
+/** One protocol's traffic: its listeners' bytes, and messages where the protocol counts them (http, ws). */
+export interface ProtocolTraffic extends TrafficCounters {
+  messagesIn: number;
+  messagesOut: number;
+}
 import { registerErrors } from "./codec/errors.ts";
 import { registerKinds } from "./codec/kinds.ts";
 import type { RateLimitOptions } from "./guards.ts";
@@ -79,6 +85,16 @@ export class ProtocolContext {
     this.authToken = o.authToken !== undefined && o.authToken !== "" ? utf8.encode(o.authToken) : null;
     this.wallClock = init.wallClock ?? Date.now;
     this.startedAtMs = this.wallClock();
+  }
+
+  /** Per protocol name, in the order first asked for (/metrics shows them by protocol). */
+  readonly traffic = new Map<string, ProtocolTraffic>();
+
+  /** The counters of `protocol`'s listeners (created on first use). */
+  trafficOf(protocol: string): ProtocolTraffic {
+    let t = this.traffic.get(protocol);
+    if (t === undefined) this.traffic.set(protocol, (t = { bytesIn: 0, bytesOut: 0, messagesIn: 0, messagesOut: 0 }));
+    return t;
   }
 
   addReactor(stats: ReactorStats | ReactorCounters): void {

@@ -31,6 +31,11 @@ export interface PrometheusInput {
    * the HTTP listeners. Omitted: no HTTP metrics.
    */
   httpByClass?: ArrayLike<number>;
+  /**
+   * Per protocol: its listeners' bytes, and its messages where the protocol counts them (http:
+   * requests in, responses out; ws: messages in and sent). Omitted: no per-protocol metrics.
+   */
+  byProtocol?: ReadonlyMap<string, { bytesIn: number; bytesOut: number; messagesIn: number; messagesOut: number }>;
 }
 
 /** The whole exposition: HELP and TYPE lines, then the samples, per metric family. */
@@ -63,6 +68,18 @@ export function formatPrometheus(input: PrometheusInput): string {
   single("bunpoll_sent_bytes_total", "counter", "Bytes sent, all listeners.", s.bytes.out);
   single("bunpoll_read_calls_total", "counter", "recv calls that returned data.", s.io.readCalls);
   single("bunpoll_write_calls_total", "counter", "send and sendmsg calls.", s.io.writeCalls);
+
+  const byProtocol = input.byProtocol;
+  if (byProtocol !== undefined) {
+    family("bunpoll_protocol_received_bytes_total", "counter", "Bytes received, by protocol (ws: after the Upgrade; the handshake counts as http).");
+    for (const [protocol, t] of byProtocol) sample("bunpoll_protocol_received_bytes_total", t.bytesIn, { protocol });
+    family("bunpoll_protocol_sent_bytes_total", "counter", "Bytes sent, by protocol (ws: after the Upgrade).");
+    for (const [protocol, t] of byProtocol) sample("bunpoll_protocol_sent_bytes_total", t.bytesOut, { protocol });
+    family("bunpoll_protocol_messages_received_total", "counter", "Messages received, by protocol: http requests, ws messages (framed, json and line count theirs by kind, below).");
+    for (const [protocol, t] of byProtocol) if (protocol === "http" || protocol === "ws") sample("bunpoll_protocol_messages_received_total", t.messagesIn, { protocol });
+    family("bunpoll_protocol_messages_sent_total", "counter", "Messages sent, by protocol: http responses, ws messages sent with send() (publishes are in the bytes).");
+    for (const [protocol, t] of byProtocol) if (protocol === "http" || protocol === "ws") sample("bunpoll_protocol_messages_sent_total", t.messagesOut, { protocol });
+  }
 
   family("bunpoll_messages_received_total", "counter", "Messages received by kind (framed, json and line protocols share the kinds); kinds not seen yet are absent.");
   for (const k of s.messages.byKind) if (k.in !== 0) sample("bunpoll_messages_received_total", k.in, { kind: k.name });

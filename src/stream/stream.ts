@@ -6,6 +6,12 @@
 import type { SharedBytes } from "../buffers/shared-bytes.ts";
 import type { SharedFile } from "../buffers/shared-file.ts";
 
+/** Bytes on the wire, counted by the streams that share this object (per protocol, say). */
+export interface TrafficCounters {
+  bytesIn: number;
+  bytesOut: number;
+}
+
 /**
  * Why a stream closed, counted per reason in the reactor's stats. The transport's own
  * reasons are listed; a protocol passes its own (e.g. "protocol", "unauthorized") to
@@ -121,6 +127,13 @@ export interface Stream<T = unknown> {
    * Never below the high-water mark (taken as that).
    */
   setMaxBuffered(bytes: number): void;
+  /**
+   * Counts this stream's bytes from now on into `traffic` (e.g. as WebSocket after an Upgrade).
+   * `carried`: bytes already received and counted where they were read that belong to the new
+   * counters (the frames read behind the Upgrade request): moved over. Bytes queued and not yet
+   * sent stay with the old counters.
+   */
+  setTraffic(traffic: TrafficCounters | null, carried?: number): void;
 }
 
 /** @deprecated The name before streams: a Connection is a Stream. */

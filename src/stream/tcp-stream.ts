@@ -15,7 +15,7 @@ import { KIND_STREAM, READABLE, ReadNext, SEND_PENDING, WRITABLE, type IoStream 
 import { peerAddress } from "../driver/sockets.ts";
 import type { Reactor } from "../reactor/reactor.ts";
 import type { TimerNode } from "../reactor/timers.ts";
-import { StreamState, type CloseReason, type Handler, type Stream } from "./stream.ts";
+import { StreamState, type CloseReason, type Handler, type Stream, type TrafficCounters } from "./stream.ts";
 
 export interface ConnectionOptions {
   /** Close after this many ms without bytes in either direction (0: never). */
@@ -28,6 +28,11 @@ export interface ConnectionOptions {
   lingerMs: number;
   /** Close when a started frame stays incomplete this long (0: never). Needs Handler.inFrame. */
   frameTimeoutMs: number;
+  /**
+   * Where this listener's streams add the bytes they receive and send (the CLI keeps one per
+   * protocol for /metrics); null: only the reactor's totals. Shared, never copied.
+   */
+  traffic: TrafficCounters | null;
 }
 
 export const DEFAULT_CONNECTION_OPTIONS: ConnectionOptions = {
@@ -36,6 +41,7 @@ export const DEFAULT_CONNECTION_OPTIONS: ConnectionOptions = {
   maxBuffered: 1024 * 1024,
   lingerMs: 2000,
   frameTimeoutMs: 0,
+  traffic: null,
 };
 
 /**
@@ -46,11 +52,13 @@ export const DEFAULT_CONNECTION_OPTIONS: ConnectionOptions = {
  */
 export function connectionOptions(partial: Partial<ConnectionOptions> = {}): ConnectionOptions {
   const o = { ...DEFAULT_CONNECTION_OPTIONS };
+  o.traffic = partial.traffic ?? null;
   for (const key of Object.keys(o) as (keyof ConnectionOptions)[]) {
+    if (key === "traffic") continue;
     const v = partial[key];
     if (v === undefined) continue;
     if (typeof v !== "number" || !Number.isFinite(v) || v < 0) throw new RangeError(`${key} must be a finite number >= 0, got ${String(v)}`);
-    o[key] = v;
+    (o as unknown as Record<string, number>)[key] = v;
   }
   if (o.highWaterMark < 1) throw new RangeError(`highWaterMark must be at least 1, got ${o.highWaterMark}`);
   if (o.maxBuffered < o.highWaterMark) {
@@ -329,6 +337,23 @@ export class TcpStream<T = unknown> implements Stream<T>, IoStream, TimerNode, D
     if (due < Infinity && (this.timerIndex < 0 || due < this.timerDeadline)) this.reactor.timers.schedule(this, due);
   }
 
+  setTraffic(traffic: TrafficCounters | null, carried = 0): void {
+    const old = this.options.traffic;
+    if (traffic === old) return;
+    // Bytes queued now were written under the old counters (the 101 before a WebSocket's
+    // frames): they count there when the send that takes them counts under the new ones.
+    const queued = this.bufferedAmount;
+    if (old !== null) {
+      old.bytesIn -= carried;
+      old.bytesOut += queued;
+    }
+    if (traffic !== null) {
+      traffic.bytesIn += carried;
+      traffic.bytesOut -= queued;
+    }
+    this.options = withOption(this.options, "traffic", traffic);
+  }
+
   setMaxBuffered(bytes: number): void {
     if (!(bytes >= 0) || !Number.isFinite(bytes)) throw new RangeError(`maxBuffered must be a finite number >= 0, got ${bytes}`);
     // Never below the high-water mark: reads must pause before a stream is closed as slow.
@@ -345,6 +370,8 @@ export class TcpStream<T = unknown> implements Stream<T>, IoStream, TimerNode, D
   onData(bytes: Uint8Array): number {
     const r = this.reactor;
     this.lastActive = r.now;
+    const t = this.options.traffic;
+    if (t !== null) t.bytesIn += bytes.length;
     this.readPass = r.flushPass;
     // Lingering: our FIN is sent; what the peer still sends is discarded until its FIN.
     if (this.state !== StreamState.Lingering && !this.deliver(bytes)) return ReadNext.Stop;
@@ -431,7 +458,11 @@ export class TcpStream<T = unknown> implements Stream<T>, IoStream, TimerNode, D
 
   /** Accounts a send's result; false when it closed the stream. */
   private sent(n: number): boolean {
-    if (n > 0) this.lastActive = this.reactor.now;
+    if (n > 0) {
+      this.lastActive = this.reactor.now;
+      const t = this.options.traffic;
+      if (t !== null) t.bytesOut += n;
+    }
     else if (n < 0 && n !== -Errno.EAGAIN && n !== -Errno.EINTR) {
       // EPIPE / ECONNRESET: the peer is gone; what is queued can never be delivered.
       this.close("reset", errorFromRc("send", n));
@@ -688,13 +719,23 @@ export class TcpStream<T = unknown> implements Stream<T>, IoStream, TimerNode, D
 
 /** The options of `base` with one field changed, one shared object per (base, field, value). */
 const variants = new WeakMap<ConnectionOptions, Map<string, ConnectionOptions>>();
-function withOption(base: ConnectionOptions, field: "idleTimeoutMs" | "maxBuffered", value: number): ConnectionOptions {
+function withOption<K extends "idleTimeoutMs" | "maxBuffered" | "traffic">(base: ConnectionOptions, field: K, value: ConnectionOptions[K]): ConnectionOptions {
   let m = variants.get(base);
   if (m === undefined) variants.set(base, (m = new Map()));
-  const key = `${field}=${value}`;
+  // Traffic objects are told apart by identity: each gets a key of its own.
+  const key = field === "traffic" ? trafficKey(value as TrafficCounters | null) : `${field}=${value}`;
   let o = m.get(key);
   if (o === undefined) m.set(key, (o = { ...base, [field]: value }));
   return o;
+}
+
+const trafficKeys = new WeakMap<TrafficCounters, string>();
+let nextTrafficKey = 0;
+function trafficKey(t: TrafficCounters | null): string {
+  if (t === null) return "traffic=null";
+  let k = trafficKeys.get(t);
+  if (k === undefined) trafficKeys.set(t, (k = `traffic=${nextTrafficKey++}`));
+  return k;
 }
 
 /**

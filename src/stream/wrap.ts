@@ -13,7 +13,7 @@
 import type { SharedBytes } from "../buffers/shared-bytes.ts";
 import type { SharedFile } from "../buffers/shared-file.ts";
 import { readFileRange } from "../driver/files.ts";
-import type { CloseReason, Handler, Stream, StreamState } from "./stream.ts";
+import type { CloseReason, Handler, Stream, StreamState, TrafficCounters } from "./stream.ts";
 
 const utf8 = new TextEncoder();
 /** A file range over a wrapping stream is read and encoded this much at a time. */
@@ -143,6 +143,10 @@ export abstract class WrappingStream<T = unknown> implements Stream<T> {
 
   setMaxBuffered(bytes: number): void {
     this.inner.setMaxBuffered(bytes);
+  }
+
+  setTraffic(traffic: TrafficCounters | null, carried?: number): void {
+    this.inner.setTraffic(traffic, carried);
   }
 
   setHandler<U>(handler: Handler<U>, pending?: Uint8Array): Stream<U> {

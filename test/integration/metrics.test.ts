@@ -5,7 +5,7 @@
 
 import { afterAll, describe, expect, test } from "bun:test";
 import { killAll, run, startServer, type ServerProcess } from "../util/process.ts";
-import { connect, readExactly, waitFor } from "../util/tcp.ts";
+import { connect, readExactly, readToEnd, waitFor } from "../util/tcp.ts";
 
 afterAll(killAll);
 
@@ -100,6 +100,22 @@ describe("GET /metrics", () => {
     bytesOut += pongs.length;
     s.end();
 
+    const framedIn = bytesIn, framedOut = bytesOut;
+
+    // A WebSocket on /ws/echo: the handshake is HTTP; one masked text frame and a close after it are ws.
+    const mask = [1, 2, 3, 4];
+    const masked = (op: number, payload: number[]) => Buffer.from([0x80 | op, 0x80 | payload.length, ...mask, ...payload.map((b, i) => b ^ mask[i & 3]!)]);
+    const upgrade = `GET /ws/echo HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n`;
+    const wsFrames = Buffer.concat([masked(1, [0x68, 0x69]), masked(8, [0x03, 0xe8])]);
+    const w = await connect(httpPort, { allowHalfOpen: true });
+    w.write(Buffer.concat([Buffer.from(upgrade), wsFrames]));
+    const { data: wsReply } = await readToEnd(w, 5000);
+    const headEnd = wsReply.indexOf("\r\n\r\n") + 4;
+    expect(wsReply.subarray(headEnd)).toEqual(Buffer.from([0x81, 2, 0x68, 0x69, 0x88, 2, 0x03, 0xe8])); // the echo, then the close answered
+    w.destroy();
+    bytesIn += upgrade.length + wsFrames.length;
+    bytesOut += wsReply.length;
+
     // HTTP requests with known statuses on one keep-alive connection.
     const base = `http://127.0.0.1:${httpPort}`;
     const gets = ["/plaintext", "/plaintext", "/plaintext", "/json", "/nope", "/also-missing"].flatMap((p) => ["-o", "/dev/null", base + p]);
@@ -130,8 +146,8 @@ describe("GET /metrics", () => {
       return done;
     }, 10_000, "the clients' connections closed", 50);
 
-    // Connections: the framed client, curl's keep-alive connection, one per /metrics fetch.
-    const accepted = 2 + fetches;
+    // Connections: the framed client, the WebSocket, curl's keep-alive connection, one per /metrics fetch.
+    const accepted = 3 + fetches;
     expect(value(families, "bunpoll_connections_accepted_total")).toBe(accepted);
     expect(value(families, "bunpoll_connections_open")).toBe(1);
     const closed = families.find((f) => f.name === "bunpoll_connections_closed")!;
@@ -146,6 +162,19 @@ describe("GET /metrics", () => {
     expect(value(families, "bunpoll_received_bytes_total")).toBe(bytesIn);
     expect(value(families, "bunpoll_sent_bytes_total")).toBe(bytesOut);
 
+    // By protocol: each listener's bytes, ws after the Upgrade; http requests and ws messages.
+    const httpIn = bytesIn - framedIn - wsFrames.length, httpOut = bytesOut - framedOut - 8;
+    expect(value(families, "bunpoll_protocol_received_bytes_total", { protocol: "framed" })).toBe(framedIn);
+    expect(value(families, "bunpoll_protocol_sent_bytes_total", { protocol: "framed" })).toBe(framedOut);
+    expect(value(families, "bunpoll_protocol_received_bytes_total", { protocol: "ws" })).toBe(wsFrames.length);
+    expect(value(families, "bunpoll_protocol_sent_bytes_total", { protocol: "ws" })).toBe(8);
+    expect(value(families, "bunpoll_protocol_received_bytes_total", { protocol: "http" })).toBe(httpIn);
+    expect(value(families, "bunpoll_protocol_sent_bytes_total", { protocol: "http" })).toBe(httpOut);
+    expect(value(families, "bunpoll_protocol_messages_received_total", { protocol: "http" })).toBe(1 + 7 + fetches);
+    expect(value(families, "bunpoll_protocol_messages_sent_total", { protocol: "http" })).toBe(1 + 7 + fetches - 1);
+    expect(value(families, "bunpoll_protocol_messages_received_total", { protocol: "ws" })).toBe(1);
+    expect(value(families, "bunpoll_protocol_messages_sent_total", { protocol: "ws" })).toBe(1);
+
     // Messages by kind: only the framed traffic counts messages.
     expect(value(families, "bunpoll_messages_received_total", { kind: "ping" })).toBe(N);
     expect(value(families, "bunpoll_messages_sent_total", { kind: "pong" })).toBe(N);
@@ -154,7 +183,8 @@ describe("GET /metrics", () => {
     // HTTP responses by status class.
     expect(value(families, "bunpoll_http_responses_total", { class: "2xx" })).toBe(4 + fetches - 1);
     expect(value(families, "bunpoll_http_responses_total", { class: "4xx" })).toBe(3);
-    for (const c of ["1xx", "3xx", "5xx"]) expect(value(families, "bunpoll_http_responses_total", { class: c })).toBe(0);
+    expect(value(families, "bunpoll_http_responses_total", { class: "1xx" })).toBe(1); // the 101
+    for (const c of ["3xx", "5xx"]) expect(value(families, "bunpoll_http_responses_total", { class: c })).toBe(0);
 
     // The latency histogram: cumulative buckets in seconds up to +Inf, one count per PING.
     const h = families.find((f) => f.name === "bunpoll_message_processing_seconds")!;

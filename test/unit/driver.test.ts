@@ -134,10 +134,10 @@ describe("event paths never throw", () => {
     expect(efd).toBeGreaterThanOrEqual(0);
     const closes: { reason: CloseReason; error?: Error }[] = [];
     const s = r.adopt(efd, { close: (_s, reason, error) => void closes.push({ reason, error }) }, {
-      idleTimeoutMs: 0, highWaterMark: 1024, maxBuffered: 4096, lingerMs: 100, frameTimeoutMs: 0,
+      idleTimeoutMs: 0, highWaterMark: 1024, maxBuffered: 4096, lingerMs: 100, frameTimeoutMs: 0, traffic: null,
     })!;
     // A second stream keeps the loop alive after the first closes.
-    const keep = r.adopt(openReserveFd(), {}, { idleTimeoutMs: 0, highWaterMark: 1024, maxBuffered: 4096, lingerMs: 100, frameTimeoutMs: 0 });
+    const keep = r.adopt(openReserveFd(), {}, { idleTimeoutMs: 0, highWaterMark: 1024, maxBuffered: 4096, lingerMs: 100, frameTimeoutMs: 0, traffic: null });
     s.pause(); // not reading: the error reaches the hang-up path, which reads SO_ERROR
     expect(s.interest & READABLE).toBe(0);
     poller.script(() => [[efd, r.driver.generationOf(efd), ERROR]]);
@@ -161,7 +161,7 @@ describe("event paths never throw", () => {
     const efd = libc.eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     const closes: CloseReason[] = [];
     r.adopt(efd, { close: (_s, reason) => void closes.push(reason) }, {
-      idleTimeoutMs: 0, highWaterMark: 1024, maxBuffered: 4096, lingerMs: 100, frameTimeoutMs: 0,
+      idleTimeoutMs: 0, highWaterMark: 1024, maxBuffered: 4096, lingerMs: 100, frameTimeoutMs: 0, traffic: null,
     });
     poller.script(() => [[efd, r.driver.generationOf(efd), READABLE]]);
     r.driver.dispatch(r.driver.poll(0));

@@ -111,6 +111,7 @@ export class FakeConnection<T = any> implements Connection<T> {
 
   idleTimeoutMs = 0;
   setMaxBuffered(_bytes: number): void {}
+  setTraffic(_traffic: unknown, _carried?: number): void {}
   setIdleTimeout(ms: number): void {
     this.idleTimeoutMs = ms;
   }

@@ -168,6 +168,8 @@ export function builtinApp(ctx: ProtocolContext, log?: (line: string) => void, o
     },
     hub: ctx.hub,
     bodyTimeoutMs: options.bodyTimeoutMs,
+    traffic: ctx.trafficOf("http"),
+    wsTraffic: ctx.trafficOf("ws"),
   });
   const apps = appsOf.get(ctx);
   if (apps === undefined) appsOf.set(ctx, [app]);
@@ -181,6 +183,6 @@ const appsOf = new WeakMap<ProtocolContext, HttpApp[]>();
 function metricsResponse(ctx: ProtocolContext): Response {
   const byClass = new Float64Array(6);
   for (const app of appsOf.get(ctx) ?? []) for (let k = 0; k < 6; k++) byClass[k]! += app.byClass[k]!;
-  const text = formatPrometheus({ snapshot: ctx.snapshot(), latency: ctx.stats.latency, httpByClass: byClass });
+  const text = formatPrometheus({ snapshot: ctx.snapshot(), latency: ctx.stats.latency, httpByClass: byClass, byProtocol: ctx.traffic });
   return new Response(text, { headers: { "content-type": PROMETHEUS_CONTENT_TYPE } });
 }

@@ -7,7 +7,7 @@
 // response that closes (Connection: close, HTTP/1.0, a refused request, shutdown) nothing
 // more is read or written.
 
-import { StreamState, type Handler, type Stream } from "../../stream/stream.ts";
+import { StreamState, type Handler, type Stream, type TrafficCounters } from "../../stream/stream.ts";
 import { DEFAULT_HTTP_LIMITS, HttpParseError, HttpParser, latin1Range, type HttpLimits, type HttpParserSink, type RequestHead } from "./parser.ts";
 import { HttpRequest } from "./request.ts";
 import { DateField, errorResponse, headLines, STATUS_TEXT, wholeResponse, type StaticResponse } from "./response.ts";
@@ -65,6 +65,9 @@ export interface HttpAppOptions {
   websocket?: WebSocketHandler<any>;
   /** The hub WebSocket topics live in (the process's, for the CLI); default a hub of this app's own. */
   hub?: Hub;
+  /** Counts requests in and responses out (the CLI's /metrics, by protocol); and WebSocket messages. */
+  traffic?: { messagesIn: number; messagesOut: number };
+  wsTraffic?: TrafficCounters & { messagesIn: number; messagesOut: number };
   /** True while the server stops: responses say Connection: close. */
   shuttingDown?: () => boolean;
   log?: (line: string) => void;
@@ -92,6 +95,7 @@ export class HttpApp implements HttpServerInfo {
   scratch = new Uint8Array(4096);
   /** Requests answered, by status class (1xx..5xx at 1..5). */
   readonly byClass = new Float64Array(6);
+  readonly traffic: { messagesIn: number; messagesOut: number } | null;
   /** Idle parsers: a connection holds one only while a request's bytes are arriving. */
   private readonly spareParsers: HttpParser[] = [];
 
@@ -105,7 +109,11 @@ export class HttpApp implements HttpServerInfo {
     this.websocket = options.websocket;
     this.deflate = deflateConfig(options.websocket?.perMessageDeflate);
     const hub = options.hub ?? new Hub();
-    this.topics = { hub, channel: hub.channel("ws", new WsHubEncoder()), deflateChannel: hub.channel("ws-deflate", new WsHubEncoder(true)) };
+    this.topics = {
+      hub, channel: hub.channel("ws", new WsHubEncoder()), deflateChannel: hub.channel("ws-deflate", new WsHubEncoder(true)),
+      traffic: options.wsTraffic ?? null,
+    };
+    this.traffic = options.traffic ?? null;
     this.shuttingDown = options.shuttingDown ?? (() => false);
     this.log = options.log ?? ((l) => console.error(`[bunpoll] ${l}`));
   }
@@ -255,6 +263,7 @@ export class HttpSession implements HttpParserSink {
 
   onHead(h: RequestHead): void {
     const app = this.app;
+    if (app.traffic !== null) app.traffic.messagesIn++;
     const keepAlive = h.keepAlive && !app.shuttingDown();
     const hasBody = h.chunked || h.contentLength > 0;
     const slot: Slot = {
@@ -596,6 +605,7 @@ export class HttpSession implements HttpParserSink {
   private switchProtocols(up: AcceptedUpgrade): void {
     const app = this.app;
     app.byClass[1]++;
+    if (app.traffic !== null) app.traffic.messagesOut++;
     let head = `HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\nsec-websocket-accept: ${acceptKey(up.key)}\r\n`;
     if (up.deflate !== null) head += `sec-websocket-extensions: ${up.deflate.header}\r\n`;
     if (up.headers !== undefined) for (const [k, v] of Object.entries(up.headers)) head += `${k}: ${v}\r\n`;
@@ -617,6 +627,7 @@ export class HttpSession implements HttpParserSink {
   private write(slot: Slot): void {
     const s = this.stream;
     const app = this.app;
+    if (app.traffic !== null) app.traffic.messagesOut++;
     const date = app.date.get();
     if (slot.errorStatus !== 0) {
       app.byClass[(slot.errorStatus / 100) | 0]++;

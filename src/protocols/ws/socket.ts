@@ -5,7 +5,7 @@
 // backpressure: no unbounded queue of inbound messages).
 
 import type { Hub, HubEncoder, HubMember, HubMessage } from "../../hub.ts";
-import type { Handler, Stream } from "../../stream/stream.ts";
+import type { Handler, Stream, TrafficCounters } from "../../stream/stream.ts";
 import { StreamState } from "../../stream/stream.ts";
 import { Deflater, Inflater, sharedDeflater, sharedInflater, ZlibError } from "./deflate.ts";
 import type { DeflateParams, PerMessageDeflateOptions } from "./handshake.ts";
@@ -130,6 +130,8 @@ export interface WsTopics {
   channel: number;
   /** The channel of sockets with shared compression (WsHubEncoder with compress). */
   deflateChannel: number;
+  /** WebSocket traffic, counted apart from the HTTP that carried the Upgrade (the CLI's /metrics); null: not counted. */
+  traffic: (TrafficCounters & { messagesIn: number; messagesOut: number }) | null;
 }
 
 export class ServerWebSocket<T = undefined> implements WsFrameSink {
@@ -180,6 +182,8 @@ export class ServerWebSocket<T = undefined> implements WsFrameSink {
     const handler = this.handler;
     const m = handler.message;
     if (this.readyState !== READY.OPEN) return;
+    const t = this.topics?.traffic;
+    if (t) t.messagesIn++;
     let bytes = raw;
     if (compressed) {
       const max = handler.maxPayloadLength ?? 16 * 1024 * 1024;
@@ -387,6 +391,10 @@ export class ServerWebSocket<T = undefined> implements WsFrameSink {
       payload = d.compress(payload);
       rsv1 = true;
     }
+    if (opcode < 8) {
+      const t = this.topics?.traffic;
+      if (t) t.messagesOut++;
+    }
     const h = writeHeader(frameHeader, 0, opcode, payload.length, true, rsv1);
     s.write(frameHeader, 0, h); // copied into the queue at once: one scratch serves every socket
     const ok = s.write(payload);
@@ -478,6 +486,7 @@ export function upgradeStream<T>(stream: Stream<any>, handler: WebSocketHandler<
   const ws = new ServerWebSocket<T>(stream, handler, data, topics, deflate);
   if (protocol !== "") ws.protocol = protocol;
   stream.data = ws;
+  if (topics?.traffic) stream.setTraffic(topics.traffic, pending?.length ?? 0);
   stream.setHandler(WS_STREAM, pending);
 }
 
