@@ -259,6 +259,23 @@ describe("serve() in Bun.serve's shape", () => {
     expect(await json.json()).toEqual({ a: 1 });
   });
 
+  test("a handler's Connection: close ends the connection after its response; its own Content-Type is written once; no body, no type", async () => {
+    const s = start({
+      fetch(req) {
+        if (req.url.endsWith("/bye")) return new Response("bye", { headers: { connection: "Close", "content-type": "text/x-bye" } });
+        return new Response(null, { status: 204 });
+      },
+    });
+    const { text, ended } = await raw(s.port, "GET /empty HTTP/1.1\r\nHost: h\r\n\r\nGET /bye HTTP/1.1\r\nHost: h\r\n\r\nGET /never HTTP/1.1\r\nHost: h\r\n\r\n");
+    const rs = responses(text);
+    expect(rs.map((r) => [r.status, r.body])).toEqual([[204, ""], [200, "bye"]]); // nothing after the close
+    expect(rs[0]!.headers["content-type"]).toBeUndefined();
+    expect(rs[1]!.headers["content-type"]).toBe("text/x-bye");
+    expect(text.toLowerCase().match(/content-type/g)).toEqual(["content-type"]); // written once
+    expect(rs[1]!.headers["connection"]).toBe("close");
+    expect(ended).toBe(true);
+  });
+
   test("a handler that throws gets the error handler's response (else 500); the connection goes on", async () => {
     const s = start({
       fetch(req) {

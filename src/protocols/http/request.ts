@@ -11,11 +11,15 @@ import type { RequestHead } from "./parser.ts";
 const latin1 = (b: Buffer, s: number, e: number): string => b.toString("latin1", s, e);
 
 const EMPTY = new Uint8Array(0);
+/** A request without route parameters shares this one (frozen: nothing to fill in). */
+const NO_PARAMS: Record<string, string> = Object.freeze({}) as Record<string, string>;
 
 export class HttpRequest {
   readonly method: string;
   /** Route parameters (`/users/:id` -> { id }); empty without routes. */
-  params: Record<string, string> = {};
+  params: Record<string, string> = NO_PARAMS;
+  /** The connection it came on (server.requestIP); set by the HTTP session. */
+  peer: { readonly remoteAddress: string; readonly remotePort: number } | null = null;
   /** The head's bytes, owned (a copy of the read buffer's). */
   private readonly raw: Buffer;
   private readonly spans: Int32Array;
@@ -27,10 +31,11 @@ export class HttpRequest {
   private _abort: AbortController | null = null;
   // Body: chunks until a consumer asks; then either a whole-body promise or a stream.
   private readonly hasBody: boolean;
-  private chunks: Uint8Array[] = [];
+  /** Body chunks not yet taken by a consumer (null until the first arrives). */
+  private chunks: Uint8Array[] | null = null;
   private ended: boolean;
   private bodyError: Error | null = null;
-  private waiters: (() => void)[] = [];
+  private waiters: (() => void)[] | null = null;
   private streamCtl: ReadableStreamDefaultController<Uint8Array> | null = null;
   private _body: ReadableStream<Uint8Array> | null = null;
   private used = false;
@@ -120,8 +125,8 @@ export class HttpRequest {
     this._body = new ReadableStream<Uint8Array>({
       start: (ctl) => {
         this.streamCtl = ctl;
-        for (const c of this.chunks) ctl.enqueue(c);
-        this.chunks = [];
+        if (this.chunks !== null) for (const c of this.chunks) ctl.enqueue(c);
+        this.chunks = null;
         if (this.bodyError !== null) ctl.error(this.bodyError);
         else if (this.ended) ctl.close();
       },
@@ -133,14 +138,15 @@ export class HttpRequest {
     this.consume();
     if (!this.hasBody) return EMPTY;
     if (this._body !== null) return new Uint8Array(await new Response(this._body).arrayBuffer());
-    while (!this.ended) await new Promise<void>((r) => this.waiters.push(r));
+    while (!this.ended) await new Promise<void>((r) => (this.waiters ??= []).push(r));
     if (this.bodyError !== null) throw this.bodyError;
-    if (this.chunks.length === 1) return this.chunks[0]!;
+    const chunks = this.chunks ?? [];
+    if (chunks.length === 1) return chunks[0]!;
     let n = 0;
-    for (const c of this.chunks) n += c.length;
+    for (const c of chunks) n += c.length;
     const out = new Uint8Array(n);
     let p = 0;
-    for (const c of this.chunks) {
+    for (const c of chunks) {
       out.set(c, p);
       p += c.length;
     }
@@ -191,14 +197,14 @@ export class HttpRequest {
     if (this.discarding) return;
     const copy = buf.slice(offset, offset + length);
     if (this.streamCtl !== null) this.streamCtl.enqueue(copy);
-    else this.chunks.push(copy);
+    else (this.chunks ??= []).push(copy);
   }
 
   /** The response is written and the body was never read: stop keeping it (memory). */
   discardUnread(): void {
     if (this.used || this._body !== null || this.ended) return;
     this.discarding = true;
-    this.chunks = [];
+    this.chunks = null;
   }
 
   endBody(): void {
@@ -221,7 +227,7 @@ export class HttpRequest {
 
   private wake(): void {
     const w = this.waiters;
-    this.waiters = [];
-    for (const f of w) f();
+    this.waiters = null;
+    if (w !== null) for (const f of w) f();
   }
 }

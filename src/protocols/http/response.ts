@@ -35,16 +35,30 @@ export class DateField {
 /** Fields the server writes itself: a response's own values for them are not copied. */
 const OWN_FIELDS = new Set(["content-length", "transfer-encoding", "connection", "date", "keep-alive"]);
 
-/** Status line and fields (without the blank line), from a Response's status and headers. */
+/** What headLines() saw of the fields while it copied them (one object, reused). */
+export const headInfo = { hasContentType: false, connectionClose: false };
+
+/**
+ * Status line and fields (without the blank line), from a Response's status and headers. One
+ * pass over the fields also fills `headInfo`: whether a Content-Type was given, and whether
+ * Connection says close (the server writes its own Connection field).
+ */
 export function headLines(status: number, statusText: string, headers: Headers): string {
   // A reason phrase is HTAB, SP, VCHAR or obs-text (RFC 9112 §4): anything else (a CR or LF
   // from user input) would split the response, so the standard phrase is written instead.
   const reason = statusText !== "" && /^[\t\x20-\x7e\x80-\xff]*$/.test(statusText) ? statusText : STATUS_TEXT[status] || "Unknown";
   let s = `HTTP/1.1 ${status} ${reason}\r\n`;
-  headers.forEach((value, name) => {
-    if (OWN_FIELDS.has(name)) return;
+  let type = false, close = false;
+  for (const [name, value] of headers) {
+    if (OWN_FIELDS.has(name)) {
+      if (name === "connection" && value.toLowerCase() === "close") close = true;
+      continue;
+    }
+    if (name === "content-type") type = true;
     s += `${name}: ${value}\r\n`;
-  });
+  }
+  headInfo.hasContentType = type;
+  headInfo.connectionClose = close;
   return s;
 }
 

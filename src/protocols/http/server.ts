@@ -10,7 +10,7 @@
 import { StreamState, type Handler, type Stream, type TrafficCounters } from "../../stream/stream.ts";
 import { DEFAULT_HTTP_LIMITS, HttpParseError, HttpParser, latin1Range, type HttpLimits, type HttpParserSink, type RequestHead } from "./parser.ts";
 import { HttpRequest } from "./request.ts";
-import { DateField, errorResponse, headLines, STATUS_TEXT, wholeResponse, type StaticResponse } from "./response.ts";
+import { DateField, errorResponse, headInfo, headLines, STATUS_TEXT, wholeResponse, type StaticResponse } from "./response.ts";
 import { compileRoutes, type RouteMatch, type Routes, type RouteTable } from "./routes.ts";
 import { acceptKey, checkUpgrade, deflateConfig, negotiateDeflate, type DeflateConfig, type DeflateParams } from "../ws/handshake.ts";
 import { upgradeStream, WsHubEncoder, type WebSocketHandler, type WsTopics } from "../ws/socket.ts";
@@ -152,13 +152,12 @@ export class HttpApp implements HttpServerInfo {
   }
 
   requestIP(req: HttpRequest): { address: string; port: number; family: "IPv4" | "IPv6" } | null {
-    const s = streamOf.get(req);
-    if (s === undefined || s.remoteAddress === "") return null;
+    const s = req.peer;
+    if (s === null || s.remoteAddress === "") return null;
     return { address: s.remoteAddress, port: s.remotePort, family: s.remoteAddress.includes(":") ? "IPv6" : "IPv4" };
   }
 }
 
-const streamOf = new WeakMap<HttpRequest, Stream<any>>();
 
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 /** Fields of the 101 the server writes itself. */
@@ -205,8 +204,6 @@ interface Slot {
   keepAlive: boolean;
   needContinue: boolean;
   request: HttpRequest | null;
-  /** The body's own type when the response has no Content-Type field. */
-  contentType?: string;
   /** Taken out of the queue (its request will not complete): never written. */
   dropped?: boolean;
   /** server.upgrade() took this request: a 101, then the connection is a WebSocket. */
@@ -300,7 +297,7 @@ export class HttpSession implements HttpParserSink {
       return;
     }
     const req = new HttpRequest(h, h.headStart, h.headEnd, app.tls);
-    streamOf.set(req, this.stream);
+    req.peer = this.stream;
     slot.request = req;
     if (hasBody) {
       this.current = req;
@@ -497,14 +494,7 @@ export class HttpSession implements HttpParserSink {
       slot.ready = true;
       return;
     }
-    if (res.body === null) {
-      slot.body = EMPTY;
-      slot.ready = true;
-      return;
-    }
-    // Bun.serve labels a body without a Content-Type text/plain;charset=utf-8 (a Blob's own
-    // type is already in the headers): so do we.
-    if (!res.headers.has("content-type")) slot.contentType = "text/plain;charset=utf-8";
+    // An in-memory body (null, text, bytes, JSON) is there at once: no stream is made for it.
     const p = res.bytes();
     const v = Bun.peek(p);
     if (v instanceof Uint8Array) {
@@ -655,11 +645,13 @@ export class HttpSession implements HttpParserSink {
     const res = slot.response!;
     const status = res.status;
     app.byClass[(status / 100) | 0]++;
-    if (res.headers.get("connection")?.toLowerCase() === "close") slot.keepAlive = false;
     const body = slot.body ?? EMPTY;
     const file = res instanceof FileResponse ? res : null; // static files
     let head = headLines(status, res.statusText, res.headers) + date;
-    if (slot.contentType) head += `content-type: ${slot.contentType}\r\n`;
+    if (headInfo.connectionClose) slot.keepAlive = false;
+    // Bun.serve labels a body without a Content-Type text/plain;charset=utf-8 (a Blob's own
+    // type is already in the headers): so do we.
+    if (!headInfo.hasContentType && body.length > 0 && file === null) head += "content-type: text/plain;charset=utf-8\r\n";
     const noBody = status === 204 || status === 304 || (status >= 100 && status < 200);
     if (!noBody) head += `content-length: ${file !== null ? file.length : body.length}\r\n`;
     if (!slot.keepAlive) head += "connection: close\r\n";
