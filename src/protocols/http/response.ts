@@ -38,6 +38,18 @@ const OWN_FIELDS = new Set(["content-length", "transfer-encoding", "connection",
 /** What headLines() saw of the fields while it copied them (one object, reused). */
 export const headInfo = { hasContentType: false, connectionClose: false };
 
+// headLines()'s pass over the fields: module state and one function, so no closure is made
+// per response (one thread, and the pass never re-enters).
+let lines = "";
+function addField(value: string, name: string): void {
+  if (OWN_FIELDS.has(name)) {
+    if (name === "connection" && value.toLowerCase() === "close") headInfo.connectionClose = true;
+    return;
+  }
+  if (name === "content-type") headInfo.hasContentType = true;
+  lines += `${name}: ${value}\r\n`;
+}
+
 /**
  * Status line and fields (without the blank line), from a Response's status and headers. One
  * pass over the fields also fills `headInfo`: whether a Content-Type was given, and whether
@@ -47,19 +59,14 @@ export function headLines(status: number, statusText: string, headers: Headers):
   // A reason phrase is HTAB, SP, VCHAR or obs-text (RFC 9112 §4): anything else (a CR or LF
   // from user input) would split the response, so the standard phrase is written instead.
   const reason = statusText !== "" && /^[\t\x20-\x7e\x80-\xff]*$/.test(statusText) ? statusText : STATUS_TEXT[status] || "Unknown";
-  let s = `HTTP/1.1 ${status} ${reason}\r\n`;
-  let type = false, close = false;
-  for (const [name, value] of headers) {
-    if (OWN_FIELDS.has(name)) {
-      if (name === "connection" && value.toLowerCase() === "close") close = true;
-      continue;
-    }
-    if (name === "content-type") type = true;
-    s += `${name}: ${value}\r\n`;
-  }
-  headInfo.hasContentType = type;
-  headInfo.connectionClose = close;
-  return s;
+  headInfo.hasContentType = false;
+  headInfo.connectionClose = false;
+  lines = `HTTP/1.1 ${status} ${reason}\r\n`;
+  // Bun's Headers count their fields: a response without any skips the pass.
+  if ((headers as { count?: number }).count !== 0) headers.forEach(addField);
+  const out = lines;
+  lines = "";
+  return out;
 }
 
 /** A response written the same way every time: serialized once (a route's static Response). */
