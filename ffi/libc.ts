@@ -59,6 +59,9 @@ const mem = {
 const proc = {
   __errno_location: { args: [], returns: T.ptr },
   getrlimit: { args: [T.i32, T.ptr], returns: T.i32 },
+  // pid 0: the calling thread (Linux affinity is per thread), so a Worker pins only itself.
+  sched_getaffinity: { args: [T.i32, T.u64, T.ptr], returns: T.i32 },
+  sched_setaffinity: { args: [T.i32, T.u64, T.ptr], returns: T.i32 },
 } as const satisfies Record<string, FFIFunction>;
 
 const lib = dlopen("libc.so.6", { ...sockets, ...epoll, ...io, ...files, ...mem, ...proc });

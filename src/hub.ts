@@ -22,6 +22,13 @@
 //
 // A member's id is its stream's id (Reactor, "ids"). The hub knows no wire format: encoders
 // are the protocols', and a direct message's outcome is a SendResult.
+//
+// Other nodes (the hubs of other Worker threads; later, other server instances) are reached
+// through an optional HubTransport (the seam below). Without one, nothing here changes: a
+// broadcast tests one null field. With one, every broadcast, direct message to an id the
+// transport knows and topic publish is also handed to it, and what arrives from other nodes
+// comes in through receiveBytes/receiveValue/receivePublish and is delivered to the local
+// members like a local message (batched the same way when a batch scope is open).
 
 import { isActive, type Stream as Connection } from "./stream/stream.ts";
 import { SharedBytes } from "./buffers/shared-bytes.ts";
@@ -53,6 +60,30 @@ export interface HubEncoder {
   readonly out: Uint8Array;
 }
 
+/**
+ * The hub's seam to other nodes. Designed for transports that are asynchronous and can fail
+ * (a Redis pub/sub link), not only for the in-process rings of src/workers/: every call
+ * returns at once and never throws for a delivery problem. A transport copies what it needs
+ * during the call (the message's bytes are valid only then), queues it, and sends when its
+ * owner flushes it; errors are the transport's to report (log, count), and what it could not
+ * deliver is lost to the remote recipients only, never to local ones. Counts are "as last
+ * known": exact while membership is stable.
+ */
+export interface HubTransport {
+  /** Joined members on the other nodes, as last known: the remote part of a BROADCAST_ACK. */
+  remoteMembers(): number;
+  /** Whether `id` is a joined member of another node, as last known. */
+  hasRemote(id: number): boolean;
+  /** A local member's broadcast, for every other node. */
+  broadcast(msg: HubMessage): void;
+  /** A direct message to `to`, a member of another node (hasRemote was true). */
+  direct(to: number, msg: HubMessage): void;
+  /** A topic publish, for the other nodes' subscribers. */
+  publish(topic: string, bytes: Uint8Array, isText: boolean): void;
+  /** A local member joined (or left): `joined` is the local joined count after the change. */
+  membership(id: number, isJoined: boolean, joined: number): void;
+}
+
 export class HubMember {
   /** Receives broadcasts and direct messages. False until authenticated when auth is on. */
   joined = false;
@@ -62,12 +93,13 @@ export class HubMember {
   /** The topics this member is subscribed to (null: none). */
   topics: Set<string> | null = null;
   constructor(
-    readonly id: number,
+    /** Fixed for a real member; the hub's stand-in for remote senders takes each one's id. */
+    public id: number,
     readonly conn: Connection<any>,
     /** Channel (protocol) index from Hub.channel. */
     readonly channel: number,
-    /** "ip:port" of the peer: the json protocol's client id. */
-    readonly label: string,
+    /** "ip:port" of the peer: the json protocol's client id (the stand-in's changes too). */
+    public label: string,
   ) {}
 }
 
@@ -115,6 +147,11 @@ export class HubMessage {
     this.bytes = b;
     this.offset = 0;
     this.length = b.length;
+  }
+
+  /** True when the content was given as a JSON value (json `content`), not as bytes. */
+  get isValue(): boolean {
+    return this.hasValue;
   }
 
   /** The content as a JSON value (for json recipients). */
@@ -218,10 +255,20 @@ export class Hub {
   private channelRecipients = new Int32Array(4);
   private readonly batchLimit: number;
   private readonly batchDirectMax: number;
+  /** Other nodes (see HubTransport); null: this hub is the only one. */
+  private transport: HubTransport | null = null;
+  /** The sender of messages from other nodes: not a member, so every local member receives. */
+  private readonly remoteFrom = new HubMember(0, null as unknown as Connection<any>, -1, "");
 
   constructor(options: HubOptions = {}) {
     this.batchLimit = options.batchLimit ?? DEFAULT_BATCH_LIMIT;
     this.batchDirectMax = Math.min(options.batchDirectMax ?? DEFAULT_BATCH_DIRECT_MAX, this.batchLimit);
+  }
+
+  /** Connects this hub to other nodes. Set before members join (their ids are announced). */
+  setTransport(t: HubTransport): void {
+    if (this.joinedCount > 0) throw new Error("Hub: set the transport before members join");
+    this.transport = t;
   }
 
   /**
@@ -266,6 +313,7 @@ export class Hub {
     if (!this.broadcasting) this.flushBatch();
     m.joined = true;
     this.joinedCount++;
+    if (this.transport !== null) this.transport.membership(m.id, true, this.joinedCount);
   }
 
   /** Unregister (the protocol's `close`). Safe during a broadcast. */
@@ -283,6 +331,7 @@ export class Hub {
     if (m.joined) {
       m.joined = false;
       this.joinedCount--;
+      if (this.transport !== null) this.transport.membership(m.id, false, this.joinedCount);
     }
     this.byId.delete(m.id);
     if (this.byLabel.get(m.label) === m) this.byLabel.delete(m.label);
@@ -429,6 +478,13 @@ export class Hub {
    * is written first, so each recipient sees messages in the order they were sent.
    */
   publish(topic: string, bytes: Uint8Array, isText: boolean, exclude: HubMember | null = null): number {
+    const n = this.publishLocal(topic, bytes, isText, exclude);
+    // Other nodes count their own subscribers: the return value is this node's.
+    if (this.transport !== null) this.transport.publish(topic, bytes, isText);
+    return n;
+  }
+
+  private publishLocal(topic: string, bytes: Uint8Array, isText: boolean, exclude: HubMember | null): number {
     this.refuseNesting();
     const subs = this.topics.get(topic);
     if (subs === undefined) return 0;
@@ -467,7 +523,103 @@ export class Hub {
   }
 
   private broadcast(msg: HubMessage): number {
-    return this.batchDepth > 0 ? this.appendToBatch(msg) : this.writeNow(msg);
+    const local = this.batchDepth > 0 ? this.appendToBatch(msg) : this.writeNow(msg);
+    const t = this.transport;
+    if (t === null) return local;
+    t.broadcast(msg);
+    return local + t.remoteMembers();
+  }
+
+  // --- from and to other nodes (HubTransport) ---------------------------------------------
+
+  /**
+   * A direct message to `toId` when get(toId) found no local member: handed to the transport
+   * when it knows the id as a joined member elsewhere. Ok means queued for that node; a
+   * target that leaves before it arrives misses it, as a local one that closes would.
+   */
+  sendRemoteBytes(from: HubMember, toId: number, buf: Uint8Array, offset: number, length: number): SendResult {
+    const t = this.transport;
+    if (t === null || !t.hasRemote(toId)) return SendResult.NoSuchClient;
+    this.refuseNesting();
+    const msg = this.scratch.setBytes(from, buf, offset, length);
+    try {
+      t.direct(toId, msg);
+    } finally {
+      msg.clear();
+    }
+    return SendResult.Ok;
+  }
+
+  sendRemoteValue(from: HubMember, toId: number, value: unknown): SendResult {
+    const t = this.transport;
+    if (t === null || !t.hasRemote(toId)) return SendResult.NoSuchClient;
+    this.refuseNesting();
+    const msg = this.scratch.setValue(from, value);
+    try {
+      t.direct(toId, msg);
+    } finally {
+      msg.clear();
+    }
+    return SendResult.Ok;
+  }
+
+  /** The id a json `to` names when it is a member of another node (numeric ids only); else -1. */
+  remoteTarget(target: unknown): number {
+    const t = this.transport;
+    if (t === null) return -1;
+    const id = typeof target === "number" ? target : typeof target === "string" && /^[0-9]+$/.test(target) ? Number(target) : -1;
+    return Number.isInteger(id) && id >= 0 && t.hasRemote(id) ? id : -1;
+  }
+
+  /**
+   * A message from another node: a broadcast (toId < 0) to every local joined member, or a
+   * direct message to local member toId (dropped if it has left). Batched like a local
+   * broadcast while a batch scope is open.
+   */
+  receiveBytes(fromId: number, fromLabel: string, toId: number, buf: Uint8Array, offset: number, length: number): void {
+    this.refuseNesting();
+    const from = this.remoteFrom;
+    // The stand-in's id is read by the encoders as they encode (append time): safe to reuse.
+    from.id = fromId;
+    from.label = fromLabel;
+    const msg = this.scratch.setBytes(from, buf, offset, length);
+    try {
+      this.receive(toId, msg);
+    } finally {
+      msg.clear();
+    }
+  }
+
+  receiveValue(fromId: number, fromLabel: string, toId: number, value: unknown): void {
+    this.refuseNesting();
+    const from = this.remoteFrom;
+    from.id = fromId;
+    from.label = fromLabel;
+    const msg = this.scratch.setValue(from, value);
+    try {
+      this.receive(toId, msg);
+    } finally {
+      msg.clear();
+    }
+  }
+
+  private receive(toId: number, msg: HubMessage): void {
+    if (toId < 0) {
+      // Every remote sender shares the stand-in, so consecutive remote broadcasts share a
+      // batch: their recipient set (every local joined member) is the same.
+      if (this.batchDepth > 0) this.appendToBatch(msg);
+      else this.writeNow(msg);
+      return;
+    }
+    const to = this.get(toId);
+    if (to === undefined) return;
+    this.flushBatch();
+    this.send(to, msg);
+  }
+
+  /** A topic publish from another node, to the local subscribers. */
+  receivePublish(topic: string, bytes: Uint8Array, isText: boolean): void {
+    this.publishLocal(topic, bytes, isText, null);
   }
 
   /** Outside a batch scope: encode and write to every recipient at once. */

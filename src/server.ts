@@ -8,16 +8,11 @@ import { parseArgs, formatFlags, UsageError, type FlagSpecs } from "./cli/args.t
 import { invocation } from "./cli/invocation.ts";
 import { LOG_FORMATS, processLog as log, type LogFormat } from "./log.ts";
 import { plural } from "./cli/plural.ts";
-import { Reactor } from "./reactor/reactor.ts";
-import { SyscallError, formatHostPort } from "../ffi/index.ts";
-import type { Handler } from "./stream/stream.ts";
 import { PROTOCOLS, PROTOCOL_NAMES, type ProtocolName } from "./protocols/registry.ts";
-import { createProtocolContext } from "./protocols/context.ts";
 import { StatsIntervalReporter } from "./stats/summary.ts";
-import { fdLimit } from "./driver/sockets.ts";
-import { builtinApp } from "./protocols/http/app.ts";
-import { createHttpProtocol } from "./protocols/http/server.ts";
-import { staticFiles, type StaticRequest } from "./protocols/http/static.ts";
+import { staticFiles } from "./protocols/http/static.ts";
+import { ListenFailure, openServing, type ListenSpec, type Serving, type ServingConfig } from "./cli/serving.ts";
+import { runWorkers, workerCount, WORKERS_FLAGS } from "./workers/supervisor.ts";
 
 const FLAGS = {
   protocol: { type: "string", arg: "NAME", description: `protocol: ${PROTOCOL_NAMES.join("|")}`, default: "framed", choices: PROTOCOL_NAMES },
@@ -44,6 +39,7 @@ const FLAGS = {
   static: { type: "string", arg: "DIR", description: "http: serve the files under DIR (sendfile, ranges, 304) for paths the built-in routes do not have" },
   "drain-timeout": { type: "number", arg: "SEC", description: "on SIGINT/SIGTERM, flush queued output for at most SEC", default: 5, min: 0 },
   "log-format": { type: "string", arg: "FORMAT", description: "text, or json: one JSON object per line (time, level, event, connection, remote, reason, message)", default: "text", choices: LOG_FORMATS },
+  ...WORKERS_FLAGS,
   help: { type: "bool", description: "show this help" },
   version: { type: "bool", description: "print the version" },
 } as const satisfies FlagSpecs;
@@ -65,12 +61,6 @@ examples:
 
 signals: SIGINT/SIGTERM stop accepting, answer what already arrived, flush for at most
 --drain-timeout, then exit 0; a second signal exits at once with status 1.`;
-
-interface ListenSpec {
-  protocol: ProtocolName;
-  host: string;
-  port: number;
-}
 
 function parseListen(spec: string, host: string): ListenSpec {
   const m = /^([a-z]+):(\d{1,5})$/.exec(spec);
@@ -145,69 +135,45 @@ function main(argv: string[]): void {
   }
 
   // --static: checked before anything listens (a missing directory is a usage error).
-  let files: ((req: StaticRequest) => Response) | undefined;
   const staticDir = flags.static as string | undefined;
   if (staticDir !== undefined) {
     if (!specs.some((s) => s.protocol === "http")) usageError(new UsageError("--static needs an http listener (--protocol http or --listen http:PORT)"));
     try {
-      files = staticFiles(staticDir);
+      staticFiles(staticDir);
     } catch (e) {
       usageError(new UsageError(`--static: ${(e as Error).message}`));
     }
   }
 
   const authToken = (flags["auth-token"] as string | undefined) ?? process.env.BUNPOLL_AUTH_TOKEN ?? undefined;
-  const rate = flags["rate-limit"] as number;
-  const ctx = createProtocolContext({
-    options: {
-      maxFrame: flags["max-frame"] as number | undefined,
-      maxLine: flags["max-line"] as number,
-      authToken: authToken || undefined,
-      rateLimit: rate > 0 ? { messagesPerSecond: rate } : undefined,
-    },
-    stats: { enabled: flags.stats as boolean },
-  });
-  // Headroom below the fd limit: epoll, eventfd, the EMFILE reserve fd, stdio and Bun's own.
-  const maxConns = (flags["max-conns"] as number | undefined) ?? Math.max(16, fdLimit() - 64);
-  const reactor = new Reactor({ maxConnections: maxConns, busyPollUs: flags["busy-poll"] as number, log: log.component });
-  ctx.addReactor(reactor.stats);
-  const connection = {
-    idleTimeoutMs: (flags["idle-timeout"] as number) * 1000,
-    frameTimeoutMs: (flags["frame-timeout"] as number) * 1000,
-    highWaterMark: flags["high-water"] as number,
-    maxBuffered: flags["max-buffered"] as number,
-  };
+  const config: ServingConfig = { specs, flags, authToken: authToken || undefined };
+  let workers = 1;
+  try {
+    workers = workerCount(flags.workers as string);
+  } catch (e) {
+    if (!(e instanceof UsageError)) throw e;
+    usageError(e);
+  }
+  if (workers > 1 || flags.pin) {
+    // N reactors in Worker threads (src/workers/): the main thread only supervises.
+    runWorkers({ config, workers, balance: flags.balance as "reuseport", pin: flags.pin as boolean, version: pkg.version });
+    return;
+  }
+  let serving: Serving;
+  try {
+    serving = openServing(config);
+  } catch (e) {
+    if (!(e instanceof ListenFailure)) throw e;
+    log.error("listen_failed", e.message, { address: e.address, code: e.code });
+    process.exit(1);
+  }
+  const { ctx, reactor } = serving;
   // Every listener is open before any is announced: a failure on the last one leaves
   // nothing on stdout claiming to listen.
-  const opened: (() => void)[] = [];
-  for (const spec of specs) {
-    const where = formatHostPort(spec.host, spec.port);
-    try {
-      const handler: Handler<any> = spec.protocol === "http"
-        ? createHttpProtocol(builtinApp(ctx, undefined, {
-          files,
-          limits: {
-            maxBodySize: flags["max-body"] as number,
-            maxRequestLine: flags["max-request-line"] as number,
-            maxHeaderBytes: flags["max-header-bytes"] as number,
-          },
-          bodyTimeoutMs: (flags["body-timeout"] as number) * 1000,
-          wsOrigins: flags["ws-origin"] as string[],
-        }))
-        : PROTOCOLS[spec.protocol].create(ctx);
-      const l = reactor.listen({ hostname: spec.host, port: spec.port, handler, connection: { ...connection, traffic: ctx.trafficOf(spec.protocol) } });
-      const fields = { address: l.describe(), protocol: spec.protocol, pid: process.pid, version: pkg.version };
-      opened.push(() => log.print("listening", `bunpoll ${pkg.version} listening on ${l.describe()} (${spec.protocol}), pid ${process.pid}`, fields));
-    } catch (e) {
-      reactor[Symbol.dispose]();
-      if (e instanceof SyscallError && e.code === "EADDRINUSE") {
-        log.error("listen_failed", `cannot listen on ${where}: address already in use (EADDRINUSE)`, { address: where, code: e.code });
-      } else {
-        log.error("listen_failed", `cannot listen on ${where}: ${(e as Error).message}`, { address: where });
-      }
-      process.exit(1);
-    }
-  }
+  const opened = serving.listeners.map(({ listener: l, spec }) => () => {
+    const fields = { address: l.describe(), protocol: spec.protocol, pid: process.pid, version: pkg.version };
+    log.print("listening", `bunpoll ${pkg.version} listening on ${l.describe()} (${spec.protocol}), pid ${process.pid}`, fields);
+  });
   for (const announce of opened) announce();
   if (!authToken && !specs.every((s) => isLoopback(s.host))) {
     log.warn("unauthenticated", `warning: listening on non-loopback address ${host} without --auth-token: anyone who can reach it can connect`, { host });

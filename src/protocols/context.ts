@@ -4,6 +4,7 @@
 
 import { Hub } from "../hub.ts";
 import type { ReactorStats } from "../reactor/stats.ts";
+import type { LatencyHistogram } from "../stats/histogram.ts";
 import { buildStatsSnapshot, type ReactorCounters, type StatsSnapshot } from "../stats/snapshot.ts";
 import { ProtocolStats, type ProtocolStatsOptions } from "../stats/protocol-stats.ts";
 import type { CloseReason, Connection, Handler, TrafficCounters } from "../stream/stream.ts";
@@ -36,6 +37,11 @@ export interface ProtocolOptions {
 }
 
 export const DEFAULT_MAX_LINE = 64 * 1024;
+
+/** Stats of the other threads of this process (src/workers/stats-slot.ts): merged into this one's. */
+export interface StatsPeers {
+  merge(local: StatsSnapshot, latency: LatencyHistogram): { snapshot: StatsSnapshot; latency: LatencyHistogram };
+}
 
 export interface ProtocolContextInit {
   options?: Partial<ProtocolOptions>;
@@ -116,7 +122,22 @@ export class ProtocolContext {
     return this.iso;
   }
 
+  /** Set in each worker thread: STATS and /metrics then cover the whole process. */
+  peers: StatsPeers | null = null;
+
+  /** The process's stats (every worker's when there are several). */
   snapshot(): StatsSnapshot {
+    return this.peers === null ? this.localSnapshot() : this.peers.merge(this.localSnapshot(), this.stats.latency).snapshot;
+  }
+
+  /** The process's snapshot and the latency histogram it summarizes (for /metrics). */
+  processStats(): { snapshot: StatsSnapshot; latency: LatencyHistogram } {
+    const local = this.localSnapshot();
+    return this.peers === null ? { snapshot: local, latency: this.stats.latency } : this.peers.merge(local, this.stats.latency);
+  }
+
+  /** This thread's stats only. */
+  localSnapshot(): StatsSnapshot {
     return buildStatsSnapshot({
       reactors: this.reactors,
       protocol: this.stats,

@@ -255,12 +255,10 @@ class FramedProtocol extends SessionProtocol<FramedSession> {
       return;
     }
     const toId = readU32(buf, off);
-    const target = this.ctx.hub.get(toId);
-    if (target === undefined) {
-      this.sendError(s.conn, ErrorCode.NO_SUCH_CLIENT);
-      return;
-    }
-    const r = this.ctx.hub.sendBytes(s.member, target, buf, off + 4, len - 4);
+    const hub = this.ctx.hub;
+    const target = hub.get(toId);
+    // Not here: perhaps a client of another worker (the hub's transport knows).
+    const r = target !== undefined ? hub.sendBytes(s.member, target, buf, off + 4, len - 4) : hub.sendRemoteBytes(s.member, toId, buf, off + 4, len - 4);
     if (r !== SendResult.Ok) {
       this.sendError(s.conn, r === SendResult.TooLarge ? ErrorCode.FRAME_TOO_LARGE : ErrorCode.NO_SUCH_CLIENT);
       return;

@@ -136,6 +136,9 @@ export function serverStatsMessage(s: StatsSnapshot): Record<string, unknown> {
       p999: Math.round(l.p999),
       max: Math.round(l.max),
     },
+    ...(s.workers === undefined ? {} : {
+      workers: s.workers.map((w) => ({ worker: w.worker, connections: w.connections, clients: w.clients, messages_in: w.messagesIn, messages_out: w.messagesOut })),
+    }),
   };
 }
 
@@ -215,11 +218,8 @@ class JsonProtocol extends SessionProtocol<JsonSession> {
           return;
         }
         const target = ctx.hub.resolve(m.to);
-        if (target === undefined) {
-          this.sendError(s.conn, ErrorCode.NO_SUCH_CLIENT, `no client ${JSON.stringify(m.to)}`);
-          return;
-        }
-        const r = ctx.hub.sendValue(s.member, target, m.content);
+        // Not here: perhaps a client of another worker, by id (labels resolve locally).
+        const r = target !== undefined ? ctx.hub.sendValue(s.member, target, m.content) : ctx.hub.sendRemoteValue(s.member, ctx.hub.remoteTarget(m.to), m.content);
         if (r !== SendResult.Ok) {
           if (r === SendResult.TooLarge) this.sendError(s.conn, ErrorCode.FRAME_TOO_LARGE, "the recipient's protocol cannot carry a message this large");
           else this.sendError(s.conn, ErrorCode.NO_SUCH_CLIENT, `no client ${JSON.stringify(m.to)}`);

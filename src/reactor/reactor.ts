@@ -95,6 +95,17 @@ export interface ReactorOptions extends Omit<EpollDriverOptions, "poller"> {
   log?: (line: string, context?: LogContext) => void;
   /** A scripted poller for tests (EpollDriverOptions.poller). */
   poller?: EpollDriverOptions["poller"];
+  /**
+   * Reactors in several threads that share one connection limit: `counts` (shared memory)
+   * holds each one's open connections, this one's at `counts[slot]`; maxConnections is
+   * compared with their sum.
+   */
+  sharedConnections?: { counts: Int32Array; slot: number };
+  /**
+   * Called once per turn, after the turn's events are dispatched and before the coalesced
+   * output is flushed (the hub's cross-thread rings are drained and published here).
+   */
+  onTurn?: () => void;
 }
 
 /** What a diagnostic line is about: src/log.ts prints it as fields with --log-format json. */
@@ -153,6 +164,8 @@ export class Reactor implements Disposable {
   private stopping: Promise<void> | null = null;
   private disposed = false;
   private readonly forceClose = new Timer(() => this.closeAll("shutdown"));
+  private readonly shared: { counts: Int32Array; slot: number } | null;
+  private readonly onTurn: (() => void) | null;
 
   constructor(options: ReactorOptions = {}) {
     this.log = options.log ?? ((line) => console.error(`[bunpoll] ${line}`));
@@ -162,6 +175,8 @@ export class Reactor implements Disposable {
     const busyPollUs = options.busyPollUs ?? 0;
     if (!(busyPollUs >= 0) || !Number.isFinite(busyPollUs)) throw new RangeError(`busyPollUs must be a finite number >= 0, got ${busyPollUs}`);
     this.spin = busyPollUs > 0 ? new SpinWindow(busyPollUs / 1000) : null;
+    this.shared = options.sharedConnections ?? null;
+    this.onTurn = options.onTurn ?? null;
     this.index = claimIndex(options.index);
     using stack = new DisposableStack();
     stack.defer(() => indexesInUse.delete(this.index));
@@ -175,15 +190,19 @@ export class Reactor implements Disposable {
   register(entry: TcpStream<any> | Listener<any>, interest: number): void {
     this.driver.attach(entry, interest);
     this.refs++;
-    if (entry.kind === KIND_STREAM) this.connections++;
-    else this.listeners.add(entry);
+    if (entry.kind === KIND_STREAM) {
+      this.connections++;
+      if (this.shared !== null) Atomics.add(this.shared.counts, this.shared.slot, 1);
+    } else this.listeners.add(entry);
   }
 
   /** Removes a closing entry; the driver closes its fd. */
   forget(entry: TcpStream<any> | Listener<any>): void {
     this.driver.close(entry);
-    if (entry.kind === KIND_STREAM) this.connections--;
-    else this.listeners.delete(entry);
+    if (entry.kind === KIND_STREAM) {
+      this.connections--;
+      if (this.shared !== null) Atomics.sub(this.shared.counts, this.shared.slot, 1);
+    } else this.listeners.delete(entry);
     this.refs--;
   }
 
@@ -197,6 +216,14 @@ export class Reactor implements Disposable {
       const id = this.index * ID_LANE + this.seq++;
       if (this.liveAtWrap === null || !this.liveAtWrap.has(id)) return id;
     }
+  }
+
+  /** Open connections of every reactor sharing the limit (sharedConnections). */
+  private sharedTotal(): number {
+    const c = this.shared!.counts;
+    let n = 0;
+    for (let i = 0; i < c.length; i++) n += Atomics.load(c, i);
+    return n;
   }
 
   /** Takes ownership of an accepted, non-blocking fd and opens a stream on it. */
@@ -213,7 +240,7 @@ export class Reactor implements Disposable {
     }
     this.stats.connectionsActive++;
     this.stats.connectionsTotal++;
-    if (this.connections > this.maxConnections) {
+    if ((this.shared === null ? this.connections : this.sharedTotal()) > this.maxConnections) {
       this.stats.rejectedFull++;
       stream.rejectFull();
     } else {
@@ -381,6 +408,7 @@ export class Reactor implements Disposable {
         lastEvents = this.now;
         this.driver.dispatch(n);
         if (this.timers.nextDeadline() <= this.now) this.timers.runExpired(this.now);
+        if (this.onTurn !== null) this.onTurn();
         this.flushDirty();
         dispatched = true;
         // Microtask checkpoint: continuations of promises that handlers resolved (a client
@@ -390,6 +418,7 @@ export class Reactor implements Disposable {
       } else {
         if (n < 0 && n !== -Errno.EINTR) throw errorFromRc("epoll_wait", n);
         if (this.timers.nextDeadline() <= this.now) this.timers.runExpired(this.now);
+        if (this.onTurn !== null) this.onTurn();
         this.flushDirty();
         // Busy polling, window still open: spin on (a timer was due), yielding to Bun no more
         // often than when busy. After EINTR (n < 0) the loop yields: a signal handler waits.

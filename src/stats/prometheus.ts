@@ -98,6 +98,17 @@ export function formatPrometheus(input: PrometheusInput): string {
     for (let k = 1; k <= 5; k++) sample("bunpoll_http_responses_total", c[k] ?? 0, { class: `${k}xx` });
   }
 
+  if (s.workers !== undefined) {
+    family("bunpoll_worker_connections_open", "gauge", "Connections open now, per worker thread.");
+    for (const w of s.workers) sample("bunpoll_worker_connections_open", w.connections, { worker: String(w.worker) });
+    family("bunpoll_worker_hub_clients", "gauge", "Hub clients per worker thread.");
+    for (const w of s.workers) sample("bunpoll_worker_hub_clients", w.clients, { worker: String(w.worker) });
+    family("bunpoll_worker_messages_received_total", "counter", "Messages received per worker thread (as last published, a few times a second).");
+    for (const w of s.workers) sample("bunpoll_worker_messages_received_total", w.messagesIn, { worker: String(w.worker) });
+    family("bunpoll_worker_messages_sent_total", "counter", "Messages sent per worker thread (as last published, a few times a second).");
+    for (const w of s.workers) sample("bunpoll_worker_messages_sent_total", w.messagesOut, { worker: String(w.worker) });
+  }
+
   family("bunpoll_message_processing_seconds", "histogram", "Time to handle one message, its replies queued (framed, json and line protocols).");
   const h = input.latency;
   for (const [le, n] of cumulativeBuckets(h, LATENCY_BOUNDS_SECONDS)) {

@@ -82,6 +82,17 @@ export interface StatsSnapshot {
   io: { readCalls: number; writeCalls: number; acceptErrors: number; rejectedFull: number };
   /** Per-message processing time, nanoseconds. */
   latencyNs: LatencySummary;
+  /** With several worker threads: each one's share (absent with one). */
+  workers?: WorkerStats[];
+}
+
+/** One worker thread's share of the process's traffic. */
+export interface WorkerStats {
+  worker: number;
+  connections: number;
+  clients: number;
+  messagesIn: number;
+  messagesOut: number;
 }
 
 export interface SnapshotInput {

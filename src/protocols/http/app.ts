@@ -183,6 +183,8 @@ const appsOf = new WeakMap<ProtocolContext, HttpApp[]>();
 function metricsResponse(ctx: ProtocolContext): Response {
   const byClass = new Float64Array(6);
   for (const app of appsOf.get(ctx) ?? []) for (let k = 0; k < 6; k++) byClass[k]! += app.byClass[k]!;
-  const text = formatPrometheus({ snapshot: ctx.snapshot(), latency: ctx.stats.latency, httpByClass: byClass, byProtocol: ctx.traffic });
+  const { snapshot, latency } = ctx.processStats();
+  // byProtocol is this worker's traffic only (with --workers, the other workers' is not merged).
+  const text = formatPrometheus({ snapshot, latency, httpByClass: byClass, byProtocol: ctx.traffic });
   return new Response(text, { headers: { "content-type": PROMETHEUS_CONTENT_TYPE } });
 }
