@@ -228,6 +228,14 @@ export class EpollDriver implements Driver {
     stack.move(); // constructed: [Symbol.dispose] owns the poller, the wake fd and the reserve fd
   }
 
+  /** The fds the driver itself holds (the poll set, the wake eventfd, the EMFILE reserve). */
+  ownFds(): number[] {
+    const out = [this.wakeFd];
+    if (this.poller instanceof EpollPoller) out.push(this.poller.epfd);
+    if (this.reserveFd >= 0) out.push(this.reserveFd);
+    return out;
+  }
+
   // --- registration ---------------------------------------------------------------------
 
   attach(entry: IoEntry, interest: number): void {

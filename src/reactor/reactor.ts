@@ -106,6 +106,11 @@ export interface ReactorOptions extends Omit<EpollDriverOptions, "poller"> {
    * output is flushed (the hub's cross-thread rings are drained and published here).
    */
   onTurn?: () => void;
+  /**
+   * Threads that must close each other's fds after a crash (a dead Worker does not close
+   * what it opened through FFI): `table[fd]` is set to `tag` while this reactor owns fd.
+   */
+  fdOwners?: { table: Uint8Array; tag: number };
 }
 
 /** What a diagnostic line is about: src/log.ts prints it as fields with --log-format json. */
@@ -166,6 +171,7 @@ export class Reactor implements Disposable {
   private readonly forceClose = new Timer(() => this.closeAll("shutdown"));
   private readonly shared: { counts: Int32Array; slot: number } | null;
   private readonly onTurn: (() => void) | null;
+  private readonly fdOwners: { table: Uint8Array; tag: number } | null;
 
   constructor(options: ReactorOptions = {}) {
     this.log = options.log ?? ((line) => console.error(`[bunpoll] ${line}`));
@@ -177,6 +183,7 @@ export class Reactor implements Disposable {
     this.spin = busyPollUs > 0 ? new SpinWindow(busyPollUs / 1000) : null;
     this.shared = options.sharedConnections ?? null;
     this.onTurn = options.onTurn ?? null;
+    this.fdOwners = options.fdOwners ?? null;
     this.index = claimIndex(options.index);
     using stack = new DisposableStack();
     stack.defer(() => indexesInUse.delete(this.index));
@@ -189,6 +196,8 @@ export class Reactor implements Disposable {
   /** Enters a listener or stream into the driver and counts it. Throws a SyscallError. */
   register(entry: TcpStream<any> | Listener<any>, interest: number): void {
     this.driver.attach(entry, interest);
+    const owners = this.fdOwners;
+    if (owners !== null && entry.fd < owners.table.length) Atomics.store(owners.table, entry.fd, owners.tag);
     this.refs++;
     if (entry.kind === KIND_STREAM) {
       this.connections++;
@@ -198,6 +207,9 @@ export class Reactor implements Disposable {
 
   /** Removes a closing entry; the driver closes its fd. */
   forget(entry: TcpStream<any> | Listener<any>): void {
+    // Cleared before the close: after it, another thread may get the same fd number.
+    const owners = this.fdOwners;
+    if (owners !== null && entry.fd < owners.table.length) Atomics.store(owners.table, entry.fd, 0);
     this.driver.close(entry);
     if (entry.kind === KIND_STREAM) {
       this.connections--;

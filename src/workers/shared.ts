@@ -47,9 +47,11 @@ export interface SharedState {
    */
   readonly members: SharedArrayBuffer[];
   readonly stats: SharedArrayBuffer[];
+  /** Byte per fd number: 1 + the worker that owns it, 0 for none (a dead worker's are closed for it). */
+  readonly fdOwners: SharedArrayBuffer;
 }
 
-export function createSharedState(workers: number, ringBytes = RING_BYTES): SharedState {
+export function createSharedState(workers: number, ringBytes = RING_BYTES, fdLimit = 65536): SharedState {
   const rings: (SharedArrayBuffer | null)[] = [];
   for (let from = 0; from < workers; from++) {
     for (let to = 0; to < workers; to++) rings.push(from === to ? null : createRingBuffer(ringBytes));
@@ -60,7 +62,7 @@ export function createSharedState(workers: number, ringBytes = RING_BYTES): Shar
     members.push(new SharedArrayBuffer(ID_LANE / 8));
     stats.push(new SharedArrayBuffer(STATS_SLOT_BYTES));
   }
-  return { workers, control: new SharedArrayBuffer(FIELDS * workers * 4), rings, members, stats };
+  return { workers, control: new SharedArrayBuffer(FIELDS * workers * 4), rings, members, stats, fdOwners: new SharedArrayBuffer(fdLimit) };
 }
 
 /** Typed access to the control block. */

@@ -12,6 +12,7 @@ import { MAX_REACTORS } from "../reactor/reactor.ts";
 import { maxConnections, type ServingConfig } from "../cli/serving.ts";
 import { Control, Field, createSharedState, ringBytesFor, type SharedState } from "./shared.ts";
 import { allowedCpus } from "./affinity.ts";
+import { closeFd, fdLimit } from "../driver/sockets.ts";
 import type { FromWorker, StartMessage, ToWorker } from "./worker.ts";
 
 export const WORKERS_FLAGS = {
@@ -53,7 +54,8 @@ function largestMessage(config: ServingConfig): number {
 
 export function runWorkers(o: WorkersOptions): void {
   const n = o.workers;
-  const state = createSharedState(n, ringBytesFor(largestMessage(o.config)));
+  const state = createSharedState(n, ringBytesFor(largestMessage(o.config)), Math.min(fdLimit(), 1 << 22));
+  const owners = new Uint8Array(state.fdOwners);
   const control = new Control(state);
   const cpus = o.pin ? allowedCpus() : [];
   const threads: (Worker | null)[] = new Array(n).fill(null);
@@ -86,7 +88,9 @@ export function runWorkers(o: WorkersOptions): void {
     };
     w.addEventListener("error", (e: ErrorEvent) => {
       e.preventDefault();
-      onDeath(index, e.message);
+      // The message carries a code frame; the error's own message is the one line to log.
+      const err = (e as ErrorEvent & { error?: unknown }).error;
+      onDeath(index, err instanceof Error ? err.message : (e.message.split("\n").find((l) => /^\s*error/i.test(l)) ?? e.message).trim());
     });
     const start: StartMessage = {
       type: "start",
@@ -109,6 +113,15 @@ export function runWorkers(o: WorkersOptions): void {
     control.store(Field.Joined, index, 0);
     control.store(Field.WakeFd, index, 0);
     w.terminate();
+    // A dead Worker's fds stay open (its listeners would keep taking connections nobody
+    // accepts): close every one it registered.
+    let closed = 0;
+    for (let fd = 0; fd < owners.length; fd++) {
+      if (owners[fd] !== index + 1) continue;
+      Atomics.store(owners, fd, 0);
+      closeFd(fd);
+      closed++;
+    }
     if (started < n) {
       log.error("worker_failed", `worker ${index} failed during start: ${why}`, { worker: index });
       process.exit(1);
@@ -120,7 +133,7 @@ export function runWorkers(o: WorkersOptions): void {
     }
     const delay = Math.min(RESTART_MAX_MS, RESTART_FIRST_MS * 2 ** restarts[index]!);
     restarts[index]!++;
-    log.error("worker_died", `worker ${index} died: ${why}; restarting in ${delay} ms`, { worker: index });
+    log.error("worker_died", `worker ${index} died: ${why}; closed its ${plural(closed, "fd")}, restarting in ${delay} ms`, { worker: index, fds: closed });
     setTimeout(() => {
       if (stopping) return;
       spawn(index, () => log.info("worker_restarted", `worker ${index} restarted`, { worker: index }));

@@ -71,12 +71,14 @@ function start(m: StartMessage): void {
   slots = new StatsSlots(state, index);
   const counts = new Int32Array(state.control, control.at(Field.Connections, 0) * 4, state.workers);
   counts[index] = 0;
+  const owners = new Uint8Array(state.fdOwners);
   try {
     serving = openServing(
       m.config,
       {
         index,
         sharedConnections: { counts, slot: index },
+        fdOwners: { table: owners, tag: index + 1 },
         onTurn: () => {
           transport.flush();
           transport.poll();
@@ -94,6 +96,7 @@ function start(m: StartMessage): void {
     return;
   }
   const { ctx, reactor } = serving;
+  for (const fd of reactor.driver.ownFds()) if (fd < owners.length) Atomics.store(owners, fd, index + 1);
   control.store(Field.WakeFd, index, reactor.wakeFdNumber);
   control.store(Field.Alive, index, 1);
   if (m.crashWord !== undefined) installCrashHook(m.crashWord);

@@ -84,6 +84,8 @@ export interface StartOptions {
   /** Executable and leading args; default [bunPath, "src/server.ts"]. */
   command?: string[];
   timeoutMs?: number;
+  /** Extra environment variables for the child. */
+  env?: Record<string, string>;
 }
 
 /**
@@ -97,6 +99,7 @@ export async function startServer(args: string[], opts: StartOptions = {}): Prom
     stdin: "ignore",
     stdout: "pipe",
     stderr: "pipe",
+    env: opts.env ? { ...process.env, ...opts.env } : undefined,
   });
   live.add(proc);
   proc.exited.finally(() => live.delete(proc));
