@@ -234,6 +234,13 @@ const SERVERS: Record<string, ServerDef> = {
   // Same server that always sleeps in epoll_wait (no adaptive busy polling): what the
   // default --busy-poll 50 buys and costs.
   "bunpoll-nospin": bunpollServer(["--busy-poll", "0"], () => root, ["pingpong", "pipelined", "idle", "fanout", "many"]),
+  // --workers 2 (issue 13), pinned to core 0 like every server: what being multi-threaded
+  // costs per message when the threads share one core. The -unpinned twins run on any core
+  // (taskset -c 0,1 re-widens the runner's pinning; the load generator still has core 1).
+  "bunpoll-w2": bunpollServer(["--workers", "2"]),
+  "bunpoll-w2-nospin": bunpollServer(["--workers", "2", "--busy-poll", "0"]),
+  "bunpoll-unpinned": { ...bunpollServer([]), command: (port, protocol) => ["taskset", "-c", "0,1", bun, `${root}src/server.ts`, "--protocol", protocol, "--host", "127.0.0.1", "--port", `${port}`] },
+  "bunpoll-w2-unpinned": { ...bunpollServer(["--workers", "2"]), command: (port, protocol) => ["taskset", "-c", "0,1", bun, `${root}src/server.ts`, "--protocol", protocol, "--host", "127.0.0.1", "--port", `${port}`, "--workers", "2"] },
   "bun-listen": {
     command: (port, protocol) => [bun, "bench/baselines/bun-listen.ts", "--protocol", protocol, "--port", `${port}`],
     broadcast: true,
