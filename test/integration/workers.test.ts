@@ -6,7 +6,9 @@
 // restarted, and fd counts back to baseline.
 
 import { afterAll, describe, expect, test } from "bun:test";
+import { readdirSync, readFileSync } from "node:fs";
 import net from "node:net";
+import { availableParallelism } from "node:os";
 import {
   encodeBroadcast,
   encodeEcho,
@@ -214,6 +216,25 @@ describe("--workers 2: balance, limits, lifecycle", () => {
     }
     expect(full).toBe(4);
     for (const c of open) c.close();
+    expect(await server.stop("SIGTERM")).toBe(0);
+  });
+
+  test("--pin: each worker thread is pinned to one CPU of the allowed set, logged at start", async () => {
+    const server = await startServer(["--workers", "2", "--pin", "--port", "0"]);
+    await waitFor(() => /pinned to CPUs/.test(server.stderr()), 10_000, "the pinning line");
+    const logged = server.stderr().match(/pinned to CPUs (\d+(?:,\d+)*)/)![1]!.split(",").map(Number);
+    const allowed = availableParallelism();
+    const masks = () =>
+      readdirSync(`/proc/${server.pid}/task`)
+        .map((t) => readFileSync(`/proc/${server.pid}/task/${t}/status`, "utf8"))
+        .filter((st) => /^Name:\s+Worker$/m.test(st))
+        .map((st) => st.match(/^Cpus_allowed_list:\s+(\S+)$/m)![1]!)
+        .sort();
+    const want = logged.map(String).sort();
+    // Threads are named by Bun as they start: give the names a moment to appear.
+    await waitFor(() => JSON.stringify(masks()) === JSON.stringify(want), 3_000, `worker masks ${want} (now ${masks()})`);
+    const workers = masks();
+    if (allowed >= 2) expect(new Set(workers).size).toBe(2);
     expect(await server.stop("SIGTERM")).toBe(0);
   });
 
