@@ -134,9 +134,13 @@ export function runWorkers(o: WorkersOptions): void {
     const delay = Math.min(RESTART_MAX_MS, RESTART_FIRST_MS * 2 ** restarts[index]!);
     restarts[index]!++;
     log.error("worker_died", `worker ${index} died: ${why}; closed its ${plural(closed, "fd")}, restarting in ${delay} ms`, { worker: index, fds: closed });
+    const diedAt = performance.now();
     setTimeout(() => {
       if (stopping) return;
-      spawn(index, () => log.info("worker_restarted", `worker ${index} restarted`, { worker: index }));
+      spawn(index, () => {
+        const ms = Math.round(performance.now() - diedAt);
+        log.info("worker_restarted", `worker ${index} restarted, serving again ${ms} ms after it died`, { worker: index, ms });
+      });
     }, delay);
   };
 
