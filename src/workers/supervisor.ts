@@ -41,6 +41,7 @@ export interface WorkersOptions {
 /** Restart backoff: first retry after this, doubling, at most RESTART_MAX_MS. */
 const RESTART_FIRST_MS = 50;
 const RESTART_MAX_MS = 800;
+const BACKOFF_RESET_MS = 10_000;
 
 /** The largest message the hub may carry between workers, for sizing the rings. */
 function largestMessage(config: ServingConfig): number {
@@ -60,6 +61,7 @@ export function runWorkers(o: WorkersOptions): void {
   const cpus = o.pin ? allowedCpus() : [];
   const threads: (Worker | null)[] = new Array(n).fill(null);
   const restarts = new Array<number>(n).fill(0);
+  const lastDeath = new Array<number>(n).fill(-Infinity);
   let specs = o.config.specs;
   let stopping = false;
   let started = 0;
@@ -131,6 +133,9 @@ export function runWorkers(o: WorkersOptions): void {
       if (stoppedStats.length === threads.length) finish();
       return;
     }
+    // The backoff grows while a worker keeps dying and starts over once it has served a while.
+    if (performance.now() - lastDeath[index]! > BACKOFF_RESET_MS) restarts[index] = 0;
+    lastDeath[index] = performance.now();
     const delay = Math.min(RESTART_MAX_MS, RESTART_FIRST_MS * 2 ** restarts[index]!);
     restarts[index]!++;
     log.error("worker_died", `worker ${index} died: ${why}; closed its ${plural(closed, "fd")}, restarting in ${delay} ms`, { worker: index, fds: closed });
