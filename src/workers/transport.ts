@@ -134,8 +134,9 @@ export class RingTransport implements HubTransport {
     const len = this.encode(OP_BROADCAST, from.id, -1, msg, this.labelOf(from.label));
     const words = this.words;
     const n = this.n;
+    // Only to workers with joined members: a broadcast is for them alone.
     for (let w = 0; w < n; w++) {
-      if (w !== this.self && Atomics.load(words, Field.Alive * n + w) !== 0) this.put(w, len);
+      if (w !== this.self && Atomics.load(words, Field.Alive * n + w) !== 0 && Atomics.load(words, Field.Joined * n + w) !== 0) this.put(w, len);
     }
   }
 
