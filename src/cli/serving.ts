@@ -8,6 +8,7 @@ import { Reactor, type ReactorOptions } from "../reactor/reactor.ts";
 import type { Listener } from "../reactor/listener.ts";
 import { SyscallError, formatHostPort } from "../../ffi/index.ts";
 import type { Handler } from "../stream/stream.ts";
+import { connectionOptions, type ConnectionOptions } from "../stream/tcp-stream.ts";
 import { PROTOCOLS, type ProtocolName } from "../protocols/registry.ts";
 import { createProtocolContext, type ProtocolContext } from "../protocols/context.ts";
 import { fdLimit } from "../driver/sockets.ts";
@@ -32,6 +33,8 @@ export interface Serving {
   ctx: ProtocolContext;
   reactor: Reactor;
   listeners: { listener: Listener<any>; spec: ListenSpec }[];
+  /** Per spec, in order: its handler table and connection options (what an accepted fd gets). */
+  handlers: { handler: Handler<any>; connection: ConnectionOptions; spec: ListenSpec }[];
 }
 
 /** A listener could not open: which address, and why. */
@@ -59,7 +62,14 @@ export function maxConnections(flags: ServingConfig["flags"]): number {
  * opened is closed and a ListenFailure thrown). `reactor` adds to the reactor's options
  * (a worker's index, shared counters, its turn hook); `reusePort` lets every worker bind.
  */
-export function openServing(cfg: ServingConfig, reactor: Partial<ReactorOptions> = {}, reusePort = false, setup?: (ctx: ProtocolContext) => void): Serving {
+export function openServing(
+  cfg: ServingConfig,
+  reactor: Partial<ReactorOptions> = {},
+  reusePort = false,
+  setup?: (ctx: ProtocolContext) => void,
+  /** False: build the handlers but open no listener (another thread accepts, --balance acceptor). */
+  listen = true,
+): Serving {
   const flags = cfg.flags;
   const rate = flags["rate-limit"] as number;
   const ctx = createProtocolContext({
@@ -75,13 +85,14 @@ export function openServing(cfg: ServingConfig, reactor: Partial<ReactorOptions>
   const files = flags.static !== undefined ? staticFiles(flags.static as string) : undefined;
   const r = new Reactor({ maxConnections: maxConnections(flags), busyPollUs: flags["busy-poll"] as number, log: log.component, ...reactor });
   ctx.addReactor(r.stats);
-  const connection = {
+  const connection = connectionOptions({
     idleTimeoutMs: (flags["idle-timeout"] as number) * 1000,
     frameTimeoutMs: (flags["frame-timeout"] as number) * 1000,
     highWaterMark: flags["high-water"] as number,
     maxBuffered: flags["max-buffered"] as number,
-  };
+  });
   const listeners: Serving["listeners"] = [];
+  const handlers: Serving["handlers"] = [];
   for (const spec of cfg.specs) {
     try {
       const handler: Handler<any> = spec.protocol === "http"
@@ -96,11 +107,12 @@ export function openServing(cfg: ServingConfig, reactor: Partial<ReactorOptions>
           wsOrigins: flags["ws-origin"] as string[],
         }))
         : PROTOCOLS[spec.protocol].create(ctx);
-      listeners.push({ listener: r.listen({ hostname: spec.host, port: spec.port, handler, connection, reusePort }), spec });
+      handlers.push({ handler, connection, spec });
+      if (listen) listeners.push({ listener: r.listen({ hostname: spec.host, port: spec.port, handler, connection, reusePort }), spec });
     } catch (e) {
       r[Symbol.dispose]();
       throw ListenFailure.of(formatHostPort(spec.host, spec.port), e);
     }
   }
-  return { ctx, reactor: r, listeners };
+  return { ctx, reactor: r, listeners, handlers };
 }

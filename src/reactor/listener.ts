@@ -14,6 +14,11 @@ import { Timer } from "./timers.ts";
 export interface ListenerConfig<T> extends ListenOptions {
   handler: Handler<T>;
   connection: ConnectionOptions;
+  /**
+   * Takes each accepted fd instead of this reactor (which then owns none of them): an
+   * acceptor thread handing connections to other reactors (src/workers/).
+   */
+  handOff?: (fd: number) => void;
 }
 
 export class Listener<T = unknown> implements IoListener, Disposable {
@@ -40,7 +45,9 @@ export class Listener<T = unknown> implements IoListener, Disposable {
   }
 
   onAccept(fd: number): void {
-    this.reactor.adopt(fd, this.config.handler, this.config.connection);
+    const handOff = this.config.handOff;
+    if (handOff !== undefined) handOff(fd);
+    else this.reactor.adopt(fd, this.config.handler, this.config.connection);
   }
 
   onAcceptError(err: number): void {

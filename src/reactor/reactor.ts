@@ -273,6 +273,7 @@ export class Reactor implements Disposable {
       ipv6Only: config.ipv6Only,
       handler: config.handler,
       connection: connectionOptions(config.connection),
+      handOff: config.handOff,
     });
     this.start();
     return listener;
@@ -303,6 +304,20 @@ export class Reactor implements Disposable {
     if (cb === undefined) return;
     this.pendingConnects.delete(stream);
     cb(err);
+  }
+
+  /**
+   * Keeps the loop running with nothing registered: a reactor that other threads feed with
+   * connections (adopt) has no listener of its own. release() undoes it.
+   */
+  retain(): void {
+    this.refs++;
+    this.start();
+  }
+
+  release(): void {
+    this.refs--;
+    this.wake();
   }
 
   markDirty(stream: TcpStream<any>): void {

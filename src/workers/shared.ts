@@ -49,7 +49,12 @@ export interface SharedState {
   readonly stats: SharedArrayBuffer[];
   /** Byte per fd number: 1 + the worker that owns it, 0 for none (a dead worker's are closed for it). */
   readonly fdOwners: SharedArrayBuffer;
+  /** --balance acceptor: per worker, a ring of accepted fds from the main thread (HANDOFF_BYTES records). */
+  readonly handoff: SharedArrayBuffer[];
 }
+
+/** A handed-off connection: fd, then the index of its listener's spec (two i32s). */
+export const HANDOFF_BYTES = 8;
 
 export function createSharedState(workers: number, ringBytes = RING_BYTES, fdLimit = 65536): SharedState {
   const rings: (SharedArrayBuffer | null)[] = [];
@@ -62,7 +67,9 @@ export function createSharedState(workers: number, ringBytes = RING_BYTES, fdLim
     members.push(new SharedArrayBuffer(ID_LANE / 8));
     stats.push(new SharedArrayBuffer(STATS_SLOT_BYTES));
   }
-  return { workers, control: new SharedArrayBuffer(FIELDS * workers * 4), rings, members, stats, fdOwners: new SharedArrayBuffer(fdLimit) };
+  const handoff: SharedArrayBuffer[] = [];
+  for (let w = 0; w < workers; w++) handoff.push(createRingBuffer(64 * 1024));
+  return { workers, control: new SharedArrayBuffer(FIELDS * workers * 4), rings, members, stats, fdOwners: new SharedArrayBuffer(fdLimit), handoff };
 }
 
 /** Typed access to the control block. */

@@ -9,7 +9,8 @@ import { plural } from "../cli/plural.ts";
 import { processLog as log } from "../log.ts";
 import { wakeReactor } from "../reactor/reactor.ts";
 import { MAX_REACTORS } from "../reactor/reactor.ts";
-import { maxConnections, type ServingConfig } from "../cli/serving.ts";
+import { ListenFailure, maxConnections, type ServingConfig } from "../cli/serving.ts";
+import { Acceptor } from "./acceptor.ts";
 import { Control, Field, createSharedState, ringBytesFor, type SharedState } from "./shared.ts";
 import { allowedCpus } from "./affinity.ts";
 import { closeFd, fdLimit } from "../driver/sockets.ts";
@@ -17,7 +18,7 @@ import type { FromWorker, StartMessage, ToWorker } from "./worker.ts";
 
 export const WORKERS_FLAGS = {
   workers: { type: "string", arg: "N|auto", description: "reactor threads: N, or auto (the CPUs this process may run on); each has its own loop and SO_REUSEPORT listeners, all share one hub", default: "1" },
-  balance: { type: "string", arg: "MODE", description: "how connections spread over workers: reuseport (the kernel hashes them over per-worker sockets)", default: "reuseport", choices: ["reuseport"] },
+  balance: { type: "string", arg: "MODE", description: "how connections spread over workers: reuseport (the kernel hashes them over per-worker sockets) or acceptor (the main thread accepts and hands each to the worker with the fewest)", default: "reuseport", choices: ["reuseport", "acceptor"] },
   pin: { type: "bool", description: "pin each worker thread to one CPU of the allowed set (logged at start)" },
 } as const satisfies FlagSpecs;
 
@@ -33,7 +34,7 @@ export function workerCount(value: string): number {
 export interface WorkersOptions {
   config: ServingConfig;
   workers: number;
-  balance: "reuseport";
+  balance: "reuseport" | "acceptor";
   pin: boolean;
   version: string;
 }
@@ -64,6 +65,7 @@ export function runWorkers(o: WorkersOptions): void {
   const lastDeath = new Array<number>(n).fill(-Infinity);
   let specs = o.config.specs;
   let stopping = false;
+  let stopAccepting: (() => void) | null = null;
   let started = 0;
   const stoppedStats: Extract<FromWorker, { type: "stopped" }>[] = [];
   const crashWord = process.env.BUNPOLL_TEST_CRASH || undefined;
@@ -102,6 +104,7 @@ export function runWorkers(o: WorkersOptions): void {
       cpu: o.pin ? cpus[index % cpus.length] : undefined,
       logFormat: log.format,
       crashWord,
+      acceptor: o.balance === "acceptor",
     };
     w.postMessage(start satisfies ToWorker);
   };
@@ -177,6 +180,27 @@ export function runWorkers(o: WorkersOptions): void {
     process.exit(0);
   };
 
+  if (o.balance === "acceptor") {
+    // The main thread listens (so a port in use fails here, before any worker starts) and
+    // hands each accepted fd to the worker with the fewest connections.
+    let acceptor: Acceptor;
+    try {
+      acceptor = new Acceptor(o.config, state, owners, control);
+    } catch (e) {
+      if (!(e instanceof ListenFailure)) throw e;
+      log.error("listen_failed", e.message, { address: e.address, code: e.code });
+      process.exit(1);
+    }
+    stopAccepting = () => acceptor.stop();
+    for (let i = 0; i < n; i++) {
+      spawn(i, () => {
+        if (++started === n) {
+          acceptor.start();
+          announce(acceptor.listening());
+        }
+      });
+    }
+  } else {
   // Worker 0 first: with port 0 its listeners pick the ports, and the others bind the same.
   spawn(0, (first) => {
     specs = specs.map((s, i) => ({ ...s, port: first.listening[i]!.port }));
@@ -188,6 +212,7 @@ export function runWorkers(o: WorkersOptions): void {
       });
     }
   });
+  }
 
   let signals = 0;
   const onSignal = (sig: NodeJS.Signals) => {
@@ -199,6 +224,8 @@ export function runWorkers(o: WorkersOptions): void {
     const open = control.sum(Field.Connections);
     const drain = o.config.flags["drain-timeout"] as number;
     log.info("stopping", `${sig}: stopping ${plural(n, "worker")} (${plural(open, "connection")} open), draining for at most ${drain} s`, { signal: sig, connections: open });
+    // Acceptor: stop accepting first (the backlog is taken in and handed over), then the workers.
+    stopAccepting?.();
     let live = 0;
     threads.forEach((w, i) => {
       if (w === null) {

@@ -10,6 +10,7 @@ import { RingTransport } from "./transport.ts";
 import { StatsSlots } from "./stats-slot.ts";
 import { Control, Field, type SharedState } from "./shared.ts";
 import { pinThread } from "./affinity.ts";
+import { RingConsumer } from "./ring.ts";
 
 export interface StartMessage {
   type: "start";
@@ -21,6 +22,8 @@ export interface StartMessage {
   logFormat: "text" | "json";
   /** Test builds only (BUNPOLL_TEST_CRASH): a framed/line message of this text crashes the worker. */
   crashWord?: string;
+  /** --balance acceptor: no listeners here; connections come from the main thread's handoff ring. */
+  acceptor: boolean;
 }
 
 export interface StopMessage {
@@ -44,6 +47,8 @@ declare const self: Worker;
 let serving: Serving | null = null;
 let publisher: ReturnType<typeof setInterval> | null = null;
 let slots: StatsSlots | null = null;
+let handoffDrain: (() => void) | null = null;
+let retained = false;
 
 const post = (m: FromWorker) => self.postMessage(m);
 
@@ -68,6 +73,10 @@ function start(m: StartMessage): void {
     }
   }
   const transport = new RingTransport(state, index, (line) => log.warn("hub_ring", line, { worker: index }));
+  const handoff = m.acceptor ? new RingConsumer(state.handoff[index]!) : null;
+  // What a dead predecessor left unadopted was closed by the main thread.
+  handoff?.skipAll();
+  let adopt: (offset: number, length: number) => void = () => {};
   slots = new StatsSlots(state, index);
   const counts = new Int32Array(state.control, control.at(Field.Connections, 0) * 4, state.workers);
   counts[index] = 0;
@@ -79,16 +88,25 @@ function start(m: StartMessage): void {
         index,
         sharedConnections: { counts, slot: index },
         fdOwners: { table: owners, tag: index + 1 },
-        onTurn: () => {
-          transport.flush();
-          transport.poll();
-        },
+        onTurn: handoff === null
+          ? () => {
+            transport.flush();
+            transport.poll();
+          }
+          : () => {
+            transport.flush();
+            // poll() clears this worker's WakePending first: a handoff published after the
+            // drain below then finds it clear and wakes the worker again.
+            transport.poll();
+            handoff.drain(adopt);
+          },
       },
       true,
       (ctx) => {
         transport.attach(ctx.hub);
         ctx.peers = slots;
       },
+      !m.acceptor,
     );
   } catch (e) {
     const f = e instanceof ListenFailure ? e : ListenFailure.of("?", e);
@@ -96,6 +114,18 @@ function start(m: StartMessage): void {
     return;
   }
   const { ctx, reactor } = serving;
+  if (handoff !== null) {
+    const words = new Int32Array(handoff.bytes.buffer, handoff.bytes.byteOffset, handoff.bytes.length / 4);
+    const handlers = serving.handlers;
+    adopt = (off) => {
+      const h = handlers[words[(off >> 2) + 1]!]!;
+      reactor.adopt(words[off >> 2]!, h.handler, h.connection);
+    };
+    // No listener holds the loop open: keep it running until stopped.
+    reactor.retain();
+    retained = true;
+    handoffDrain = () => handoff.drain(adopt);
+  }
   for (const fd of reactor.driver.ownFds()) if (fd < owners.length) Atomics.store(owners, fd, index + 1);
   control.store(Field.WakeFd, index, reactor.wakeFdNumber);
   control.store(Field.Alive, index, 1);
@@ -117,7 +147,11 @@ function start(m: StartMessage): void {
 function stop(m: StopMessage): void {
   const s = serving;
   if (s === null) return;
+  // Connections the main thread handed over before the stop message are adopted first, so
+  // they drain like the others.
+  if (handoffDrain !== null) handoffDrain();
   const stopped = s.reactor.stop({ graceful: m.graceful, drainTimeoutMs: m.drainTimeoutMs });
+  if (retained) s.reactor.release();
   s.ctx.shuttingDown = true;
   stopped.then(() => {
     const st = s.reactor.stats;

@@ -180,9 +180,34 @@ describe("--workers 2: one hub across threads", () => {
   }, 30_000);
 });
 
+describe("--workers 2 --balance acceptor", () => {
+  test("connections alternate over the workers; the hub spans them; SIGTERM answers every echo sent", async () => {
+    const server = await startServer(["--workers", "2", "--balance", "acceptor", "--port", "0"]);
+    const clients: FramedClient[] = [];
+    for (let i = 0; i < 8; i++) clients.push(await FramedClient.open(server.port));
+    const per = [0, 0];
+    for (const c of clients) per[workerOf(c.id)]!++;
+    expect(per).toEqual([4, 4]);
+    const sender = clients.find((c) => workerOf(c.id) === 0)!;
+    const target = clients.find((c) => workerOf(c.id) === 1)!;
+    sender.sock.write(encodeBroadcast("all"));
+    sender.sock.write(encodeSendTo(target.id, "one"));
+    await waitFor(() => sender.of(MsgType.BROADCAST_ACK).length === 1 && sender.of(MsgType.SEND_ACK).length === 1, 5_000, "ACKs");
+    expect(u32(sender.of(MsgType.BROADCAST_ACK)[0]!.body)).toBe(7);
+    await waitFor(() => target.of(MsgType.DIRECT_MSG).length === 1 && target.of(MsgType.BROADCAST_MSG).length === 1, 5_000, "target's copies");
+    const PER = 300;
+    const batch = Buffer.concat(Array.from({ length: PER }, (_, i) => encodeEcho(`m${i}`)));
+    for (const c of clients) c.sock.write(batch);
+    const code = server.stop("SIGTERM", 15_000);
+    for (const c of clients) await waitFor(() => c.of(MsgType.ECHO_REPLY).length === PER || c.sock.destroyed, 10_000, "replies");
+    for (const c of clients) expect(c.of(MsgType.ECHO_REPLY).length).toBe(PER);
+    expect(await code).toBe(0);
+  }, 30_000);
+});
+
 describe("--workers 2: balance, limits, lifecycle", () => {
-  test("1,000 connections: each worker gets 40-60%; fds back to baseline after they close", async () => {
-    const server = await startServer(["--workers", "2", "--port", "0"]);
+  test.each(["reuseport", "acceptor"])("--balance %s: 1,000 connections, each worker gets 40-60%; fds back to baseline after they close", async (mode) => {
+    const server = await startServer(["--workers", "2", "--balance", mode, "--port", "0"]);
     await sleep(200);
     const baseline = server.fdCount();
     const perWorker = [0, 0];
@@ -238,11 +263,11 @@ describe("--workers 2: balance, limits, lifecycle", () => {
     expect(await server.stop("SIGTERM")).toBe(0);
   });
 
-  test("a port in use: one clear line, exit 1", async () => {
+  test.each(["reuseport", "acceptor"])("--balance %s: a port in use: one clear line, exit 1", async (mode) => {
     const port = await unusedPort();
     const blocker = net.createServer().listen(port, "127.0.0.1");
     await new Promise((r) => blocker.once("listening", r));
-    const proc = Bun.spawn([process.execPath, "src/server.ts", "--workers", "2", "--port", String(port)], { cwd: `${import.meta.dir}/../..`, stderr: "pipe", stdout: "pipe" });
+    const proc = Bun.spawn([process.execPath, "src/server.ts", "--workers", "2", "--balance", mode, "--port", String(port)], { cwd: `${import.meta.dir}/../..`, stderr: "pipe", stdout: "pipe" });
     const code = await proc.exited;
     const err = await new Response(proc.stderr).text();
     blocker.close();
