@@ -2,6 +2,7 @@
 export { listen, type ListenOptions, type SocketHandler, type Server } from "./listen.ts";
 export { serve, SendStatus, type ServerWebSocket, type WebSocketHandler, type ServeOptions, type HttpServer, type HttpRequest, type Routes, type RouteHandler, type MethodTable } from "./serve.ts";
 export { serveHandler } from "./listen.ts";
+export { listenWorkers, serveWorkers, type WorkersOptions, type WorkersServer } from "./workers/library.ts";
 export { staticFiles, FileResponse, type StaticFilesOptions, type StaticRequest } from "./protocols/http/static.ts";
 export { SharedFile } from "./buffers/shared-file.ts";
 export { Reactor, wakeReactor, reactorIndexOf, type ReactorOptions, type StopOptions } from "./reactor/reactor.ts";

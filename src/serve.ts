@@ -41,6 +41,8 @@ export interface ServeOptions {
   /** Run on this reactor instead of a new one owned by the server. */
   reactor?: Reactor;
   reactorOptions?: ReactorOptions;
+  /** SO_REUSEPORT: several servers (one per worker thread) may listen on one port. */
+  reusePort?: boolean;
 }
 
 export interface HttpServer extends AsyncDisposable {
@@ -87,6 +89,7 @@ export function serve(options: ServeOptions): HttpServer {
       port: options.port ?? 3000,
       reactor: options.reactor,
       reactorOptions: options.reactorOptions,
+      reusePort: options.reusePort,
       idleTimeoutMs: (options.idleTimeout ?? 10) * 1000,
       frameTimeoutMs: (options.headerTimeout ?? 10) * 1000,
     },
