@@ -77,9 +77,10 @@ export class StatsSlots {
       workers.push({ worker: w, connections, clients, messagesIn: s?.snapshot.messages.in ?? 0, messagesOut: s?.snapshot.messages.out ?? 0 });
     }
     const snapshot = mergeSnapshots(parts, merged, workers);
-    // Live counts from the control block: exact, where the published snapshots may lag.
-    snapshot.connections.active = this.control.sum(Field.Connections);
-    snapshot.connections.clients = this.control.sum(Field.Joined);
+    // Live counts from the control block (exact, where the published snapshots may lag), the
+    // totals from the same reads as the breakdown so that they always add up.
+    snapshot.connections.active = workers.reduce((n, w) => n + w.connections, 0);
+    snapshot.connections.clients = workers.reduce((n, w) => n + w.clients, 0);
     return { snapshot, latency: merged };
   }
 }

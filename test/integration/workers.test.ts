@@ -180,6 +180,34 @@ describe("--workers 2: one hub across threads", () => {
   }, 30_000);
 });
 
+describe("--workers 2 with HTTP and WebSocket listeners", () => {
+  test("/metrics (Prometheus) adds up both workers and lists each; a WebSocket chat message reaches framed clients on both workers", async () => {
+    const server = await startServer(["--workers", "2", "--listen", "http:0", "--listen", "framed:0"]);
+    const httpPort = server.port;
+    // The listening lines come together, but the pipe may hand them over one at a time.
+    await waitFor(() => /\(framed\)/.test(server.stdout()), 5_000, "the framed listening line");
+    const framedPort = Number(server.stdout().match(/listening on [0-9.]+:(\d+) \(framed\)/)![1]);
+    const [w0, w1] = await clientsOnBothWorkers(framedPort, 1);
+    const ws = new WebSocket(`ws://127.0.0.1:${httpPort}/ws/chat`);
+    await new Promise((r, j) => { ws.onopen = r; ws.onerror = j; });
+    ws.send("hello from the page");
+    for (const c of [w0![0]!, w1![0]!]) {
+      await waitFor(() => c.frames.some((f) => f.type === MsgType.BROADCAST_MSG && new TextDecoder().decode(f.body.subarray(4)).includes("hello from the page")), 5_000, `the chat line at ${c.id}`);
+    }
+    ws.close();
+    await sleep(300); // a stats publish period
+    const text = await (await fetch(`http://127.0.0.1:${httpPort}/metrics`)).text();
+    const open = Number(text.match(/^bunpoll_connections_open (\d+)$/m)![1]);
+    const perWorker = [...text.matchAll(/^bunpoll_worker_connections_open\{worker="(\d)"\} (\d+)$/gm)].map((m) => Number(m[2]));
+    expect(perWorker).toHaveLength(2);
+    expect(perWorker[0]! + perWorker[1]!).toBe(open);
+    expect(perWorker[0]!).toBeGreaterThan(0);
+    expect(perWorker[1]!).toBeGreaterThan(0);
+    for (const c of [...w0!, ...w1!]) c.close();
+    expect(await server.stop("SIGTERM")).toBe(0);
+  }, 30_000);
+});
+
 describe("--workers 2 --balance acceptor", () => {
   test("connections alternate over the workers; the hub spans them; SIGTERM answers every echo sent", async () => {
     const server = await startServer(["--workers", "2", "--balance", "acceptor", "--port", "0"]);
