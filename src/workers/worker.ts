@@ -11,6 +11,8 @@ import { StatsSlots } from "./stats-slot.ts";
 import { Control, Field, type SharedState } from "./shared.ts";
 import { pinThread } from "./affinity.ts";
 import { RingConsumer } from "./ring.ts";
+import { LatencyHistogram } from "../stats/histogram.ts";
+import { StatsIntervalReporter } from "../stats/summary.ts";
 
 export interface StartMessage {
   type: "start";
@@ -131,6 +133,22 @@ function start(m: StartMessage): void {
   control.store(Field.Alive, index, 1);
   if (m.crashWord !== undefined) installCrashHook(m.crashWord);
   publisher = setInterval(() => slots!.publish(ctx.localSnapshot(), ctx.stats.latency), STATS_PUBLISH_MS);
+  // --stats-interval: worker 0 prints the process's line (every worker's figures merged).
+  const statsEvery = m.config.flags["stats-interval"] as number;
+  if (index === 0 && statsEvery > 0) {
+    const merged = new LatencyHistogram();
+    const reporter = new StatsIntervalReporter(() => {
+      const p = ctx.processStats();
+      merged.reset();
+      merged.counts.set(p.latency.counts);
+      merged.count = p.latency.count;
+      merged.sum = p.latency.sum;
+      merged.min = p.latency.min;
+      merged.max = p.latency.max;
+      return p.snapshot;
+    }, merged);
+    setInterval(() => log.print("stats", reporter.line()), statsEvery * 1000);
+  }
   post({
     type: "ready",
     index,
