@@ -107,8 +107,10 @@ export function openServing(
           wsOrigins: flags["ws-origin"] as string[],
         }))
         : PROTOCOLS[spec.protocol].create(ctx);
-      handlers.push({ handler, connection, spec });
-      if (listen) listeners.push({ listener: r.listen({ hostname: spec.host, port: spec.port, handler, connection, reusePort }), spec });
+      // Each listener's streams count their bytes into their protocol's counters (/metrics).
+      const conn = { ...connection, traffic: ctx.trafficOf(spec.protocol) };
+      handlers.push({ handler, connection: conn, spec });
+      if (listen) listeners.push({ listener: r.listen({ hostname: spec.host, port: spec.port, handler, connection: conn, reusePort }), spec });
     } catch (e) {
       r[Symbol.dispose]();
       throw ListenFailure.of(formatHostPort(spec.host, spec.port), e);
