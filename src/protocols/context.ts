@@ -93,6 +93,8 @@ export class ProtocolContext {
     this.startedAtMs = this.wallClock();
   }
 
+  /** HTTP responses by status class of this context's HTTP apps (they count into it). */
+  readonly httpByClass = new Float64Array(6);
   /** Per protocol name, in the order first asked for (/metrics shows them by protocol). */
   readonly traffic = new Map<string, ProtocolTraffic>();
 
@@ -145,6 +147,8 @@ export class ProtocolContext {
       serverName: this.options.serverName,
       startedAtMs: this.startedAtMs,
       nowMs: this.wallClock(),
+      traffic: this.traffic,
+      httpByClass: this.httpByClass,
     });
   }
 }

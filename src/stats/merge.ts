@@ -86,6 +86,14 @@ export function mergeSnapshots(parts: readonly StatsSnapshot[], latency: Latency
     out.io.writeCalls += s.io.writeCalls;
     out.io.acceptErrors += s.io.acceptErrors;
     out.io.rejectedFull += s.io.rejectedFull;
+    for (const [name, t] of Object.entries(s.byProtocol ?? {})) {
+      const have = (out.byProtocol ??= {})[name] ??= { bytesIn: 0, bytesOut: 0, messagesIn: 0, messagesOut: 0 };
+      have.bytesIn += t.bytesIn;
+      have.bytesOut += t.bytesOut;
+      have.messagesIn += t.messagesIn;
+      have.messagesOut += t.messagesOut;
+    }
+    for (let k = 0; k < 6; k++) (out.httpByClass ??= [0, 0, 0, 0, 0, 0])[k]! += s.httpByClass?.[k] ?? 0;
   }
   out.messages.byKind.sort((a, b) => a.kind - b.kind);
   out.errors.byCode.sort((a, b) => a.code - b.code);

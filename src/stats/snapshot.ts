@@ -84,6 +84,17 @@ export interface StatsSnapshot {
   latencyNs: LatencySummary;
   /** With several worker threads: each one's share (absent with one). */
   workers?: WorkerStats[];
+  /** Per protocol: its listeners' bytes, and messages where the protocol counts them (http, ws). */
+  byProtocol: Record<string, ProtocolTrafficCount>;
+  /** HTTP responses by status class, index 1..5 for 1xx..5xx (index 0 unused). */
+  httpByClass: number[];
+}
+
+export interface ProtocolTrafficCount {
+  bytesIn: number;
+  bytesOut: number;
+  messagesIn: number;
+  messagesOut: number;
 }
 
 /** One worker thread's share of the process's traffic. */
@@ -102,6 +113,10 @@ export interface SnapshotInput {
   serverName: string;
   startedAtMs: number;
   nowMs?: number;
+  /** Per-protocol traffic counters (ProtocolContext.traffic); absent: none. */
+  traffic?: ReadonlyMap<string, ProtocolTrafficCount>;
+  /** HTTP responses by status class (ProtocolContext.httpByClass); absent: none. */
+  httpByClass?: ArrayLike<number>;
 }
 
 export function buildStatsSnapshot(input: SnapshotInput): StatsSnapshot {
@@ -167,6 +182,8 @@ export function buildStatsSnapshot(input: SnapshotInput): StatsSnapshot {
     closeReasons,
     io: { readCalls, writeCalls, acceptErrors, rejectedFull },
     latencyNs: p.latency.summary(),
+    byProtocol: Object.fromEntries([...(input.traffic ?? [])].map(([name, t]) => [name, { bytesIn: t.bytesIn, bytesOut: t.bytesOut, messagesIn: t.messagesIn, messagesOut: t.messagesOut }])),
+    httpByClass: Array.from({ length: 6 }, (_, k) => input.httpByClass?.[k] ?? 0),
   };
 }
 

@@ -203,6 +203,14 @@ describe("--workers 2 with HTTP and WebSocket listeners", () => {
     expect(perWorker[0]! + perWorker[1]!).toBe(open);
     expect(perWorker[0]!).toBeGreaterThan(0);
     expect(perWorker[1]!).toBeGreaterThan(0);
+    // By protocol, merged over the workers too: the protocols' bytes add up to the process's.
+    for (const dir of ["received", "sent"]) {
+      const total = Number(text.match(new RegExp(`^bunpoll_${dir}_bytes_total (\\d+)$`, "m"))![1]);
+      const byProtocol = [...text.matchAll(new RegExp(`^bunpoll_protocol_${dir}_bytes_total\\{protocol="(\\w+)"\\} (\\d+)$`, "gm"))];
+      expect(byProtocol.map((m) => m[1]).sort()).toEqual(["framed", "http", "ws"]);
+      expect(byProtocol.reduce((a, m) => a + Number(m[2]), 0)).toBe(total);
+      expect(Number(byProtocol.find((m) => m[1] === "framed")![2])).toBeGreaterThan(0);
+    }
     for (const c of [...w0!, ...w1!]) c.close();
     expect(await server.stop("SIGTERM")).toBe(0);
   }, 30_000);

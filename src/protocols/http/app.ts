@@ -170,21 +170,14 @@ export function builtinApp(ctx: ProtocolContext, log?: (line: string) => void, o
     bodyTimeoutMs: options.bodyTimeoutMs,
     traffic: ctx.trafficOf("http"),
     wsTraffic: ctx.trafficOf("ws"),
+    byClass: ctx.httpByClass, // every HTTP listener of the context counts into one
   });
-  const apps = appsOf.get(ctx);
-  if (apps === undefined) appsOf.set(ctx, [app]);
-  else apps.push(app);
   return app;
 }
 
-/** The built-in apps of each context: /metrics sums the HTTP counters of every listener. */
-const appsOf = new WeakMap<ProtocolContext, HttpApp[]>();
-
 function metricsResponse(ctx: ProtocolContext): Response {
-  const byClass = new Float64Array(6);
-  for (const app of appsOf.get(ctx) ?? []) for (let k = 0; k < 6; k++) byClass[k]! += app.byClass[k]!;
+  // The whole process: with --workers, every worker's counters merged (stats-slot.ts).
   const { snapshot, latency } = ctx.processStats();
-  // byProtocol is this worker's traffic only (with --workers, the other workers' is not merged).
-  const text = formatPrometheus({ snapshot, latency, httpByClass: byClass, byProtocol: ctx.traffic });
+  const text = formatPrometheus({ snapshot, latency, httpByClass: snapshot.httpByClass, byProtocol: new Map(Object.entries(snapshot.byProtocol)) });
   return new Response(text, { headers: { "content-type": PROMETHEUS_CONTENT_TYPE } });
 }

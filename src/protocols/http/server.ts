@@ -68,6 +68,8 @@ export interface HttpAppOptions {
   /** Counts requests in and responses out (the CLI's /metrics, by protocol); and WebSocket messages. */
   traffic?: { messagesIn: number; messagesOut: number };
   wsTraffic?: TrafficCounters & { messagesIn: number; messagesOut: number };
+  /** Where responses are counted by status class (default: an array of this app's own). */
+  byClass?: Float64Array;
   /** True while the server stops: responses say Connection: close. */
   shuttingDown?: () => boolean;
   log?: (line: string) => void;
@@ -94,7 +96,7 @@ export class HttpApp implements HttpServerInfo {
   /** Where response heads are encoded before they are copied into a stream's queue. */
   scratch = new Uint8Array(4096);
   /** Requests answered, by status class (1xx..5xx at 1..5). */
-  readonly byClass = new Float64Array(6);
+  readonly byClass: Float64Array;
   readonly traffic: { messagesIn: number; messagesOut: number } | null;
   /** Idle parsers: a connection holds one only while a request's bytes are arriving. */
   private readonly spareParsers: HttpParser[] = [];
@@ -114,6 +116,7 @@ export class HttpApp implements HttpServerInfo {
       traffic: options.wsTraffic ?? null,
     };
     this.traffic = options.traffic ?? null;
+    this.byClass = options.byClass ?? new Float64Array(6);
     this.shuttingDown = options.shuttingDown ?? (() => false);
     this.log = options.log ?? ((l) => console.error(`[bunpoll] ${l}`));
   }
