@@ -25,6 +25,7 @@ import type { Subprocess } from "bun";
 import { clockTicksPerSecond, cpuNs, cpuTimes, fdCount, machineCpu, statusKiB } from "./lib/proc.ts";
 import { ensureCServer, portInUse, waitForPort } from "./lib/servers.ts";
 import { type BeforeTree, describeCheckout, ensureBeforeTree } from "./lib/before.ts";
+import { runOpenLoop } from "./lib/openloop.ts";
 
 const root = new URL("..", import.meta.url).pathname; // repo root, with a trailing slash
 const bun = process.execPath;
@@ -1420,6 +1421,21 @@ function beforeTable(title: string, rows: string[]): string {
 
 // ---------------------------------------------------------------------------------------
 // Main
+
+// `--scenarios openloop` (fixed-rate framed ECHO from the C generator, latency from the
+// scheduled send time) has flags and tables of its own: bench/lib/openloop.ts.
+if (/(^| )--scenarios openloop( |$)/.test(process.argv.slice(2).join(" "))) {
+  const code = await runOpenLoop(process.argv.slice(2), {
+    root,
+    async start(name) {
+      if (SERVERS[name] === undefined) return `unknown server ${name}`;
+      const s = await startServer(name, "framed");
+      if (typeof s === "string") return s;
+      return { pid: s.pid, port: s.port, stop: () => stop(s.proc), gone: () => serverGone(s), stderr: () => s.err.text };
+    },
+  });
+  process.exit(code);
+}
 
 const opts = parseArgs(process.argv.slice(2));
 const command = `bun run bench/run.ts${process.argv.length > 2 ? " " + process.argv.slice(2).join(" ") : ""}`;
