@@ -23,7 +23,7 @@
  *
  *   cc -O2 -o bench/build/c-openloop bench/baselines/c-openloop.c
  *   bench/build/c-openloop --port P --rate 20000 [--conns 50] [--size 64] [--duration 10]
- *       [--warmup 2] [--interval 60] [--server-pid PID] [--cpu 1] [--sleep]
+ *       [--warmup 2] [--interval 60] [--server-pid PID] [--cpu 1] [--sleep] [--rt]
  *
  * Output: one JSON object on stdout at the end; with --interval S, also one JSON line per
  * S seconds of the measured window ({"interval": k, ...}) as it ends. Exit status 0 when
@@ -130,7 +130,7 @@ static uint64_t now_ns(void) {
   return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
-static int port = 0, nconns = 50, size = 64, use_sleep = 0, cpu = 1, server_pid = 0;
+static int port = 0, nconns = 50, size = 64, use_sleep = 0, cpu = 1, server_pid = 0, rt = 0;
 static double rate = 10000, duration = 10, warmup = 2, interval = 0, drain_s = 2;
 static const char *host = "127.0.0.1";
 static volatile sig_atomic_t stop_flag = 0;
@@ -173,7 +173,7 @@ static void die(const char *what) {
 
 static void usage(void) {
   fprintf(stderr, "usage: c-openloop --port P --rate MSGS_PER_S [--conns 50] [--size 64] [--duration S] [--warmup S] "
-                  "[--interval S] [--drain S] [--server-pid PID] [--cpu N|-1] [--sleep] [--host 127.0.0.1]\n");
+                  "[--interval S] [--drain S] [--server-pid PID] [--cpu N|-1] [--sleep] [--rt] [--host 127.0.0.1]\n");
   exit(2);
 }
 
@@ -224,6 +224,7 @@ int main(int argc, char **argv) {
     const char *a = argv[i];
     const char *v = i + 1 < argc ? argv[i + 1] : NULL;
     if (!strcmp(a, "--sleep")) { use_sleep = 1; continue; }
+    if (!strcmp(a, "--rt")) { rt = 1; continue; }
     if (!v) usage();
     if (!strcmp(a, "--port")) port = atoi(v);
     else if (!strcmp(a, "--host")) host = v;
@@ -245,6 +246,12 @@ int main(int argc, char **argv) {
     CPU_ZERO(&set);
     CPU_SET(cpu, &set);
     if (sched_setaffinity(0, sizeof set, &set) != 0) die("sched_setaffinity");
+  }
+  if (rt) {
+    /* Real-time priority: on a shared machine, other processes on this core would otherwise
+       deschedule the generator for whole time slices (ms), which lands in every server's p99. */
+    struct sched_param sp = {.sched_priority = 10};
+    if (sched_setscheduler(0, SCHED_FIFO, &sp) != 0) die("sched_setscheduler(SCHED_FIFO)");
   }
   signal(SIGINT, on_signal);
   signal(SIGTERM, on_signal);
@@ -392,8 +399,8 @@ int main(int argc, char **argv) {
          rate, nconns, size, warmup, duration, (unsigned long long)sent, (unsigned long long)sent_measured,
          (unsigned long long)received, (unsigned long long)lost, (unsigned long long)bad, (unsigned long long)overflow, closed,
          (double)max_send_lag / 1e3);
-  printf("\"serverCpuUs\":%.0f,\"cpuUsPerMsg\":%.3f,\"loadavgBefore\":\"%s\",\"loadavgAfter\":\"%s\",\"spin\":%s,",
-         server_pid > 0 ? (double)(cpu_end - cpu_start) / 1e3 : -1.0, cpu_us_per_msg, load_before, load_after, use_sleep ? "false" : "true");
+  printf("\"serverCpuUs\":%.0f,\"cpuUsPerMsg\":%.3f,\"loadavgBefore\":\"%s\",\"loadavgAfter\":\"%s\",\"spin\":%s,\"rt\":%s,",
+         server_pid > 0 ? (double)(cpu_end - cpu_start) / 1e3 : -1.0, cpu_us_per_msg, load_before, load_after, use_sleep ? "false" : "true", rt ? "true" : "false");
   hist_json(stdout, &hall);
   printf("}\n");
   return closed == 0 && lost == 0 && bad == 0 && overflow == 0 && !stop_flag ? 0 : 1;
