@@ -242,6 +242,16 @@ const SERVERS: Record<string, ServerDef> = {
   "bunpoll-w2-nospin": bunpollServer(["--workers", "2", "--busy-poll", "0"]),
   "bunpoll-unpinned": { ...bunpollServer([]), command: (port, protocol) => ["taskset", "-c", "0,1", bun, `${root}src/server.ts`, "--protocol", protocol, "--host", "127.0.0.1", "--port", `${port}`] },
   "bunpoll-w2-unpinned": { ...bunpollServer(["--workers", "2"]), command: (port, protocol) => ["taskset", "-c", "0,1", bun, `${root}src/server.ts`, "--protocol", protocol, "--host", "127.0.0.1", "--port", `${port}`, "--workers", "2"] },
+  // Open loop only: the defaults with Bun's GC timer off (an eden GC every second while the
+  // heap changes, bench/README.md "Open loop"), to show what that timer costs at the tail.
+  "bunpoll-nogctimer": ((d: ServerDef): ServerDef => ({
+    ...d,
+    command: (port, protocol) => {
+      const c = d.command(port, protocol);
+      return typeof c === "string" ? c : ["env", "BUN_GC_TIMER_DISABLE=1", ...c];
+    },
+    bunpollFlags: undefined,
+  }))(bunpollServer([], () => root, ["openloop"])),
   "bun-listen": {
     command: (port, protocol) => [bun, "bench/baselines/bun-listen.ts", "--protocol", protocol, "--port", `${port}`],
     broadcast: true,

@@ -5,7 +5,7 @@
 // own server table (start/stop), so servers are started exactly as in the other scenarios.
 //
 //   bun run bench/run.ts --scenarios openloop [--servers c-epoll,bunpoll,...] [--rates 10000,20000,40000]
-//       [--rounds 5] [--duration 5] [--warmup 2] [--conns 50]
+//       [--rounds 5] [--duration 5] [--warmup 2] [--conns 50] [--loadgen-sleep] [--rt] [--quick]
 
 import { readFileSync, writeFileSync, mkdirSync } from "node:fs";
 import { ensureCServer } from "./servers.ts";
@@ -16,7 +16,7 @@ export interface OpenLoopHost {
   start(name: string): Promise<{ pid: number; port: number; stop(): Promise<void>; gone(): string | null; stderr(): string } | string>;
 }
 
-export const OPENLOOP_SERVERS = ["c-epoll", "bunpoll", "bunpoll-nospin", "bun-listen", "node-net"];
+export const OPENLOOP_SERVERS = ["c-epoll", "bunpoll", "bunpoll-nogctimer", "bunpoll-nospin", "bun-listen", "node-net"];
 
 interface Run {
   server: string;
@@ -57,6 +57,7 @@ function parse(argv: string[]) {
     conns: 50,
     size: 64,
     sleep: false,
+    rt: false,
   };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
@@ -76,6 +77,9 @@ function parse(argv: string[]) {
       case "--size": o.size = Number(v()); break;
       case "--quick": o.rounds = 1; o.duration = 2; o.warmup = 1; break;
       case "--loadgen-sleep": o.sleep = true; break;
+      // Shared machines: server and generator at SCHED_FIFO priority 10 (the generator then
+      // sleeps between sends instead of spinning, so that it leaves its core to others).
+      case "--rt": o.rt = true; o.sleep = true; break;
       default: throw new Error(`openloop: unknown flag ${a}`);
     }
   }
@@ -169,9 +173,11 @@ async function runOne(gen: string, host: OpenLoopHost, server: string, rate: num
   const s = await host.start(server);
   if (typeof s === "string") return { ...base, error: s };
   try {
+    if (o.rt) Bun.spawnSync(["chrt", "-a", "-f", "-p", "10", `${s.pid}`]);
     const argv = [gen, "--port", `${s.port}`, "--rate", `${rate}`, "--conns", `${o.conns}`, "--size", `${o.size}`,
       "--duration", `${o.duration}`, "--warmup", `${o.warmup}`, "--server-pid", `${s.pid}`, "--cpu", "1"];
     if (o.sleep) argv.push("--sleep");
+    if (o.rt) argv.push("--rt");
     const p = Bun.spawn(argv, { stdout: "pipe", stderr: "pipe" });
     const timeout = setTimeout(() => p.kill("SIGTERM"), (o.warmup + o.duration + 15) * 1000);
     const [out, err] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text(), p.exited]);
