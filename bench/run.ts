@@ -25,6 +25,7 @@ import type { Subprocess } from "bun";
 import { clockTicksPerSecond, cpuNs, cpuTimes, fdCount, machineCpu, statusKiB } from "./lib/proc.ts";
 import { ensureCServer, portInUse, waitForPort } from "./lib/servers.ts";
 import { type BeforeTree, describeCheckout, ensureBeforeTree } from "./lib/before.ts";
+import { runOpenLoop } from "./lib/openloop.ts";
 
 const root = new URL("..", import.meta.url).pathname; // repo root, with a trailing slash
 const bun = process.execPath;
@@ -241,6 +242,16 @@ const SERVERS: Record<string, ServerDef> = {
   "bunpoll-w2-nospin": bunpollServer(["--workers", "2", "--busy-poll", "0"]),
   "bunpoll-unpinned": { ...bunpollServer([]), command: (port, protocol) => ["taskset", "-c", "0,1", bun, `${root}src/server.ts`, "--protocol", protocol, "--host", "127.0.0.1", "--port", `${port}`] },
   "bunpoll-w2-unpinned": { ...bunpollServer(["--workers", "2"]), command: (port, protocol) => ["taskset", "-c", "0,1", bun, `${root}src/server.ts`, "--protocol", protocol, "--host", "127.0.0.1", "--port", `${port}`, "--workers", "2"] },
+  // Open loop only: the defaults with Bun's GC timer off (an eden GC every second while the
+  // heap changes, bench/README.md "Open loop"), to show what that timer costs at the tail.
+  "bunpoll-nogctimer": ((d: ServerDef): ServerDef => ({
+    ...d,
+    command: (port, protocol) => {
+      const c = d.command(port, protocol);
+      return typeof c === "string" ? c : ["env", "BUN_GC_TIMER_DISABLE=1", ...c];
+    },
+    bunpollFlags: undefined,
+  }))(bunpollServer([], () => root, ["openloop"])),
   "bun-listen": {
     command: (port, protocol) => [bun, "bench/baselines/bun-listen.ts", "--protocol", protocol, "--port", `${port}`],
     broadcast: true,
@@ -1420,6 +1431,21 @@ function beforeTable(title: string, rows: string[]): string {
 
 // ---------------------------------------------------------------------------------------
 // Main
+
+// `--scenarios openloop` (fixed-rate framed ECHO from the C generator, latency from the
+// scheduled send time) has flags and tables of its own: bench/lib/openloop.ts.
+if (/(^| )--scenarios openloop( |$)/.test(process.argv.slice(2).join(" "))) {
+  const code = await runOpenLoop(process.argv.slice(2), {
+    root,
+    async start(name) {
+      if (SERVERS[name] === undefined) return `unknown server ${name}`;
+      const s = await startServer(name, "framed");
+      if (typeof s === "string") return s;
+      return { pid: s.pid, port: s.port, stop: () => stop(s.proc), gone: () => serverGone(s), stderr: () => s.err.text };
+    },
+  });
+  process.exit(code);
+}
 
 const opts = parseArgs(process.argv.slice(2));
 const command = `bun run bench/run.ts${process.argv.length > 2 ? " " + process.argv.slice(2).join(" ") : ""}`;

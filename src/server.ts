@@ -21,6 +21,7 @@ const FLAGS = {
   listen: { type: "string", arg: "PROTO:PORT", description: "listen for PROTO on PORT; repeatable, all share one hub (replaces --protocol/--port)", repeatable: true },
   "max-conns": { type: "int", arg: "N", description: "connections past N are told SERVER_FULL and closed (default: RLIMIT_NOFILE - 64)", min: 1 },
   "busy-poll": { type: "number", arg: "US", description: "after traffic, poll without sleeping for up to US microseconds before blocking, while requests keep coming within US of each other (lower latency, a core that spins through the gaps); the window adapts and drops to 0 for sparser traffic; 0: always sleep", default: 50, min: 0 },
+  "trace-latency": { type: "bool", description: "log once a second where the loop's time went between polls (dispatch, flush, microtasks, yield to Bun), spin/sleep outcomes and JS heap growth: finding tail latency (a few clock reads per turn)", default: false },
   "idle-timeout": { type: "number", arg: "SEC", description: "close connections with no bytes either way for SEC (0: never)", default: 0, min: 0 },
   "frame-timeout": { type: "number", arg: "SEC", description: "close a connection whose started frame/line is incomplete after SEC (0: never)", default: 10, min: 0 },
   "high-water": { type: "int", arg: "BYTES", description: "queued output at which reading from a connection pauses", default: 256 * 1024, min: 1 },

@@ -83,7 +83,13 @@ export function openServing(
   });
   setup?.(ctx);
   const files = flags.static !== undefined ? staticFiles(flags.static as string) : undefined;
-  const r = new Reactor({ maxConnections: maxConnections(flags), busyPollUs: flags["busy-poll"] as number, log: log.component, ...reactor });
+  const r = new Reactor({
+    maxConnections: maxConnections(flags),
+    busyPollUs: flags["busy-poll"] as number,
+    traceLatency: flags["trace-latency"] as boolean,
+    log: log.component,
+    ...reactor,
+  });
   ctx.addReactor(r.stats);
   const connection = connectionOptions({
     idleTimeoutMs: (flags["idle-timeout"] as number) * 1000,

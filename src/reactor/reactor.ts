@@ -25,6 +25,7 @@ import { Listener, type ListenerConfig } from "./listener.ts";
 import { SpinWindow } from "./spin.ts";
 import { ReactorStats } from "./stats.ts";
 import { TimerHeap, Timer } from "./timers.ts";
+import { LatencyTrace, Phase } from "./trace.ts";
 
 /** Yield to Bun's event loop at least this often while busy. */
 const YIELD_EVERY_MS = 1;
@@ -91,6 +92,11 @@ export interface ReactorOptions extends Omit<EpollDriverOptions, "poller"> {
    * turn every YIELD_EVERY_MS.
    */
   busyPollUs?: number;
+  /**
+   * Time the loop's stretches away from epoll_wait by phase and log a summary every second
+   * (trace.ts): for finding where tail latency goes. Default false.
+   */
+  traceLatency?: boolean;
   /** Where diagnostics go; `context` says what a line is about (for structured logs). */
   log?: (line: string, context?: LogContext) => void;
   /** A scripted poller for tests (EpollDriverOptions.poller). */
@@ -150,6 +156,8 @@ export class Reactor implements Disposable {
   /** performance.now() at the start of the current turn. */
   now = performance.now();
   readonly log: (line: string, context?: LogContext) => void;
+  /** ReactorOptions.traceLatency; null when off. */
+  private readonly trace: LatencyTrace | null;
 
   private readonly dirty: TcpStream<any>[] = [];
   /** Open connections. Found through the driver's table (no per-connection Set entry: memory). */
@@ -184,6 +192,7 @@ export class Reactor implements Disposable {
     this.shared = options.sharedConnections ?? null;
     this.onTurn = options.onTurn ?? null;
     this.fdOwners = options.fdOwners ?? null;
+    this.trace = options.traceLatency ? new LatencyTrace((line) => this.log(line, { event: "trace_latency", level: "info" })) : null;
     this.index = claimIndex(options.index);
     using stack = new DisposableStack();
     stack.defer(() => indexesInUse.delete(this.index));
@@ -401,7 +410,9 @@ export class Reactor implements Disposable {
     let lastEvents = -Infinity; // when a poll last returned events (busy polling)
     let dispatched = false; // dispatched since the last yield
     let nextTrim = lastYield + TRIM_EVERY_MS;
+    let spunMs = 0; // spinning since the last events or window end (busy polling)
     const spin = this.spin;
+    const trace = this.trace;
     while (this.refs > 0 && !this.disposed) {
       this.flushDirty();
       let n = 0;
@@ -417,30 +428,45 @@ export class Reactor implements Disposable {
         if (lastYield + YIELD_EVERY_MS < until) until = lastYield + YIELD_EVERY_MS;
         const next = this.timers.nextDeadline();
         if (next < until) until = next;
-        if (performance.now() < until) {
+        const t = performance.now();
+        if (t < until) {
+          if (trace !== null) trace.pollStart(t);
           n = this.spinPoll(until);
           this.now = performance.now();
+          if (trace !== null) trace.pollEnd(this.now, n, true, 0);
           spinning = n !== 0 || this.now < windowEnd;
+          // The spin's ledger (spin.ts): a spin cut short for Bun or a timer goes on after it.
+          spunMs += this.now - t;
+          if (!spinning || n > 0) {
+            spin.afterSpin(n > 0, spunMs);
+            spunMs = 0;
+          }
         }
       }
       if (!spinning) {
         // After a dispatch, keep serving without yielding for up to YIELD_EVERY_MS: sleeping in
         // epoll_wait right away saves a yield (and Bun's own epoll_pwait) per message.
-        n = this.driver.poll(dispatched ? this.busyPollTimeout(lastYield) : this.pollTimeout());
+        const timeout = dispatched ? this.busyPollTimeout(lastYield) : this.pollTimeout();
+        if (trace !== null) trace.pollStart(performance.now());
+        n = this.driver.poll(timeout);
         this.now = performance.now();
+        if (trace !== null) trace.pollEnd(this.now, n, false, timeout);
         // Events after a sleep: adapt the spin window to the gap (spin.ts).
         if (n > 0 && spin !== null) spin.afterSleep(this.now - lastEvents);
       }
       if (n > 0) {
         lastEvents = this.now;
         this.driver.dispatch(n);
+        if (trace !== null) trace.phase(Phase.Dispatch, performance.now());
         if (this.timers.nextDeadline() <= this.now) this.timers.runExpired(this.now);
         if (this.onTurn !== null) this.onTurn();
         this.flushDirty();
+        if (trace !== null) trace.phase(Phase.Flush, performance.now());
         dispatched = true;
         // Microtask checkpoint: continuations of promises that handlers resolved (a client
         // awaiting its reply) run now, not after the next sleep. No Bun I/O happens here.
         for (let i = 0; i < MICROTASK_ROUNDS; i++) await null;
+        if (trace !== null) trace.phase(Phase.Microtasks, performance.now());
         if (this.now - lastYield < YIELD_EVERY_MS && !this.yieldRequested) continue;
       } else {
         if (n < 0 && n !== -Errno.EINTR) throw errorFromRc("epoll_wait", n);
@@ -451,8 +477,10 @@ export class Reactor implements Disposable {
         // often than when busy. After EINTR (n < 0) the loop yields: a signal handler waits.
         if (n === 0 && spinning && this.now - lastYield < YIELD_EVERY_MS && !this.yieldRequested) continue;
       }
+      if (trace !== null) trace.phase(Phase.Other, performance.now());
       await yieldToBun();
       lastYield = this.now = performance.now();
+      if (trace !== null) trace.phase(Phase.Yield, this.now);
       dispatched = false;
       if (this.now >= nextTrim) {
         this.bufferPool.trim();

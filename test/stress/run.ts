@@ -22,8 +22,9 @@ import { garbage } from "./garbage.ts";
 import { shutdown } from "./shutdown.ts";
 import { slowReaders } from "./slow-readers.ts";
 import { slowloris } from "./slowloris.ts";
+import { soak } from "./soak.ts";
 
-const SCENARIOS: Scenario[] = [slowloris, slowReaders, garbage, churn, shutdown, fdExhaustion, fdExhaustionEmfile];
+const SCENARIOS: Scenario[] = [slowloris, slowReaders, garbage, churn, shutdown, fdExhaustion, fdExhaustionEmfile, soak];
 
 /** Per-scenario watchdogs (each scenario's own waits are bounded well below these). */
 const SHORT_LIMIT_MS = 120_000;
@@ -94,7 +95,7 @@ async function main(): Promise<number> {
     try {
       const verbose = opts.verbose ? log : () => {};
       // A watchdog on top of the scenario's own deadlines: the suite always stops by itself.
-      const limitMs = opts.short ? SHORT_LIMIT_MS : FULL_LIMIT_MS;
+      const limitMs = opts.short ? SHORT_LIMIT_MS : (s.limitMs ?? FULL_LIMIT_MS);
       let timer: ReturnType<typeof setTimeout> | undefined;
       const watchdog = new Promise<never>((_, reject) => {
         timer = setTimeout(() => reject(new Error(`scenario did not finish within ${limitMs / 1000} s`)), limitMs);

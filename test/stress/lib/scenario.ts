@@ -29,6 +29,8 @@ export interface Scenario {
   name: string;
   /** One line: what it does, for --list and the README. */
   title: string;
+  /** The full run's watchdog for a scenario that needs longer than the default (ms). */
+  limitMs?: number;
   run(ctx: RunContext, out: Outcome): Promise<void>;
 }
 
