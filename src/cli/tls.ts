@@ -7,7 +7,7 @@ import { readFileSync } from "node:fs";
 import { UsageError, type FlagSpecs } from "./args.ts";
 import type { Handler } from "../stream/stream.ts";
 import { TLS_VERSIONS, TlsServerContext, type TlsServerOptions, type TlsVersion } from "../stream/tls-context.ts";
-import { tlsAcceptor } from "../stream/tls-stream.ts";
+import { tlsServerHandler } from "../tls-options.ts";
 
 export const TLS_FLAGS = {
   "tls-cert": { type: "string", arg: "FILE", description: "TLS certificate chain (PEM, leaf first) for +tls listeners; SIGHUP re-reads it" },
@@ -89,9 +89,5 @@ export function tlsFromFlags(flags: Record<string, unknown>, anyTls: boolean): T
 
 /** A listener's handler over TLS: each connection's handshake first, then `protocol`. */
 export function tlsHandler<T>(protocol: Handler<T>, tls: TlsConfig, ctx: TlsServerContext): Handler<unknown> {
-  const options = { ctx: ctx.current as never, handshakeTimeoutMs: tls.handshakeTimeoutMs };
-  return tlsAcceptor(protocol, () => {
-    options.ctx = ctx.current as never; // after a reload: the new context
-    return options;
-  });
+  return tlsServerHandler(protocol, ctx, tls.handshakeTimeoutMs);
 }
