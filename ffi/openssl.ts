@@ -39,6 +39,7 @@ const ssl = {
   SSL_shutdown: { args: [T.ptr], returns: T.i32 },
   SSL_get_error: { args: [T.ptr, T.i32], returns: T.i32 },
   SSL_is_init_finished: { args: [T.ptr], returns: T.i32 },
+  SSL_has_pending: { args: [T.ptr], returns: T.i32 },
   SSL_ctrl: { args: [T.ptr, T.i32, T.i64, T.ptr], returns: T.i64_fast },
   SSL_get_servername: { args: [T.ptr, T.i32], returns: "ptr" },
   SSL_set_SSL_CTX: { args: [T.ptr, T.ptr], returns: "ptr" },

@@ -272,7 +272,8 @@ export class TlsStream<T = unknown> extends WrappingStream<T> implements TimerNo
       this.fail("tls-truncated", null, "the peer closed during the handshake");
       return;
     }
-    if (openssl().crypto.BIO_ctrl_pending(this.rbio) > 0) {
+    // Part of a record in the read BIO, or already taken into OpenSSL's record buffer.
+    if (openssl().crypto.BIO_ctrl_pending(this.rbio) > 0 || openssl().ssl.SSL_has_pending(this.ssl) === 1) {
       this.fail("tls-truncated", null, "the peer closed in the middle of a record");
       return;
     }
