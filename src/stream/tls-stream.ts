@@ -22,6 +22,8 @@ import { WrappingStream } from "./wrap.ts";
 import type { CloseReason, Handler, Stream } from "./stream.ts";
 import type { TcpStream } from "./tcp-stream.ts";
 import { alpnWire } from "./tls-context.ts";
+import { readFileInto } from "../driver/files.ts";
+import type { SharedFile } from "../buffers/shared-file.ts";
 
 /** Why a TLS connection closed, in the stats' close reasons. */
 export const TLS_CLOSE_REASONS = [
@@ -33,6 +35,8 @@ export const TLS_CLOSE_REASONS = [
   "tls-error", // a protocol error after the handshake (bad record MAC, renegotiation...)
 ] as const;
 
+/** A file is read and encrypted this much at a time. */
+const FILE_PIECE = 64 * 1024;
 /** Plaintext held past this is encrypted at once (a full record), not at the flush. */
 const RECORD = 16 * 1024;
 /** SSL_read output and BIO_read output, one of each per thread (this module per Worker). */
@@ -142,7 +146,8 @@ export class TlsStream<T = unknown> extends WrappingStream<T> implements TimerNo
     this.inner.setHandler<unknown>({
       data: (_s, wire) => self.onWire(wire),
       drain: () => {
-        if (self.opened) self.handler.drain?.(self);
+        self.pumpFiles();
+        if (self.opened && self.files === null) self.handler.drain?.(self);
       },
       end: () => self.onPeerEnd(),
       close: (_s, reason, error) => self.onClosed(reason, error),
@@ -164,7 +169,10 @@ export class TlsStream<T = unknown> extends WrappingStream<T> implements TimerNo
         if (self.opened) self.handler.shutdown?.(self);
         else self.inner.close("shutdown");
       },
-      flush: () => self.encodeHeld(),
+      flush: () => {
+        self.encodeHeld();
+        self.pumpFiles();
+      },
     });
     if (this.options.handshakeTimeoutMs > 0) r.timers.schedule(this, r.now + this.options.handshakeTimeoutMs);
     if (!this.options.server) this.handshake();
@@ -199,7 +207,7 @@ export class TlsStream<T = unknown> extends WrappingStream<T> implements TimerNo
         const ret = h.call(this.handler, this);
         if (ret !== undefined) Promise.resolve(ret).catch((e) => this.inner.fail(e));
       }
-      if (this.ssl !== null && this.plainLen > 0) this.inner.requestFlush(); // written before the handshake finished
+      if (this.ssl !== null && (this.plainLen > 0 || this.files !== null)) this.inner.requestFlush(); // written before the handshake finished
       return this.ssl !== null;
     }
     const err = ssl.SSL_get_error(s, rc);
@@ -288,6 +296,7 @@ export class TlsStream<T = unknown> extends WrappingStream<T> implements TimerNo
   }
 
   protected encode(bytes: Uint8Array, start: number, end: number): boolean {
+    if (this.files !== null) return this.queueAfterFiles(bytes.slice(start, end));
     const n = end - start;
     const buf = this.reserve(n);
     if (buf === null) return false;
@@ -301,6 +310,7 @@ export class TlsStream<T = unknown> extends WrappingStream<T> implements TimerNo
 
   override write(bytes: Uint8Array | string, start = 0, end = -1): boolean {
     if (typeof bytes !== "string") return super.write(bytes, start, end);
+    if (this.files !== null) return this.queueAfterFiles(utf8.encode(bytes));
     const buf = this.reserve(bytes.length * 3);
     if (buf === null) return false;
     this.plainLen += utf8.encodeInto(bytes, buf.subarray(this.plainLen)).written;
@@ -309,6 +319,12 @@ export class TlsStream<T = unknown> extends WrappingStream<T> implements TimerNo
 
   override writePrefixed(prefix: number, bytes: Uint8Array, start = 0, end = bytes.length): boolean {
     if (!(start >= 0 && start <= end && end <= bytes.length)) throw new RangeError(`write range [${start}, ${end}) is outside the buffer (length ${bytes.length})`);
+    if (this.files !== null) {
+      const b = new Uint8Array(4 + end - start);
+      new DataView(b.buffer).setUint32(0, prefix >>> 0);
+      b.set(bytes.subarray(start, end), 4);
+      return this.queueAfterFiles(b);
+    }
     const buf = this.reserve(4 + end - start);
     if (buf === null) return false;
     const at = this.plainLen;
@@ -371,17 +387,104 @@ export class TlsStream<T = unknown> extends WrappingStream<T> implements TimerNo
   private pumpOut(): void {
     const { crypto } = openssl();
     const wbio = this.wbio;
+    if (this.ssl === null) return;
     let pending = crypto.BIO_ctrl_pending(wbio) as number;
     while (pending > 0) {
       const n = crypto.BIO_read(wbio, wireScratch, pending < SCRATCH ? pending : SCRATCH);
       if (n <= 0) break;
       this.inner.write(wireScratch, 0, n);
+      // The write may have closed the stream (a slow consumer): the SSL and its BIOs are freed.
+      if (this.ssl === null) return;
       pending -= n;
     }
   }
 
   override get bufferedAmount(): number {
-    return this.inner.bufferedAmount + this.plainLen;
+    return this.inner.bufferedAmount + this.plainLen + this.fileBytes;
+  }
+
+  // --- files ------------------------------------------------------------------------------
+  //
+  // No sendfile under TLS (no kTLS): a file range is read (pread) straight into the held
+  // plaintext a piece at a time and encrypted, only while the TCP stream's queue is below its
+  // high-water mark; the rest waits for its drain. So a 1 GiB file costs at most about a
+  // high-water mark of memory, and writes made after it wait behind it, in order.
+
+  /** File ranges (and bytes written after them) not yet encrypted, in order; null: none. */
+  private files: ({ file: SharedFile; at: number; end: number } | Uint8Array)[] | null = null;
+  /** Bytes in `files`. */
+  private fileBytes = 0;
+
+  override writeFile(file: SharedFile, start = 0, end = file.size): boolean {
+    if (!(Number.isSafeInteger(start) && Number.isSafeInteger(end) && start >= 0 && start <= end && end <= file.size)) {
+      throw new RangeError(`writeFile range [${start}, ${end}) is outside the file (size ${file.size})`);
+    }
+    if (this.ssl === null || this.ending) return false;
+    if (start === end) return true;
+    file.retain();
+    (this.files ??= []).push({ file, at: start, end });
+    this.fileBytes += end - start;
+    if (this.established) this.inner.requestFlush();
+    return this.bufferedAmount < this.inner.options.highWaterMark;
+  }
+
+  private queueAfterFiles(bytes: Uint8Array): boolean {
+    if (this.ssl === null || this.ending) return false;
+    this.files!.push(bytes);
+    this.fileBytes += bytes.length;
+    return this.bufferedAmount < this.inner.options.highWaterMark;
+  }
+
+  /** Encrypts queued file pieces while the TCP stream's queue has room. */
+  private pumpFiles(): void {
+    const q = this.files;
+    if (q === null || !this.established) return;
+    const high = this.inner.options.highWaterMark;
+    while (q.length > 0 && this.ssl !== null && this.inner.bufferedAmount < high) {
+      const head = q[0]!;
+      if (head instanceof Uint8Array) {
+        q.shift();
+        this.fileBytes -= head.length;
+        const buf = this.reserve(head.length);
+        if (buf === null) return;
+        buf.set(head, this.plainLen);
+        this.plainLen += head.length;
+      } else {
+        const n = Math.min(FILE_PIECE, head.end - head.at);
+        const buf = this.reserve(n);
+        if (buf === null) return;
+        try {
+          readFileInto(head.file, head.at, head.at + n, buf, this.plainLen);
+        } catch (e) {
+          this.inner.fail(e);
+          return;
+        }
+        this.plainLen += n;
+        head.at += n;
+        this.fileBytes -= n;
+        if (head.at === head.end) {
+          q.shift();
+          head.file.release();
+        }
+      }
+      this.encodeHeld();
+    }
+    if (q.length === 0 && this.files === q) {
+      this.files = null;
+      const r = this.endAfterFiles;
+      if (r !== null) {
+        this.endAfterFiles = null;
+        this.end(r);
+      }
+    }
+  }
+
+  private releaseFiles(): void {
+    const q = this.files;
+    if (q === null) return;
+    this.files = null;
+    this.fileBytes = 0;
+    for (const e of q) if (!(e instanceof Uint8Array)) e.file.release();
   }
 
   override writeShared(shared: import("../buffers/shared-bytes.ts").SharedBytes, start = 0, end = shared.length): boolean {
@@ -393,6 +496,11 @@ export class TlsStream<T = unknown> extends WrappingStream<T> implements TimerNo
   /** Sends what is held, then close_notify, then FIN (the TCP stream's end). */
   override end(reason?: CloseReason): void {
     if (this.ssl === null || this.ending) return;
+    if (this.files !== null) {
+      // A file is still being sent: end once it is (after the last piece leaves the queue).
+      this.endAfterFiles = reason ?? "local";
+      return;
+    }
     if (this.established) {
       this.encodeHeld();
       if (this.ssl === null) return;
@@ -433,6 +541,9 @@ export class TlsStream<T = unknown> extends WrappingStream<T> implements TimerNo
     else this.inner.close(reason, err);
   }
 
+  /** end() was called while a file was queued: the reason, to end with once it is sent. */
+  private endAfterFiles: CloseReason | null = null;
+
   /** Client: why the handshake failed (for the caller waiting on it). */
   clientError: Error | null = null;
 
@@ -448,6 +559,7 @@ export class TlsStream<T = unknown> extends WrappingStream<T> implements TimerNo
     this.inner.reactor.timers.cancel(this);
     openssl().ssl.SSL_free(s); // frees both BIOs
     takeError();
+    this.releaseFiles();
     if (this.plain !== null) {
       this.inner.reactor.bufferPool.release(this.plain);
       this.plain = null;

@@ -6,7 +6,7 @@
 // handshake's certificate; 1,000 handshakes with fds and RSS flat.
 
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { copyFileSync, readFileSync, writeFileSync } from "node:fs";
+import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import tls from "node:tls";
 import { fingerprint, fingerprintOfPem, makeCerts, type CertFiles } from "../util/certs.ts";
@@ -18,11 +18,19 @@ import type { TlsStream } from "../../src/stream/tls-stream.ts";
 
 let certs: CertFiles;
 let server: ServerProcess;
+let bigSha = "";
 const ports: Record<string, number> = {};
 
 beforeAll(async () => {
   certs = makeCerts();
+  // A static file larger than --max-buffered: over TLS it is read and encrypted a piece at a time.
+  mkdirSync(join(certs.dir, "www"));
+  const big = Buffer.alloc(8 * 1024 * 1024 + 12345);
+  for (let i = 0; i < big.length; i++) big[i] = (i * 131 + (i >> 13)) & 0xff;
+  writeFileSync(join(certs.dir, "www", "big.bin"), big);
+  bigSha = new Bun.CryptoHasher("sha256").update(big).digest("hex");
   server = await startServer([
+    "--static", join(certs.dir, "www"),
     "--listen", "echo+tls:0", "--listen", "http+tls:0", "--listen", "framed+tls:0", "--listen", "json+tls:0",
     "--tls-cert", certs.cert, "--tls-key", certs.key, "--tls-sni", `other.test=${certs.sniCert},${certs.sniKey}`,
     "--handshake-timeout", "0.5",
@@ -114,6 +122,18 @@ describe("real clients over TLS", () => {
     expect(p.stdout).toBe("Hello, World!");
     const j = await run(["curl", "-sS", "--cacert", certs.ca, "-w", "\n%{http_version}", `https://127.0.0.1:${ports.http}/json`]);
     expect(j.stdout).toBe('{"message":"Hello, World!"}\n1.1');
+  });
+
+  test("a static file larger than --max-buffered over https: intact, twice at once, fds back to baseline", async () => {
+    const fds = server.fdCount();
+    const url = `https://localhost:${ports.http}/big.bin`;
+    const [a, b] = await Promise.all([1, 2].map(() => run(["sh", "-c", `curl -sS --cacert ${certs.ca} ${url} | sha256sum`])));
+    expect(a!.stdout.split(" ")[0]).toBe(bigSha);
+    expect(b!.stdout.split(" ")[0]).toBe(bigSha);
+    const range = await run(["curl", "-sS", "--cacert", certs.ca, "-r", "100-199", "-o", "-", "-w", "%{http_code}", url]);
+    expect(range.stdout.length).toBe(103);
+    expect(range.stdout.endsWith("206")).toBe(true);
+    await waitFor(() => server.fdCount() === fds, 5000, `fds back to ${fds}`);
   });
 
   test("Python's websockets over wss: text and 100 KiB binary echoed", async () => {
