@@ -1,4 +1,5 @@
-// TLS bench: framed echo over TLS, 50 connections x 16 in flight x 64 B, bunpoll
+// TLS bench: full handshakes (two `openssl s_time -new` at once: server CPU per handshake
+// beside handshakes/s) and framed echo over TLS, 50 connections x 16 in flight x 64 B, bunpoll
 // (framed+tls) against Bun.listen({ tls }) running the same framed protocol in JS
 // (bench/baselines/bun-listen.ts), interleaved rounds, server pinned to core 0 and the load
 // generator (bunpoll's client bench with --tls) on core 1. Reports server CPU µs per message
@@ -49,6 +50,7 @@ const servers: Record<string, (port: number) => string[]> = {
 
 type Row = { server: string; round: number; msgsPerSec: number; cpuUsPerMsg: number; messages: number };
 const rows: Row[] = [];
+const hsRows: { server: string; round: number; handshakes: number; handshakesPerSec: number; cpuUsPerHandshake: number }[] = [];
 let port = 27443;
 for (let round = 1; round <= rounds; round++) {
   for (const [name, cmd] of Object.entries(servers)) {
@@ -57,6 +59,19 @@ for (let round = 1; round <= rounds; round++) {
     try {
       await waitPort(port);
       await Bun.sleep(300);
+      // Full handshakes: openssl s_time -new (sequential, a new session each time), two at once.
+      const h0 = cpuMs(proc.pid);
+      const st = await Promise.all([0, 1].map(async () => {
+        const p = Bun.spawn(["taskset", "-c", "1", "openssl", "s_time", "-new", "-connect", `127.0.0.1:${port}`, "-time", String(Math.max(2, Math.round(duration / 2)))], { stdout: "pipe", stderr: "ignore" });
+        const text = await new Response(p.stdout).text();
+        const m = /(\d+) connections in (\d+) real seconds/.exec(text);
+        return m ? [Number(m[1]), Number(m[2])] : [0, 1];
+      }));
+      const h1 = cpuMs(proc.pid);
+      const handshakes = st[0]![0]! + st[1]![0]!;
+      const hsPerSec = handshakes / st[0]![1]!;
+      hsRows.push({ server: name, round, handshakes, handshakesPerSec: hsPerSec, cpuUsPerHandshake: ((h1 - h0) * 1000) / handshakes });
+      console.log(`round ${round} ${name}: ${hsPerSec.toFixed(0)} handshakes/s, ${(((h1 - h0) * 1000) / handshakes).toFixed(0)} us CPU/handshake`);
       const c0 = cpuMs(proc.pid);
       const load = Bun.spawnSync(["taskset", "-c", "1", BUN, "src/client.ts", "--port", String(port), "--tls", "--tls-ca", certs.ca, "--json", "bench", "--conns", "50", "--depth", "16", "--size", "64", "--duration", String(duration)], { cwd: ROOT, stdout: "pipe", stderr: "pipe" });
       const c1 = cpuMs(proc.pid);
@@ -78,8 +93,13 @@ for (const name of Object.keys(servers)) {
   const r = rows.filter((x) => x.server === name);
   console.log(`| ${name} | ${(med(r.map((x) => x.msgsPerSec)) / 1000).toFixed(0)}k | ${med(r.map((x) => x.cpuUsPerMsg)).toFixed(3)} |`);
 }
+console.log("\n| server | handshakes/s (median, 2 x s_time -new) | server CPU us/handshake (median) |\n|---|---:|---:|");
+for (const name of Object.keys(servers)) {
+  const r = hsRows.filter((x) => x.server === name);
+  console.log(`| ${name} | ${med(r.map((x) => x.handshakesPerSec)).toFixed(0)} | ${med(r.map((x) => x.cpuUsPerHandshake)).toFixed(0)} |`);
+}
 mkdirSync(join(ROOT, "bench/results"), { recursive: true });
 const file = join(ROOT, "bench/results", `tls-${new Date().toISOString().replace(/[:.]/g, "-")}.json`);
-writeFileSync(file, JSON.stringify({ scenario: "framed echo over TLS, 50x16x64 B", rounds, duration, rows }, null, 2));
+writeFileSync(file, JSON.stringify({ scenarios: ["framed echo over TLS, 50x16x64 B", "full handshakes, 2 x openssl s_time -new"], rounds, duration, rows, handshakes: hsRows }, null, 2));
 console.log(`\nresults: ${file}`);
 certs.cleanup();

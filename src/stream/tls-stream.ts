@@ -277,12 +277,12 @@ export class TlsStream<T = unknown> extends WrappingStream<T> implements TimerNo
   private onPeerEnd(): void {
     if (this.ssl === null) return;
     if (!this.established) {
-      this.fail("tls-truncated", null, "the peer closed during the handshake");
+      this.fail("tls-truncated", "the peer closed during the handshake", "handshake");
       return;
     }
     // Part of a record in the read BIO, or already taken into OpenSSL's record buffer.
     if (openssl().crypto.BIO_ctrl_pending(this.rbio) > 0 || openssl().ssl.SSL_has_pending(this.ssl) === 1) {
-      this.fail("tls-truncated", null, "the peer closed in the middle of a record");
+      this.fail("tls-truncated", "the peer closed in the middle of a record", "read");
       return;
     }
     if (this.opened) this.handler.end?.(this);
