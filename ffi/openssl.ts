@@ -22,12 +22,10 @@ const ssl = {
   SSL_CTX_use_PrivateKey: { args: [T.ptr, T.ptr], returns: T.i32 },
   SSL_CTX_check_private_key: { args: [T.ptr], returns: T.i32 },
   SSL_CTX_set_cipher_list: { args: [T.ptr, T.ptr], returns: T.i32 },
-  SSL_CTX_set_ciphersuites: { args: [T.ptr, T.ptr], returns: T.i32 },
   SSL_CTX_set_alpn_select_cb: { args: [T.ptr, T.ptr, T.ptr], returns: T.void },
   SSL_CTX_set_verify: { args: [T.ptr, T.i32, T.ptr], returns: T.void },
   SSL_CTX_get_cert_store: { args: [T.ptr], returns: "ptr" },
   SSL_CTX_set_default_verify_paths: { args: [T.ptr], returns: T.i32 },
-  SSL_CTX_set_num_tickets: { args: [T.ptr, T.u64], returns: T.i32 },
   SSL_new: { args: [T.ptr], returns: "ptr" },
   SSL_free: { args: [T.ptr], returns: T.void },
   SSL_set_bio: { args: [T.ptr, T.ptr, T.ptr], returns: T.void },
@@ -38,7 +36,6 @@ const ssl = {
   SSL_write: { args: [T.ptr, T.ptr, T.i32], returns: T.i32 },
   SSL_shutdown: { args: [T.ptr], returns: T.i32 },
   SSL_get_error: { args: [T.ptr, T.i32], returns: T.i32 },
-  SSL_is_init_finished: { args: [T.ptr], returns: T.i32 },
   SSL_has_pending: { args: [T.ptr], returns: T.i32 },
   SSL_ctrl: { args: [T.ptr, T.i32, T.i64, T.ptr], returns: T.i64_fast },
   SSL_get_servername: { args: [T.ptr, T.i32], returns: "ptr" },
@@ -49,7 +46,6 @@ const ssl = {
   SSL_get_verify_result: { args: [T.ptr], returns: T.i64_fast },
   SSL_get_version: { args: [T.ptr], returns: T.cstring },
   SSL_set1_host: { args: [T.ptr, T.ptr], returns: T.i32 },
-  SSL_set_verify: { args: [T.ptr, T.i32, T.ptr], returns: T.void },
 } as const satisfies Record<string, FFIFunction>;
 
 const crypto = {
@@ -73,7 +69,6 @@ const crypto = {
   X509_get_subject_name: { args: [T.ptr], returns: "ptr" },
   X509_NAME_oneline: { args: [T.ptr, T.ptr, T.i32], returns: "ptr" },
   X509_STORE_add_cert: { args: [T.ptr, T.ptr], returns: T.i32 },
-  X509_verify_cert_error_string: { args: [T.i64], returns: T.cstring },
 } as const satisfies Record<string, FFIFunction>;
 
 /** Why OpenSSL could not be loaded, or null when it was (the TLS features need it). */
@@ -115,7 +110,6 @@ export const SSL_CTRL_SET_MIN_PROTO_VERSION = 123;
 export const SSL_CTRL_SET_MAX_PROTO_VERSION = 124;
 export const TLSEXT_NAMETYPE_host_name = 0;
 
-export const SSL_MODE_ENABLE_PARTIAL_WRITE = 0x1;
 export const SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER = 0x2;
 export const SSL_MODE_RELEASE_BUFFERS = 0x10;
 
