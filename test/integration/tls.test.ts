@@ -180,6 +180,14 @@ asyncio.run(main())
   });
 });
 
+describe("the write path", () => {
+  test("16 echoes written in one turn leave as one TLS record (one SSL_write, one send)", async () => {
+    const r = await run(["/usr/bin/python3", join(import.meta.dir, "tls/records.py"), String(ports.echo), certs.ca, "coalesce"], 20_000);
+    expect(r.stderr).toBe("");
+    expect(r.stdout.trim()).toBe("records 1");
+  });
+});
+
 describe("failures close that connection only, counted by reason, no fd leak", () => {
   test("plaintext HTTP, garbage, a stalled handshake and a peer gone mid-record", async () => {
     const fds = server.fdCount();

@@ -1,7 +1,8 @@
 # A TLS client over Python's ssl.SSLObject (memory BIOs), so the test controls every wire
 # byte: `split` sends an encrypted message one byte at a time and expects the echo;
-# `vanish` sends half of a record and closes the socket.
-#   python3 records.py PORT CAFILE split|vanish
+# `vanish` sends half of a record and closes the socket; `coalesce` sends 16 records in one
+# TCP send to the echo listener and counts the records the 16 echoes come back in.
+#   python3 records.py PORT CAFILE split|vanish|coalesce
 import socket, ssl, sys, time
 
 port, cafile, mode = int(sys.argv[1]), sys.argv[2], sys.argv[3]
@@ -27,6 +28,47 @@ while True:
         if not chunk:
             sys.exit("server closed during the handshake")
         incoming.write(chunk)
+
+if mode == "coalesce":
+    # Take in what the server sent after its handshake (TLS 1.3 session tickets) first.
+    sock.settimeout(0.3)
+    try:
+        while True:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            incoming.write(chunk)
+    except socket.timeout:
+        pass
+    try:
+        tls.read(65536)
+    except ssl.SSLWantReadError:
+        pass
+    parts = [bytes([65 + i]) * 64 for i in range(16)]
+    for p in parts:
+        tls.write(p)
+    sock.sendall(outgoing.read())  # 16 records, one send
+    want = b"".join(parts)
+    got, wire = b"", b""
+    sock.settimeout(10)
+    while len(got) < len(want):
+        chunk = sock.recv(65536)
+        if not chunk:
+            sys.exit(f"server closed after {len(got)} bytes")
+        wire += chunk
+        incoming.write(chunk)
+        try:
+            while True:
+                got += tls.read(65536)
+        except ssl.SSLWantReadError:
+            pass
+    assert got == want, "echo differs"
+    records, at = 0, 0
+    while at + 5 <= len(wire):
+        records += 1
+        at += 5 + int.from_bytes(wire[at + 3:at + 5], "big")
+    print("records", records)
+    sys.exit(0)
 
 message = b"records may split anywhere " * 40
 tls.write(message)
