@@ -25,7 +25,7 @@ beforeAll(async () => {
   certs = makeCerts();
   // A static file larger than --max-buffered: over TLS it is read and encrypted a piece at a time.
   mkdirSync(join(certs.dir, "www"));
-  const big = Buffer.alloc(8 * 1024 * 1024 + 12345);
+  const big = Buffer.alloc(3 * 1024 * 1024 + 12345);
   for (let i = 0; i < big.length; i++) big[i] = (i * 131 + (i >> 13)) & 0xff;
   writeFileSync(join(certs.dir, "www", "big.bin"), big);
   bigSha = new Bun.CryptoHasher("sha256").update(big).digest("hex");
@@ -37,7 +37,7 @@ beforeAll(async () => {
   ]);
   await waitFor(() => (server.stdout().match(/listening/g) ?? []).length === 4, 5000, "four listeners");
   for (const m of server.stdout().matchAll(/listening on 127\.0\.0\.1:(\d+) \((\w+)\+tls\)/g)) ports[m[2]!] = Number(m[1]);
-});
+}, 30_000);
 
 afterAll(async () => {
   await killAll();
@@ -90,14 +90,14 @@ describe("TLS with openssl s_client", () => {
     const v13 = await sClient(ports.echo!, "-tls1_3");
     expect(v13.stdout).toContain("TLSv1.3");
     expect(v13.stdout).toContain("Verify return code: 0 (ok)");
-  });
+  }, 30_000);
 
   test("ALPN: http/1.1 on the http listener, none on echo", async () => {
     const h = await sClient(ports.http!, "-alpn", "h2,http/1.1");
     expect(h.stdout).toContain("ALPN protocol: http/1.1");
     const e = await sClient(ports.echo!, "-alpn", "http/1.1");
     expect(e.stdout).toContain("No ALPN negotiated");
-  });
+  }, 30_000);
 
   test("SNI: other.test gets its own certificate, any other name the default one", async () => {
     const other = await sClient(ports.echo!, "-servername", "other.test", "-verify_hostname", "other.test");
@@ -105,7 +105,7 @@ describe("TLS with openssl s_client", () => {
     expect(other.stdout).toContain("Verify return code: 0 (ok)");
     const def = await sClient(ports.echo!, "-servername", "localhost");
     expect(def.stdout).toMatch(/subject=CN ?= ?localhost/);
-  });
+  }, 30_000);
 
   test("a TLS 1.1 client that would otherwise connect is refused with protocol_version, counted as tls-version", async () => {
     const before = (await closeReasons())["tls-version"] ?? 0;
@@ -113,7 +113,7 @@ describe("TLS with openssl s_client", () => {
     expect(r.code).not.toBe(0);
     expect(r.stdout + r.stderr).toMatch(/alert protocol version|unsupported protocol|no protocols available/);
     await waitFor(async () => ((await closeReasons())["tls-version"] ?? 0) === before + 1, 3000, "tls-version counted");
-  });
+  }, 30_000);
 });
 
 describe("real clients over TLS", () => {
@@ -122,7 +122,7 @@ describe("real clients over TLS", () => {
     expect(p.stdout).toBe("Hello, World!");
     const j = await run(["curl", "-sS", "--cacert", certs.ca, "-w", "\n%{http_version}", `https://127.0.0.1:${ports.http}/json`]);
     expect(j.stdout).toBe('{"message":"Hello, World!"}\n1.1');
-  });
+  }, 30_000);
 
   test("a static file larger than --max-buffered over https: intact, twice at once, fds back to baseline", async () => {
     const fds = server.fdCount();
@@ -134,7 +134,7 @@ describe("real clients over TLS", () => {
     expect(range.stdout.length).toBe(103);
     expect(range.stdout.endsWith("206")).toBe(true);
     await waitFor(() => server.fdCount() === fds, 5000, `fds back to ${fds}`);
-  });
+  }, 30_000);
 
   test("Python's websockets over wss: text and 100 KiB binary echoed", async () => {
     const script = join(certs.dir, "wss.py");
@@ -154,7 +154,7 @@ asyncio.run(main())
     const r = await run(["/usr/bin/python3", script, `wss://localhost:${ports.http}/ws/echo`, certs.ca], 20_000);
     expect(r.stderr).toBe("");
     expect(r.stdout.trim()).toBe("wss ok");
-  });
+  }, 30_000);
 
   test("the project's client over framed+tls and json+tls; an unknown CA is refused with OpenSSL's reason", async () => {
     const ok = await runClientCli(["--port", String(ports.framed), "--tls", "--tls-ca", certs.ca, "echo", "hello tls"]);
@@ -165,7 +165,7 @@ asyncio.run(main())
     const bad = await runClientCli(["--port", String(ports.framed), "--tls", "ping", "--count", "1"]);
     expect(bad.code).toBe(1);
     expect(bad.stderr).toContain("certificate verify failed");
-  });
+  }, 30_000);
 
   test("1 MiB echoed through node:tls, and a message whose records arrive one byte at a time (Python ssl)", async () => {
     const s = await tlsConnect(ports.echo!);
@@ -177,7 +177,7 @@ asyncio.run(main())
     const r = await run(["/usr/bin/python3", join(import.meta.dir, "tls/records.py"), String(ports.echo), certs.ca, "split"], 20_000);
     expect(r.stderr).toBe("");
     expect(r.stdout).toContain("split ok");
-  });
+  }, 30_000);
 });
 
 describe("the write path", () => {
@@ -185,7 +185,7 @@ describe("the write path", () => {
     const r = await run(["/usr/bin/python3", join(import.meta.dir, "tls/records.py"), String(ports.echo), certs.ca, "coalesce"], 20_000);
     expect(r.stderr).toBe("");
     expect(r.stdout.trim()).toBe("records 1");
-  });
+  }, 30_000);
 });
 
 describe("failures close that connection only, counted by reason, no fd leak", () => {
@@ -277,7 +277,7 @@ describe("SIGHUP reload", () => {
     expect(await served()).toBe(fingerprint(certs.cert2));
     open.destroy();
     expect(await s.stop("SIGTERM")).toBe(0);
-  });
+  }, 30_000);
 });
 
 describe("client certificates", () => {
@@ -288,7 +288,7 @@ describe("client certificates", () => {
     const withCert = await run(["openssl", "s_client", "-connect", `127.0.0.1:${s.port}`, "-CAfile", certs.ca, "-cert", certs.clientCert, "-key", certs.clientKey], 10_000);
     expect(withCert.stdout).toContain("Verify return code: 0 (ok)");
     expect(await s.stop("SIGTERM")).toBe(0);
-  });
+  }, 30_000);
 
   test("a bad key file stops the server before it listens, naming the call and the reason", async () => {
     const r = await run([process.execPath, "src/server.ts", "--listen", "echo+tls:0", "--tls-cert", certs.cert, "--tls-key", certs.key2]);
@@ -297,7 +297,7 @@ describe("client certificates", () => {
     const u = await run([process.execPath, "src/server.ts", "--listen", "echo+tls:0"]);
     expect(u.code).toBe(2);
     expect(u.stderr).toContain("needs --tls-cert FILE and --tls-key FILE");
-  });
+  }, 30_000);
 });
 
 describe("library: tls in listen() and serve()", () => {
@@ -310,7 +310,7 @@ describe("library: tls in listen() and serve()", () => {
     } finally {
       await srv.stop({ graceful: false });
     }
-  });
+  }, 30_000);
 
   test("listen({ tls: { ca } }) requires a client certificate and shows its subject to the handler", async () => {
     let subject: string | null = null;
@@ -337,5 +337,5 @@ describe("library: tls in listen() and serve()", () => {
     } finally {
       await srv.stop({ graceful: false });
     }
-  });
+  }, 30_000);
 });
