@@ -71,7 +71,7 @@ function parseListen(spec: string, host: string): ListenSpec {
   if (!m) throw new UsageError(`--listen: expected PROTO:PORT or PROTO+tls:PORT, got "${spec}"`);
   const protocol = m[1] as ProtocolName;
   if (!PROTOCOL_NAMES.includes(protocol)) throw new UsageError(`--listen: unknown protocol "${m[1]}" (${PROTOCOL_NAMES.join(", ")})`);
-  const port = Number(m[2]);
+  const port = Number(m[3]);
   if (port > 65535) throw new UsageError(`--listen: port ${port} out of range`);
   return { protocol, host, port, tls: m[2] !== undefined };
 }
