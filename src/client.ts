@@ -27,6 +27,23 @@ import { ClientError, ConnectError, ServerError } from "./client/errors.ts";
 import { CLIENT_PROTOCOLS, DEFAULT_PORTS, type ClientProtocolName } from "./client/protocol.ts";
 import { interactiveCommand } from "./client/repl.ts";
 import { checkWsPath } from "./client/ws-wire.ts";
+import type { ClientTlsOptions } from "./client/tls.ts";
+import { readFileSync } from "node:fs";
+
+/** --tls, --tls-ca FILE, --insecure: undefined without --tls (the others then are usage errors). */
+function tlsFlags(flags: Record<string, unknown>): ClientTlsOptions | undefined {
+  const caFile = flags["tls-ca"] as string | undefined;
+  if (flags.tls !== true) {
+    if (caFile !== undefined || flags.insecure === true) usageError(`--${caFile !== undefined ? "tls-ca" : "insecure"} needs --tls`);
+    return undefined;
+  }
+  if (caFile === undefined) return { insecure: flags.insecure === true };
+  try {
+    return { ca: readFileSync(caFile), insecure: flags.insecure === true };
+  } catch (e) {
+    usageError(`--tls-ca ${caFile}: ${(e as NodeJS.ErrnoException).code === "ENOENT" ? "no such file" : (e as Error).message}`);
+  }
+}
 
 const FLAGS = {
   host: { type: "string", arg: "ADDR", description: "server address: IPv4/IPv6 literal or host name", default: "127.0.0.1" },
@@ -46,6 +63,9 @@ const FLAGS = {
   rate: { type: "number", arg: "N", description: "bench: open loop at N requests/s over all connections (default 0: closed loop)", min: 0 },
   "backoff-max": { type: "number", arg: "SEC", description: "listen, interactive: longest wait between reconnect attempts (default 5)", min: 0.01 },
   "max-retries": { type: "int", arg: "N", description: "listen, interactive: give up after N failed reconnects in a row (default 0: never)", min: 0 },
+  tls: { type: "bool", description: "connect over TLS (verifies the server against the system's CAs, or --tls-ca)" },
+  "tls-ca": { type: "string", arg: "FILE", description: "with --tls: trust the CAs in FILE (PEM) instead of the system's" },
+  insecure: { type: "bool", description: "with --tls: do not verify the server's certificate (testing only)" },
   help: { type: "bool", description: "show this help" },
   version: { type: "bool", description: "print the version" },
 } as const satisfies FlagSpecs;
@@ -175,6 +195,7 @@ async function main(argv: string[]): Promise<number> {
   const envToken = process.env.BUNPOLL_AUTH_TOKEN;
   const authToken = (flags["auth-token"] as string | undefined) ?? (envToken !== undefined && envToken !== "" ? envToken : undefined);
   const timeoutMs = (flags.timeout as number) * 1000;
+  const tls = tlsFlags(flags);
   const backoffMaxMs = ((flags["backoff-max"] as number | undefined) ?? 5) * 1000;
 
   const controller = new AbortController();
@@ -193,7 +214,7 @@ async function main(argv: string[]): Promise<number> {
     progress: process.stderr.isTTY ? (line) => process.stderr.write(`\r\x1b[2K${line}`) : undefined,
   };
   const ctx: CommandContext = {
-    client: { host, port, protocol, authToken, timeoutMs, path: target.path },
+    client: { host, port, protocol, authToken, timeoutMs, path: target.path, tls },
     io,
     json: flags.json === true,
     signal: controller.signal,

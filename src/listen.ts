@@ -6,6 +6,7 @@ import type { Listener } from "./reactor/listener.ts";
 import { Reactor, type ReactorOptions, type StopOptions } from "./reactor/reactor.ts";
 import type { CloseReason, Handler, Stream } from "./stream/stream.ts";
 import type { ConnectionOptions } from "./stream/tcp-stream.ts";
+import { serverContext, tlsServerHandler, type TlsOptions } from "./tls-options.ts";
 
 /** The `socket` handlers of listen(), as Bun.listen takes them. */
 export interface SocketHandler<T = undefined> {
@@ -39,6 +40,8 @@ export interface ListenOptions<T = undefined> extends Partial<ConnectionOptions>
   backlog?: number;
   reusePort?: boolean;
   ipv6Only?: boolean;
+  /** Serve over TLS (Bun's shape: PEM strings, bytes or Bun.file(); an array adds SNI names). */
+  tls?: TlsOptions | readonly TlsOptions[];
 }
 
 export interface Server extends AsyncDisposable {
@@ -82,14 +85,17 @@ export function listen<T = undefined>(options: ListenOptions<T>): Server {
 }
 
 /** The server around one listener with a reactor Handler table (what listen() and serve() build on). */
-export function serveHandler<T>(options: Omit<ListenOptions<T>, "socket" | "data">, handler: Handler<T>): Server {
+export function serveHandler<T>(options: Omit<ListenOptions<T>, "socket" | "data">, handler: Handler<T>, alpn: readonly string[] = []): Server {
   const owned = options.reactor === undefined;
   using stack = new DisposableStack(); // owns a reactor made here until the listener is open
+  // TLS contexts first: a bad certificate or key throws before anything listens.
+  const tls = options.tls !== undefined ? serverContext(options.tls, alpn) : null;
+  if (tls !== null) stack.use(tls.ctx);
   const reactor = options.reactor ?? stack.use(new Reactor(options.reactorOptions));
   const listener = reactor.listen<T>({
     hostname: options.hostname ?? "127.0.0.1",
     port: options.port,
-    handler,
+    handler: tls !== null ? (tlsServerHandler(handler, tls.ctx, tls.handshakeTimeoutMs) as Handler<T>) : handler,
     backlog: options.backlog,
     reusePort: options.reusePort,
     ipv6Only: options.ipv6Only,
@@ -105,6 +111,7 @@ export function serveHandler<T>(options: Omit<ListenOptions<T>, "socket" | "data
   stack.move(); // the server owns it now: disposed when its loop ends
   const finished = reactor.start().finally(() => {
     if (owned) reactor[Symbol.dispose]();
+    tls?.ctx[Symbol.dispose]();
   });
   const stop = async (opts?: StopOptions) => {
     if (owned) {

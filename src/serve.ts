@@ -9,6 +9,7 @@ import { HttpApp, createHttpProtocol, type FetchHandler } from "./protocols/http
 import type { HttpRequest } from "./protocols/http/request.ts";
 import type { Routes } from "./protocols/http/routes.ts";
 import type { WebSocketHandler } from "./protocols/ws/socket.ts";
+import type { TlsOptions } from "./tls-options.ts";
 
 export { SendStatus, type ServerWebSocket, type WebSocketHandler } from "./protocols/ws/socket.ts";
 import type { Reactor, ReactorOptions, StopOptions } from "./reactor/reactor.ts";
@@ -43,6 +44,8 @@ export interface ServeOptions {
   reactorOptions?: ReactorOptions;
   /** SO_REUSEPORT: several servers (one per worker thread) may listen on one port. */
   reusePort?: boolean;
+  /** https and wss (Bun's shape: PEM strings, bytes or Bun.file(); an array adds SNI names). ALPN: http/1.1. */
+  tls?: TlsOptions | readonly TlsOptions[];
 }
 
 export interface HttpServer extends AsyncDisposable {
@@ -82,6 +85,7 @@ export function serve(options: ServeOptions): HttpServer {
     shuttingDown: () => stopping,
     websocket: options.websocket,
     bodyTimeoutMs: (options.bodyTimeout ?? 0) * 1000,
+    tls: options.tls !== undefined,
   });
   const server = serveHandler(
     {
@@ -92,14 +96,16 @@ export function serve(options: ServeOptions): HttpServer {
       reusePort: options.reusePort,
       idleTimeoutMs: (options.idleTimeout ?? 10) * 1000,
       frameTimeoutMs: (options.headerTimeout ?? 10) * 1000,
+      tls: options.tls,
     },
     createHttpProtocol(app),
+    ["http/1.1"],
   );
   const host = server.address.family === 6 ? `[${server.address.address}]` : server.address.address;
   return {
     hostname: server.hostname,
     port: server.port,
-    url: new URL(`http://${host}:${server.port}/`),
+    url: new URL(`${options.tls !== undefined ? "https" : "http"}://${host}:${server.port}/`),
     address: server.address,
     get connections() {
       return server.connections;

@@ -13,12 +13,13 @@ import { StatsIntervalReporter } from "./stats/summary.ts";
 import { staticFiles } from "./protocols/http/static.ts";
 import { ListenFailure, openServing, type ListenSpec, type Serving, type ServingConfig } from "./cli/serving.ts";
 import { runWorkers, workerCount, WORKERS_FLAGS } from "./workers/supervisor.ts";
+import { TLS_FLAGS, tlsFromFlags } from "./cli/tls.ts";
 
 const FLAGS = {
   protocol: { type: "string", arg: "NAME", description: `protocol: ${PROTOCOL_NAMES.join("|")}`, default: "framed", choices: PROTOCOL_NAMES },
   host: { type: "string", arg: "ADDR", description: "listen address: IPv4/IPv6 literal or localhost", default: "127.0.0.1" },
   port: { type: "int", arg: "PORT", description: "listen port (0: any free port); default framed 7000, json 9999, line 7070, echo 5050", min: 0, max: 65535 },
-  listen: { type: "string", arg: "PROTO:PORT", description: "listen for PROTO on PORT; repeatable, all share one hub (replaces --protocol/--port)", repeatable: true },
+  listen: { type: "string", arg: "PROTO:PORT", description: "listen for PROTO on PORT (PROTO+tls:PORT: over TLS, e.g. http+tls:8443); repeatable, all share one hub (replaces --protocol/--port)", repeatable: true },
   "max-conns": { type: "int", arg: "N", description: "connections past N are told SERVER_FULL and closed (default: RLIMIT_NOFILE - 64)", min: 1 },
   "busy-poll": { type: "number", arg: "US", description: "after traffic, poll without sleeping for up to US microseconds before blocking, while requests keep coming within US of each other (lower latency, a core that spins through the gaps); the window adapts and drops to 0 for sparser traffic; 0: always sleep", default: 50, min: 0 },
   "trace-latency": { type: "bool", description: "log once a second where the loop's time went between polls (dispatch, flush, microtasks, yield to Bun), spin/sleep outcomes and JS heap growth: finding tail latency (a few clock reads per turn)", default: false },
@@ -39,6 +40,7 @@ const FLAGS = {
   "ws-origin": { type: "string", arg: "ORIGIN", description: "http: a WebSocket handshake must come from this Origin (repeatable; default: any)", repeatable: true },
   static: { type: "string", arg: "DIR", description: "http: serve the files under DIR (sendfile, ranges, 304) for paths the built-in routes do not have" },
   "drain-timeout": { type: "number", arg: "SEC", description: "on SIGINT/SIGTERM, flush queued output for at most SEC", default: 5, min: 0 },
+  ...TLS_FLAGS,
   "log-format": { type: "string", arg: "FORMAT", description: "text, or json: one JSON object per line (time, level, event, connection, remote, reason, message)", default: "text", choices: LOG_FORMATS },
   ...WORKERS_FLAGS,
   help: { type: "bool", description: "show this help" },
@@ -59,18 +61,20 @@ examples:
   ${PROGRAM}                                  # framed on 127.0.0.1:7000
   ${PROGRAM} --protocol echo --port 5050
   ${PROGRAM} --listen framed:7000 --listen json:9999 --listen line:7070
+  ${PROGRAM} --listen http+tls:8443 --tls-cert cert.pem --tls-key key.pem
 
 signals: SIGINT/SIGTERM stop accepting, answer what already arrived, flush for at most
---drain-timeout, then exit 0; a second signal exits at once with status 1.`;
+--drain-timeout, then exit 0; a second signal exits at once with status 1. SIGHUP re-reads
+the TLS certificate files: new handshakes use them (a bad file keeps the old ones).`;
 
 function parseListen(spec: string, host: string): ListenSpec {
-  const m = /^([a-z]+):(\d{1,5})$/.exec(spec);
-  if (!m) throw new UsageError(`--listen: expected PROTO:PORT, got "${spec}"`);
+  const m = /^([a-z]+)(\+tls)?:(\d{1,5})$/.exec(spec);
+  if (!m) throw new UsageError(`--listen: expected PROTO:PORT or PROTO+tls:PORT, got "${spec}"`);
   const protocol = m[1] as ProtocolName;
   if (!PROTOCOL_NAMES.includes(protocol)) throw new UsageError(`--listen: unknown protocol "${m[1]}" (${PROTOCOL_NAMES.join(", ")})`);
-  const port = Number(m[2]);
+  const port = Number(m[3]);
   if (port > 65535) throw new UsageError(`--listen: port ${port} out of range`);
-  return { protocol, host, port };
+  return { protocol, host, port, tls: m[2] !== undefined };
 }
 
 /** A bad flag or value: one line naming it and where help is, exit 2. */
@@ -121,7 +125,7 @@ function main(argv: string[]): void {
     const listens = flags.listen as string[];
     specs = listens.length > 0
       ? listens.map((l) => parseListen(l, host))
-      : [{ protocol: flags.protocol as ProtocolName, host, port: (flags.port as number | undefined) ?? PROTOCOLS[flags.protocol as ProtocolName].defaultPort }];
+      : [{ protocol: flags.protocol as ProtocolName, host, port: (flags.port as number | undefined) ?? PROTOCOLS[flags.protocol as ProtocolName].defaultPort, tls: false }];
     // Two listeners on one port could never both bind (port 0 picks a free port each time).
     const seen = new Map<number, string>();
     listens.forEach((l, i) => {
@@ -147,6 +151,14 @@ function main(argv: string[]): void {
   }
 
   const authToken = (flags["auth-token"] as string | undefined) ?? process.env.BUNPOLL_AUTH_TOKEN ?? undefined;
+  // TLS files are read and checked before anything listens (workers read them again).
+  try {
+    tlsFromFlags(flags, specs.some((s) => s.tls))?.context([])[Symbol.dispose]();
+  } catch (e) {
+    if (e instanceof UsageError) usageError(e);
+    log.error("tls_failed", `cannot start TLS: ${(e as Error).message}`);
+    process.exit(1);
+  }
   const config: ServingConfig = { specs, flags, authToken: authToken || undefined };
   let workers = 1;
   try {
@@ -172,8 +184,9 @@ function main(argv: string[]): void {
   // Every listener is open before any is announced: a failure on the last one leaves
   // nothing on stdout claiming to listen.
   const opened = serving.listeners.map(({ listener: l, spec }) => () => {
-    const fields = { address: l.describe(), protocol: spec.protocol, pid: process.pid, version: pkg.version };
-    log.print("listening", `bunpoll ${pkg.version} listening on ${l.describe()} (${spec.protocol}), pid ${process.pid}`, fields);
+    const name = spec.tls ? `${spec.protocol}+tls` : spec.protocol;
+    const fields = { address: l.describe(), protocol: name, pid: process.pid, version: pkg.version };
+    log.print("listening", `bunpoll ${pkg.version} listening on ${l.describe()} (${name}), pid ${process.pid}`, fields);
   });
   for (const announce of opened) announce();
   if (!authToken && !specs.every((s) => isLoopback(s.host))) {
@@ -216,6 +229,14 @@ function main(argv: string[]): void {
   };
   process.on("SIGINT", onSignal);
   process.on("SIGTERM", onSignal);
+  const tls = serving.tls;
+  if (tls !== null) {
+    process.on("SIGHUP", () => {
+      const r = tls.reload();
+      if (r.ok) log.info("tls_reloaded", r.message);
+      else log.error("tls_reload_failed", r.message);
+    });
+  }
   reactor.start().catch((e) => {
     log.error("reactor_failed", `reactor failed: ${(e as Error).stack ?? e}`);
     process.exit(1);

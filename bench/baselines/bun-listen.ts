@@ -72,9 +72,12 @@ function sendNow(): void {
   bcast.len = 0;
 }
 
+// TLS_CERT / TLS_KEY (PEM files): the same server over Bun's TLS (bench/tls.ts).
+const tls = process.env.TLS_CERT && process.env.TLS_KEY ? { cert: Bun.file(process.env.TLS_CERT), key: Bun.file(process.env.TLS_KEY) } : undefined;
 const server = Bun.listen<Client>({
   hostname: args.host,
   port: args.port,
+  tls,
   socket: {
     open(s) {
       s.data = { id: nextId++, parser: new FrameParser(), pending: [] };

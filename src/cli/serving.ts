@@ -15,11 +15,14 @@ import { fdLimit } from "../driver/sockets.ts";
 import { builtinApp } from "../protocols/http/app.ts";
 import { createHttpProtocol } from "../protocols/http/server.ts";
 import { staticFiles } from "../protocols/http/static.ts";
+import { tlsFromFlags, tlsHandler, type TlsConfig } from "./tls.ts";
 
 export interface ListenSpec {
   protocol: ProtocolName;
   host: string;
   port: number;
+  /** PROTO+tls: the listener speaks TLS (the --tls-* flags). */
+  tls?: boolean;
 }
 
 /** Everything a serving thread needs, as plain data (it crosses to Workers). */
@@ -35,6 +38,8 @@ export interface Serving {
   listeners: { listener: Listener<any>; spec: ListenSpec }[];
   /** Per spec, in order: its handler table and connection options (what an accepted fd gets). */
   handlers: { handler: Handler<any>; connection: ConnectionOptions; spec: ListenSpec }[];
+  /** The TLS contexts of this thread's listeners (SIGHUP reloads them), or null. */
+  tls: TlsConfig | null;
 }
 
 /** A listener could not open: which address, and why. */
@@ -97,6 +102,8 @@ export function openServing(
     highWaterMark: flags["high-water"] as number,
     maxBuffered: flags["max-buffered"] as number,
   });
+  // Each thread builds its own TLS contexts from the files (an SSL_CTX is used by one thread).
+  const tls = cfg.specs.some((s) => s.tls) ? tlsFromFlags(flags, true) : null;
   const listeners: Serving["listeners"] = [];
   const handlers: Serving["handlers"] = [];
   for (const spec of cfg.specs) {
@@ -111,16 +118,18 @@ export function openServing(
           },
           bodyTimeoutMs: (flags["body-timeout"] as number) * 1000,
           wsOrigins: flags["ws-origin"] as string[],
+          tls: spec.tls,
         }))
         : PROTOCOLS[spec.protocol].create(ctx);
+      const served = spec.tls && tls !== null ? tlsHandler(handler, tls, tls.context(spec.protocol === "http" ? ["http/1.1"] : [])) : handler;
       // Each listener's streams count their bytes into their protocol's counters (/metrics).
       const conn = { ...connection, traffic: ctx.trafficOf(spec.protocol) };
-      handlers.push({ handler, connection: conn, spec });
-      if (listen) listeners.push({ listener: r.listen({ hostname: spec.host, port: spec.port, handler, connection: conn, reusePort }), spec });
+      handlers.push({ handler: served, connection: conn, spec });
+      if (listen) listeners.push({ listener: r.listen({ hostname: spec.host, port: spec.port, handler: served, connection: conn, reusePort }), spec });
     } catch (e) {
       r[Symbol.dispose]();
       throw ListenFailure.of(formatHostPort(spec.host, spec.port), e);
     }
   }
-  return { ctx, reactor: r, listeners, handlers };
+  return { ctx, reactor: r, listeners, handlers, tls };
 }

@@ -20,7 +20,7 @@
 import { LatencyHistogram, type LatencySummary } from "../stats/histogram.ts";
 import { Reactor } from "../reactor/reactor.ts";
 import type { TimerNode } from "../reactor/timers.ts";
-import { connect, type Client, type ReplyCallback } from "./client.ts";
+import { connect, type Client, type ReplyCallback, type ClientOptions } from "./client.ts";
 import { DEFAULT_PORTS, type ClientProtocolName, type Encoded, type IncomingMessage } from "./protocol.ts";
 
 export interface BenchOptions {
@@ -41,6 +41,8 @@ export interface BenchOptions {
   rate: number;
   /** Connect/handshake timeout, and how long to wait for the last replies (ms). Default 5000. */
   timeoutMs?: number;
+  /** Connect over TLS (ClientOptions.tls). */
+  tls?: ClientOptions["tls"];
   /** Called about every `progressIntervalMs` while running. */
   onProgress?: (p: BenchProgress) => void;
   progressIntervalMs?: number;
@@ -281,7 +283,7 @@ export async function runBench(o: BenchOptions): Promise<BenchResult> {
   try {
     // If one fails, `finally` disposes the reactor, which closes the others.
     const clients = await Promise.all(
-      Array.from({ length: o.conns }, () => connect({ host, port, protocol, path: o.path, authToken: o.authToken, timeoutMs, reactor })),
+      Array.from({ length: o.conns }, () => connect({ host, port, protocol, path: o.path, authToken: o.authToken, timeoutMs, reactor, tls: o.tls })),
     );
     conns = clients.map((c, i) => makeConn(i, c));
 

@@ -26,6 +26,7 @@ import { FramedWire } from "./framed-wire.ts";
 import { JsonWire } from "./json-wire.ts";
 import { LineWire } from "./line-wire.ts";
 import { WsWire } from "./ws-wire.ts";
+import { tlsConnector, type ClientTlsOptions } from "./tls.ts";
 import {
   DEFAULT_PORTS,
   DEFAULT_WS_PATH,
@@ -60,6 +61,8 @@ export interface ClientOptions {
   reactor?: Reactor;
   /** Reactor connection options (high-water mark, max buffered...). */
   connection?: Partial<ConnectionOptions>;
+  /** Connect over TLS: true (verify against the system's CAs) or { ca, insecure, serverName }. */
+  tls?: boolean | ClientTlsOptions;
 }
 
 export interface CloseInfo {
@@ -437,7 +440,8 @@ export function describeClose(info: CloseInfo): string {
     case "error":
       return `error: ${info.error?.message ?? "unknown"}`;
     default:
-      return info.reason;
+      // TLS failures: "tls-handshake" and the like carry OpenSSL's reason in the error.
+      return info.reason.startsWith("tls-") && info.error ? `${info.error.message} (${info.reason})` : info.reason;
   }
 }
 
@@ -489,7 +493,8 @@ export async function connect(options: ClientOptions = {}): Promise<Client> {
       if (e instanceof ConnectError) throw e;
       throw new ConnectError(host, port, "ENOTFOUND", `cannot resolve "${host}": ${(e as Error).message}`, e);
     }
-    const opening = (async () => reactor.connect(address, port, client.handler(), options.connection ?? {}))();
+    const tls = options.tls ? tlsConnector(client.handler(), host, options.tls === true ? {} : options.tls, timeoutMs) : null;
+    const opening = (async () => reactor.connect(address, port, tls?.handler ?? client.handler(), options.connection ?? {}))();
     // A connect that completes after the deadline is closed at once.
     opening.then((c) => timedOut && c.close("local"), () => {});
     let conn: Connection<unknown>;
@@ -500,7 +505,7 @@ export async function connect(options: ClientOptions = {}): Promise<Client> {
       const code = e instanceof SyscallError ? e.code : "error";
       throw new ConnectError(host, port, code, ERRNO_TEXT[code] ?? (e as Error).message, e);
     }
-    client.attach(conn);
+    client.attach(tls?.stream() ?? conn);
     try {
       await Promise.race([client.handshake(options.authToken), deadline]);
     } catch (e) {

@@ -362,6 +362,7 @@ export async function benchCommand(ctx: CommandContext, a: BenchArgs): Promise<n
     path: ctx.client.path,
     authToken: ctx.client.authToken,
     timeoutMs: ctx.client.timeoutMs,
+    tls: ctx.client.tls,
     onProgress: show ? (p) => show(formatProgress(p)) : undefined,
     abortSignal: ctx.signal,
   });

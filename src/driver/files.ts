@@ -111,6 +111,22 @@ function fdPath(fd: number): string | null {
 }
 
 /**
+ * file[start, end) read into dest[at, at + end - start) (pread): a TLS stream reads a file
+ * piece straight into the plaintext it encrypts. Same errors as readFileRange.
+ */
+export function readFileInto(file: SharedFile, start: number, end: number, dest: Uint8Array, at: number): void {
+  let done = 0;
+  const n = end - start;
+  while (done < n) {
+    const r = rc(libc.pread(file.fd, dest.subarray(at + done, at + n), n - done, start + done));
+    if (r === -Errno.EINTR) continue;
+    if (r < 0) throw errorFromRc("pread", r);
+    if (r === 0) throw new RangeError(`file shorter than announced: ${start + done} of ${end} bytes`);
+    done += r;
+  }
+}
+
+/**
  * file[start, end) read into memory (pread, so the file's own offset is never used): for a
  * stream that must transform the bytes. Throws a RangeError when the file is shorter than
  * end now (truncated since it was opened) and a SyscallError on a read error.

@@ -184,4 +184,9 @@ export interface Handler<T = unknown> {
    * close 1001) before the stream drains and ends. Requests already read are still answered.
    */
   shutdown?(stream: Stream<T>): void;
+  /**
+   * Called right before the stream sends its coalesced output (TcpStream.requestFlush): a
+   * wrapping stream (TLS) encodes what it held back this turn, so it leaves in one send.
+   */
+  flush?(stream: Stream<T>): void;
 }

@@ -438,9 +438,28 @@ export class TcpStream<T = unknown> implements Stream<T>, IoStream, TimerNode, D
     this.close("reset", negErrno < 0 ? errorFromRc("socket", negErrno) : undefined);
   }
 
+  /**
+   * Lists the stream for this turn's flush without queuing bytes: a wrapping stream (TLS)
+   * holds a turn's output and encodes it all at once in its handler's `flush`.
+   */
+  requestFlush(): void {
+    if (this.state === StreamState.Closed || this.dirty || this.wantWritable) return;
+    this.dirty = true;
+    this.reactor.markDirty(this);
+  }
+
   /** Sends what is queued: one send. Called at the end of a reactor turn and when writable. */
   flush(): void {
     if (this.state === StreamState.Closed || this.state === StreamState.Connecting) return;
+    const before = this.handler.flush;
+    if (before !== undefined) {
+      // Marked dirty during the call: the bytes it writes join this send, not another pass.
+      const wasDirty = this.dirty;
+      this.dirty = true;
+      before.call(this.handler, this);
+      this.dirty = wasDirty;
+      if ((this.state as StreamState) === StreamState.Closed) return;
+    }
     const out = this.outq;
     if (out !== null && out.length > 0) {
       const n = this.reactor.driver.send(this.fd, out);

@@ -48,7 +48,7 @@ describe("server CLI: --help, --version, usage errors", () => {
     [["--idle-timeout", "-1"], "--idle-timeout: must be >= 0"],
     [["--high-water", "0"], "--high-water: must be >= 1"],
     [["--high-water", "2000", "--max-buffered", "1000"], "--max-buffered (1000) must be at least --high-water (2000)"],
-    [["--listen", "echo"], '--listen: expected PROTO:PORT, got "echo"'],
+    [["--listen", "echo"], '--listen: expected PROTO:PORT or PROTO+tls:PORT, got "echo"'],
     [["--listen", "nope:5050"], '--listen: unknown protocol "nope"'],
     [["--listen", "echo:99999"], "--listen: port 99999 out of range"],
     [["stray"], 'unexpected argument "stray"'],

@@ -53,7 +53,7 @@ class StreamText {
   }
 }
 
-export const LISTENING_RE = /^bunpoll (\S+) listening on (\[[0-9a-fA-F:.]+\]|[0-9.]+):(\d+) \((\w+)\), pid (\d+)$/m;
+export const LISTENING_RE = /^bunpoll (\S+) listening on (\[[0-9a-fA-F:.]+\]|[0-9.]+):(\d+) \(([\w+]+)\), pid (\d+)$/m;
 
 export interface ServerProcess {
   readonly proc: Subprocess<"ignore", "pipe", "pipe">;

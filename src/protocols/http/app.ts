@@ -103,6 +103,8 @@ export interface BuiltinAppOptions {
   bodyTimeoutMs?: number;
   /** `--ws-origin`: the Origins a WebSocket handshake may come from (empty: any). */
   wsOrigins?: readonly string[];
+  /** The listener is https (request URLs say so). */
+  tls?: boolean;
 }
 
 /** The answer to a WebSocket handshake this server will not take (a bad Upgrade, a foreign Origin), or null. */
@@ -120,6 +122,7 @@ function refuseUpgrade(req: HttpRequest, origins: readonly string[] | undefined)
 
 export function builtinApp(ctx: ProtocolContext, log?: (line: string) => void, options: BuiltinAppOptions = {}): HttpApp {
   const app = new HttpApp({
+    tls: options.tls,
     fetch: options.files,
     routes: {
       "/plaintext": new Response("Hello, World!", { headers: { "content-type": "text/plain", server: "bunpoll" } }),
