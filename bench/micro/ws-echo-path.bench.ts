@@ -1,6 +1,6 @@
 // The JS cost of bunpoll's WebSocket echo path, without syscalls: one read of 16 masked
 // client frames (64 B, binary and text) through the real stream handler
-// (webSocketStreamHandler: decoder, unmasking, UTF-8 check, the message handler, ws.send)
+// (upgradeStream: decoder, unmasking, UTF-8 check, the message handler, ws.send)
 // into a real TcpStream's write queue (its fd is never used: the queue is cleared instead
 // of flushed). ns per read / 16 = JS cost per message, to set against the server CPU per
 // message of `bench/run.ts --protocol ws --scenarios ws-echo`.
@@ -10,7 +10,7 @@
 import { bench, run } from "mitata";
 import { Reactor } from "../../src/reactor/reactor.ts";
 import { TcpStream, DEFAULT_CONNECTION_OPTIONS } from "../../src/stream/tcp-stream.ts";
-import { webSocketStreamHandler, type ServerWebSocket } from "../../src/protocols/ws/socket.ts";
+import { upgradeStream, type ServerWebSocket } from "../../src/protocols/ws/socket.ts";
 
 const FRAMES = 16;
 const SIZE = 64;
@@ -36,7 +36,9 @@ const input = (chunk: Uint8Array) => {
   return reactor.driver.received(chunk.length);
 };
 
-const handler = webSocketStreamHandler<undefined>(
+const conn = new TcpStream<any>(reactor, -1, 1, {}, DEFAULT_CONNECTION_OPTIONS);
+upgradeStream<undefined>(
+  conn,
   {
     message(ws: ServerWebSocket<undefined>, m: string | Uint8Array) {
       ws.send(m);
@@ -44,9 +46,12 @@ const handler = webSocketStreamHandler<undefined>(
     idleTimeout: 0,
   },
   undefined,
+  null,
+  null,
+  "",
 );
-const conn = new TcpStream<any>(reactor, -1, 1, handler as any, DEFAULT_CONNECTION_OPTIONS);
-handler.open!(conn as any);
+// What the stream hands the socket on every read (its handler's data()).
+const ws = conn.data as ServerWebSocket<undefined>;
 const reset = () => {
   (conn as unknown as { outq: { clear(): void } | null }).outq?.clear();
   (reactor as unknown as { dirty: unknown[] }).dirty.length = 0;
@@ -60,7 +65,7 @@ const variants = [
 const warm: (() => void)[] = [];
 for (const [name, chunk] of variants) {
   const once = () => {
-    handler.data!(conn as any, input(chunk));
+    void ws.received(input(chunk));
     reset();
   };
   warm.push(once);
@@ -69,7 +74,7 @@ for (const [name, chunk] of variants) {
 // Warm every variant before measuring any (the first one measured would catch the JIT settling).
 for (const f of warm) for (let i = 0; i < 100_000; i++) f();
 // The handler really echoed: 16 frames of 66 bytes were queued.
-handler.data!(conn as any, input(variants[0][1]));
+void ws.received(input(variants[0][1]));
 const queued = conn.bufferedAmount;
 if (queued !== FRAMES * (2 + SIZE)) throw new Error(`expected ${FRAMES * (2 + SIZE)} bytes queued, got ${queued}`);
 reset();
