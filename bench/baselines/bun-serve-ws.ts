@@ -3,8 +3,11 @@
 //   /ws/echo  every message sent back as it came;
 //   /ws/pub   every socket subscribes to one topic; each message is published to it with
 //             server.publish (the sender hears it too).
-// perMessageDeflate is on (used when the client offers it); idleTimeout is Bun's maximum
-// for WebSockets (960 s), so idle connections stay open.
+// perMessageDeflate is on (used when the client offers it), and echoes are sent with
+// send(message, true): Bun compresses a message only when send() asks, while bunpoll and ws
+// compress by default, so the compressed echo compares inflate + deflate on all three (the
+// flag does nothing where permessage-deflate was not negotiated). idleTimeout is Bun's
+// maximum for WebSockets (960 s), so idle connections stay open.
 //
 //   bun bench/baselines/bun-serve-ws.ts --port P [--host 127.0.0.1]
 
@@ -32,7 +35,7 @@ const server = Bun.serve<{ pub: boolean }>({
     },
     message(ws, message) {
       if (ws.data.pub) server.publish(TOPIC, message);
-      else ws.send(message);
+      else ws.send(message, true); // compress: Bun's send() compresses only when asked; bunpoll's and ws's do by default
     },
   },
 });
