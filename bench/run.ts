@@ -917,12 +917,20 @@ async function runIdleRound(name: string, o: Options, sc: IdleScenario): Promise
     // Warm-up, the same for every server: a tenth of the connections (one GET each for HTTP)
     // opened and closed first, so that the executable's pages and the JIT code these paths
     // touch (a one-time cost, not a per-connection one) are in the baseline.
+    // The idle client: loadgen.ts, or ws-load for WebSocket scenarios (each connection's handshake done).
+    const idleArgv = (conns: number, hold: number): string[] | string =>
+      sc.ws
+        ? wsLoadArgv(root, { ws: sc.ws, port: s.port, serverPid: s.pid, mode: "idle", conns, hold })
+        : [
+            bun, "bench/loadgen.ts", "--idle", "--json", "--host", "127.0.0.1", "--port", `${s.port}`,
+            "--conns", `${conns}`, "--hold", `${hold}`,
+            // HTTP: each connection sends one GET and reads the response, then stays open (keep-alive).
+            ...(o.protocol === "http" ? ["--http-get", "/plaintext"] : []),
+          ];
     const fds0 = fdCount(s.pid);
-    const warm = spawnPinned(1, [
-      bun, "bench/loadgen.ts", "--idle", "--json", "--host", "127.0.0.1", "--port", `${s.port}`,
-      "--conns", `${Math.ceil(o.idleConns / 10)}`, "--hold", "0",
-      ...(o.protocol === "http" ? ["--http-get", "/plaintext"] : []),
-    ], "pipe");
+    const warmArgv = idleArgv(Math.ceil(o.idleConns / 10), 0);
+    if (typeof warmArgv === "string") return { ok: false, error: warmArgv };
+    const warm = spawnPinned(1, warmArgv, "pipe");
     await waitExit(warm, 60_000);
     const settle = performance.now() + 10_000;
     while (fdCount(s.pid) > fds0 && performance.now() < settle) await Bun.sleep(50);
@@ -930,14 +938,7 @@ async function runIdleRound(name: string, o: Options, sc: IdleScenario): Promise
     const rssBefore = statusKiB(s.pid, "VmRSS");
     const anonBefore = statusKiB(s.pid, "RssAnon");
     const fdsBefore = fdCount(s.pid);
-    const argv = sc.ws
-      ? wsLoadArgv(root, { ws: sc.ws, port: s.port, serverPid: s.pid, mode: "idle", conns: o.idleConns, hold: 300 })
-      : [
-          bun, "bench/loadgen.ts", "--idle", "--json", "--host", "127.0.0.1", "--port", `${s.port}`,
-          "--conns", `${o.idleConns}`, "--hold", "300",
-          // HTTP: each connection sends one GET and reads the response, then stays open (keep-alive).
-          ...(o.protocol === "http" ? ["--http-get", "/plaintext"] : []),
-        ];
+    const argv = idleArgv(o.idleConns, 300);
     if (typeof argv === "string") return { ok: false, error: argv };
     lg = spawnPinned(1, argv, "pipe");
     const lines = new Lines(lg.stdout);
