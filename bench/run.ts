@@ -26,6 +26,7 @@ import { clockTicksPerSecond, cpuNs, cpuTimes, fdCount, machineCpu, statusKiB } 
 import { ensureCServer, portInUse, waitForPort } from "./lib/servers.ts";
 import { type BeforeTree, describeCheckout, ensureBeforeTree } from "./lib/before.ts";
 import { runOpenLoop } from "./lib/openloop.ts";
+import { type WsLoad, WS_SCENARIOS, WS_TARGETS, wsLoadArgv, wsServers } from "./lib/ws.ts";
 
 const root = new URL("..", import.meta.url).pathname; // repo root, with a trailing slash
 const bun = process.execPath;
@@ -34,7 +35,7 @@ const resultsDir = `${root}bench/results`;
 // ---------------------------------------------------------------------------------------
 // Configuration
 
-type Protocol = "echo" | "framed" | "http";
+type Protocol = "echo" | "framed" | "http" | "ws";
 
 interface LoadScenario {
   kind: "load";
@@ -42,11 +43,14 @@ interface LoadScenario {
   depth: number;
   size: number;
   what: string;
+  /** --protocol ws: driven by bench/loadgen/ws-load.c (bench/lib/ws.ts). */
+  ws?: WsLoad;
 }
 interface IdleScenario {
   kind: "idle";
   conns: number;
   what: string;
+  ws?: WsLoad;
 }
 /** One sender broadcasting to `receivers` clients; always the framed protocol. */
 interface FanoutScenario {
@@ -55,6 +59,8 @@ interface FanoutScenario {
   window: number;
   size: number;
   what: string;
+  /** WebSocket publish to a topic instead of framed BROADCAST. */
+  ws?: WsLoad;
 }
 /** HTTP: wrk -t1 -c`conns`, `depth` requests pipelined per connection (bench/wrk.lua). */
 interface HttpScenario {
@@ -68,9 +74,15 @@ interface HttpScenario {
 }
 type Scenario = LoadScenario | IdleScenario | FanoutScenario | HttpScenario;
 
-/** The protocols a scenario runs with: idle with any, HTTP ones with http only. */
+/** The protocols a scenario runs with: idle with any, HTTP ones with http only, WebSocket ones with ws only. */
 function scenarioProtocols(sc: Scenario): Protocol[] {
+  if (sc.kind !== "http" && sc.ws !== undefined) return ["ws"];
   return sc.kind === "idle" ? ["echo", "framed", "http"] : sc.kind === "http" ? ["http"] : ["echo", "framed"];
+}
+
+/** The protocol a scenario runs with under --protocol p: framed fanout is always framed. */
+function scenarioProtocol(sc: Scenario, p: Protocol): Protocol {
+  return sc.kind === "fanout" && sc.ws === undefined ? "framed" : p;
 }
 
 const SCENARIOS: Record<string, Scenario> = {
@@ -108,6 +120,8 @@ const SCENARIOS: Record<string, Scenario> = {
     kind: "http", path: "/1m.bin", conns: 50, depth: 1, expect: { staticFile: "1m.bin", bytes: 1 << 20 },
     what: "wrk -t1 -c50 GET of a 1 MiB static file (sendfile): wrk saturates first, compare CPU/request",
   },
+  // --protocol ws
+  ...WS_SCENARIOS,
 };
 const STATIC_SCENARIOS = Object.keys(SCENARIOS).filter((n) => {
   const sc = SCENARIOS[n]!;
@@ -323,6 +337,8 @@ const SERVERS: Record<string, ServerDef> = {
     httpStatic: true,
     only: STATIC_SCENARIOS,
   },
+  // --protocol ws: bunpoll-ws (serve()), bunpoll-cli (/ws/echo), bun-serve-ws, node-ws.
+  ...wsServers(root, bun),
 };
 
 // --before REF: the checkout of REF (bench/lib/before.ts), set up before the first round.
@@ -445,6 +461,8 @@ const TARGETS: Target[] = [
     what: "http static 1 MiB: bunpoll --static CPU/req <= 1.25 x nginx" },
   { scenario: "idle", protocol: "http", a: "bunpoll", metric: "kibPerConn", op: "<=", limit: 1,
     what: "http idle keep-alive (one GET each): bunpoll CLI RSS <= 1 KiB per connection" },
+  // Issue 12 (ws)
+  ...WS_TARGETS,
 ];
 
 interface Options {
@@ -465,7 +483,7 @@ function usage(msg: string): never {
   const variants = Object.keys(SERVERS).filter((n) => n !== "bunpoll" && SERVERS[n]!.bunpollFlags !== undefined && SERVERS[n]!.beforeOf === undefined);
   process.stderr.write(
     `run: ${msg}\nusage: bun run bench/run.ts [--quick] [--scenarios ${Object.keys(SCENARIOS).join(",")}] ` +
-      `[--servers ${Object.keys(SERVERS).join(",")}] [--protocol echo|framed|http (fanout: always framed)] [--rounds N] ` +
+      `[--servers ${Object.keys(SERVERS).join(",")}] [--protocol echo|framed|http|ws (fanout: always framed)] [--rounds N] ` +
       `[--duration SEC] [--warmup SEC] [--idle-conns N] [--fanout-window N] [--syscalls] [--before REF]\n` +
       `  --before REF adds bunpoll-before${variants.map((n) => `[${n.slice("bunpoll".length)}]`).join("")}: ` +
       `src/server.ts of commit REF (a git worktree in ${os.tmpdir()}/bunpoll-before/), with the same flags\n`,
@@ -517,7 +535,7 @@ function parseArgs(argv: string[]): Options {
       case "--before": o.before = next(); break;
       case "--protocol": {
         const p = next();
-        if (p !== "echo" && p !== "framed" && p !== "http") usage(`unknown protocol ${p}`);
+        if (p !== "echo" && p !== "framed" && p !== "http" && p !== "ws") usage(`unknown protocol ${p}`);
         o.protocol = p;
         break;
       }
@@ -774,6 +792,9 @@ interface LoadRound {
   bytesPerSec?: number;
   /** wrk's socket errors and timeouts, when there were any. */
   wrkErrors?: string;
+  // ws with permessage-deflate offered: connections that negotiated it, replies that came compressed
+  deflateAccepted?: number;
+  compressedPct?: number;
 }
 interface IdleRound {
   ok: true;
@@ -786,6 +807,8 @@ interface IdleRound {
   anonKibPerConn: number;
   connectMs: number;
   exe: string;
+  /** ws idle with permessage-deflate offered: connections that negotiated it. */
+  deflateAccepted?: number;
 }
 interface FailedRound {
   ok: false;
@@ -795,9 +818,9 @@ type Round = LoadRound | IdleRound | FailedRound;
 
 async function runLoadRound(name: string, sc: LoadScenario | FanoutScenario, o: Options): Promise<Round> {
   if (sc.kind === "fanout" && !SERVERS[name]!.broadcast) {
-    return { ok: false, error: "skipped: this server does not implement BROADCAST" };
+    return { ok: false, error: `skipped: this server does not implement ${sc.ws ? "/ws/pub" : "BROADCAST"}` };
   }
-  const protocol: Protocol = sc.kind === "fanout" ? "framed" : o.protocol;
+  const protocol = scenarioProtocol(sc, o.protocol);
   const s = await startServer(name, protocol);
   if (typeof s === "string") return { ok: false, error: s };
   try {
@@ -808,10 +831,17 @@ async function runLoadRound(name: string, sc: LoadScenario | FanoutScenario, o: 
       sc.kind === "fanout"
         ? ["--fanout", "--receivers", `${sc.receivers}`, "--window", `${sc.window}`, "--size", `${sc.size}`]
         : ["--protocol", protocol, "--conns", `${sc.conns}`, "--depth", `${sc.depth}`, "--size", `${sc.size}`];
-    const lg = spawnPinned(1, [
-      bun, "bench/loadgen.ts", "--json", "--host", "127.0.0.1", "--port", `${s.port}`, ...mode,
-      "--duration", `${o.duration}`, "--warmup", `${o.warmup}`, "--server-pid", `${s.pid}`, ...perf,
-    ], "ignore");
+    const argv = sc.ws
+      ? wsLoadArgv(root, {
+          ws: sc.ws, port: s.port, serverPid: s.pid, duration: o.duration, warmup: o.warmup, size: sc.size,
+          ...(sc.kind === "fanout" ? { mode: "publish", conns: sc.receivers, window: sc.window } : { mode: "echo", conns: sc.conns, depth: sc.depth }),
+        })
+      : [
+          bun, "bench/loadgen.ts", "--json", "--host", "127.0.0.1", "--port", `${s.port}`, ...mode,
+          "--duration", `${o.duration}`, "--warmup", `${o.warmup}`, "--server-pid", `${s.pid}`, ...perf,
+        ];
+    if (typeof argv === "string") return { ok: false, error: argv };
+    const lg = spawnPinned(1, argv, "ignore");
     const lines = new Lines(lg.stdout);
     const lgErr = new Tail(lg.stderr);
     // Connect phase (<= 60 s in the loadgen) + warm-up + window + slack.
@@ -844,6 +874,8 @@ async function runLoadRound(name: string, sc: LoadScenario | FanoutScenario, o: 
       lagLimitedPct?: number;
       serverSyscallsPerMsg?: Record<string, number>;
       serverSyscallsNote?: string;
+      compressedReplies?: number;
+      deflateAccepted?: number;
     };
     const fan =
       sc.kind === "fanout"
@@ -885,13 +917,16 @@ async function runLoadRound(name: string, sc: LoadScenario | FanoutScenario, o: 
       exe: s.exe,
       ...fan,
       ...sys,
+      ...(sc.ws?.deflate
+        ? { deflateAccepted: r.deflateAccepted ?? 0, compressedPct: r.messages > 0 ? ((r.compressedReplies ?? 0) / r.messages) * 100 : 0 }
+        : {}),
     };
   } finally {
     await stop(s.proc);
   }
 }
 
-async function runIdleRound(name: string, o: Options): Promise<Round> {
+async function runIdleRound(name: string, o: Options, sc: IdleScenario): Promise<Round> {
   const s = await startServer(name, o.protocol);
   if (typeof s === "string") return { ok: false, error: s };
   let lg: Subprocess<"pipe", "pipe", "pipe"> | null = null;
@@ -900,12 +935,20 @@ async function runIdleRound(name: string, o: Options): Promise<Round> {
     // Warm-up, the same for every server: a tenth of the connections (one GET each for HTTP)
     // opened and closed first, so that the executable's pages and the JIT code these paths
     // touch (a one-time cost, not a per-connection one) are in the baseline.
+    // The idle client: loadgen.ts, or ws-load for WebSocket scenarios (each connection's handshake done).
+    const idleArgv = (conns: number, hold: number): string[] | string =>
+      sc.ws
+        ? wsLoadArgv(root, { ws: sc.ws, port: s.port, serverPid: s.pid, mode: "idle", conns, hold })
+        : [
+            bun, "bench/loadgen.ts", "--idle", "--json", "--host", "127.0.0.1", "--port", `${s.port}`,
+            "--conns", `${conns}`, "--hold", `${hold}`,
+            // HTTP: each connection sends one GET and reads the response, then stays open (keep-alive).
+            ...(o.protocol === "http" ? ["--http-get", "/plaintext"] : []),
+          ];
     const fds0 = fdCount(s.pid);
-    const warm = spawnPinned(1, [
-      bun, "bench/loadgen.ts", "--idle", "--json", "--host", "127.0.0.1", "--port", `${s.port}`,
-      "--conns", `${Math.ceil(o.idleConns / 10)}`, "--hold", "0",
-      ...(o.protocol === "http" ? ["--http-get", "/plaintext"] : []),
-    ], "pipe");
+    const warmArgv = idleArgv(Math.ceil(o.idleConns / 10), 0);
+    if (typeof warmArgv === "string") return { ok: false, error: warmArgv };
+    const warm = spawnPinned(1, warmArgv, "pipe");
     await waitExit(warm, 60_000);
     const settle = performance.now() + 10_000;
     while (fdCount(s.pid) > fds0 && performance.now() < settle) await Bun.sleep(50);
@@ -913,19 +956,16 @@ async function runIdleRound(name: string, o: Options): Promise<Round> {
     const rssBefore = statusKiB(s.pid, "VmRSS");
     const anonBefore = statusKiB(s.pid, "RssAnon");
     const fdsBefore = fdCount(s.pid);
-    lg = spawnPinned(1, [
-      bun, "bench/loadgen.ts", "--idle", "--json", "--host", "127.0.0.1", "--port", `${s.port}`,
-      "--conns", `${o.idleConns}`, "--hold", "300",
-      // HTTP: each connection sends one GET and reads the response, then stays open (keep-alive).
-      ...(o.protocol === "http" ? ["--http-get", "/plaintext"] : []),
-    ], "pipe");
+    const argv = idleArgv(o.idleConns, 300);
+    if (typeof argv === "string") return { ok: false, error: argv };
+    lg = spawnPinned(1, argv, "pipe");
     const lines = new Lines(lg.stdout);
     const lgErr = new Tail(lg.stderr);
     const line = await lines.waitFor((l) => l.includes('"connected"'), 130_000);
     if (line === null) {
       return { ok: false, error: `idle loadgen did not connect${brief(lgErr.text)}` };
     }
-    const info = JSON.parse(line) as { conns: number; failed: number; firstError: string; connectMs: number };
+    const info = JSON.parse(line) as { conns: number; failed: number; firstError: string; connectMs: number; deflateAccepted?: number };
     // The client sees a connection as open once the handshake is done, before the server
     // has accept()ed it: wait until the server holds the fds, then let allocations settle.
     const deadline = performance.now() + 20_000;
@@ -949,6 +989,7 @@ async function runIdleRound(name: string, o: Options): Promise<Round> {
       anonKibPerConn: info.conns > 0 ? (anonAfter - anonBefore) / info.conns : 0,
       connectMs: info.connectMs,
       exe: s.exe,
+      ...(sc.ws?.deflate ? { deflateAccepted: info.deflateAccepted ?? 0 } : {}),
     };
   } finally {
     if (lg !== null) {
@@ -1265,6 +1306,11 @@ function notesFor(r: ServerResult, fan?: FanoutScenario): string {
     const lag = Math.max(...ok.map((x) => x.lagLimitedPct ?? 0));
     if (lag > 5) notes.push(`receivers fell behind: ${lag.toFixed(0)}% of sends held by the lag bound (loadgen-bound)`);
   }
+  const m0 = r.median;
+  if (typeof m0?.deflateAccepted === "number") {
+    notes.push(`permessage-deflate accepted on ${m0.deflateAccepted} connections` +
+      (typeof m0.compressedPct === "number" ? `, ${m0.compressedPct.toFixed(0)}% of replies compressed` : ""));
+  }
   const wrkErrors = [...new Set(ok.map((x) => x.wrkErrors).filter((e) => e !== undefined))];
   if (wrkErrors.length > 0) notes.push(wrkErrors.join("; "));
   const m = r.median;
@@ -1358,7 +1404,7 @@ function targetsSection(all: Record<string, Record<string, ServerResult>>, proto
   for (const t of TARGETS) {
     const res = all[t.scenario];
     const sc = SCENARIOS[t.scenario]!;
-    if (res === undefined || (sc.kind !== "fanout" && protocol !== t.protocol)) continue;
+    if (res === undefined || scenarioProtocol(sc, protocol) !== t.protocol) continue;
     const ra = res[t.a]?.rounds;
     const rb = t.b === undefined ? undefined : res[t.b]?.rounds;
     if (ra === undefined || (t.b !== undefined && rb === undefined)) continue;
@@ -1467,7 +1513,7 @@ const machine = {
 };
 
 // fanout always speaks framed, whatever --protocol says.
-const protocolLabel = opts.scenarios.every((n) => SCENARIOS[n]!.kind === "fanout")
+const protocolLabel = opts.scenarios.every((n) => scenarioProtocol(SCENARIOS[n]!, opts.protocol) === "framed")
   ? "framed"
   : opts.scenarios.includes("fanout") && opts.protocol !== "framed"
     ? `${opts.protocol} (fanout: framed)`
@@ -1537,7 +1583,7 @@ for (const scName of opts.scenarios) {
         const t0 = performance.now();
         r =
           sc.kind === "idle"
-            ? await runIdleRound(name, opts)
+            ? await runIdleRound(name, opts, sc)
             : sc.kind === "http"
               ? await runHttpRound(name, sc, opts)
               : await runLoadRound(name, sc, opts);
@@ -1567,14 +1613,16 @@ for (const scName of opts.scenarios) {
     r.median = ok.length > 0 ? medianOf(ok) : null;
   }
 
-  const protocol: Protocol = sc.kind === "fanout" ? "framed" : opts.protocol;
+  const protocol = scenarioProtocol(sc, opts.protocol);
   const title =
     sc.kind === "load"
       ? `## ${scName} (${protocol}): ${sc.conns} conn x ${sc.depth} in flight x ${sc.size} B`
       : sc.kind === "http"
         ? `## ${scName} (http): wrk -t1 -c${sc.conns}, GET ${sc.path}${sc.depth > 1 ? `, pipelined ${sc.depth} deep` : ""}`
       : sc.kind === "fanout"
-        ? `## ${scName} (framed): 1 sender -> ${sc.receivers} receivers x ${sc.size} B, ${sc.window} broadcasts awaiting ACK`
+        ? sc.ws
+          ? `## ${scName} (ws): publish of ${sc.size} B to ${sc.receivers} subscribers (one of them publishing), ${sc.window} in flight`
+          : `## ${scName} (framed): 1 sender -> ${sc.receivers} receivers x ${sc.size} B, ${sc.window} broadcasts awaiting ACK`
         : `## ${scName}${protocol === "http" ? " (http)" : ""}: ${opts.idleConns.toLocaleString("en-US")} idle connections` +
           (protocol === "http" ? ", each after one GET /plaintext (keep-alive)" : "");
   const table =

@@ -6,21 +6,27 @@ import type { Subprocess } from "bun";
 const cBinaries = new Map<string, string | null>();
 
 /**
- * Build bench/baselines/<name>.c (c-epoll, c-http) with the system cc into bench/build/
+ * Build bench/<dir>/<name>.c (baselines/c-epoll, baselines/c-http, loadgen/ws-load) with the system cc into bench/build/
  * (gitignored), once per process, and only when the source is newer than the binary.
  * Returns the binary's path, or null (with a note on stderr) when there is no cc or the
  * build fails.
  */
-export function ensureCServer(root: string, name = "c-epoll"): string | null {
+export function ensureCServer(root: string, name = "c-epoll", dir = "baselines", flags: string[] = []): string | null {
   const known = cBinaries.get(name);
   if (known !== undefined) return known;
-  const built = buildC(root, name);
+  const built = buildC(root, name, dir, flags);
   cBinaries.set(name, built);
   return built;
 }
 
-function buildC(root: string, name: string): string | null {
-  const src = `${root}bench/baselines/${name}.c`;
+/** The C WebSocket load generator (bench/loadgen/ws-load.c), with zlib when the headers are there. */
+export function ensureWsLoad(root: string): string | null {
+  const zlib = existsSync("/usr/include/zlib.h") ? ["-DWITH_ZLIB", "-lz"] : [];
+  return ensureCServer(root, "ws-load", "loadgen", zlib);
+}
+
+function buildC(root: string, name: string, dir: string, flags: string[]): string | null {
+  const src = `${root}bench/${dir}/${name}.c`;
   const out = `${root}bench/build/${name}`;
   const cc = Bun.which("cc");
   if (cc === null) {
@@ -29,7 +35,7 @@ function buildC(root: string, name: string): string | null {
   }
   if (existsSync(out) && statSync(out).mtimeMs >= statSync(src).mtimeMs) return out;
   mkdirSync(`${root}bench/build`, { recursive: true });
-  const r = Bun.spawnSync([cc, "-O2", "-Wall", "-o", out, src], { stderr: "pipe" });
+  const r = Bun.spawnSync([cc, "-O2", "-Wall", "-o", out, src, ...flags], { stderr: "pipe" });
   if (r.exitCode !== 0) {
     process.stderr.write(`note: building ${name} failed; skipped:\n${r.stderr.toString()}\n`);
     return null;

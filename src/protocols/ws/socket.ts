@@ -85,7 +85,9 @@ function decoderOptions(maxPayloadLength: number, deflate: boolean): WsDecoderOp
   return o;
 }
 const EMPTY_PAYLOAD = new Uint8Array(0);
-const frameHeader = new Uint8Array(10);
+/** Largest payload gathered with its header into frameScratch (larger ones are queued as they are). */
+const SMALL_FRAME = 1024;
+const frameScratch = new Uint8Array(new ArrayBuffer(10 + SMALL_FRAME));
 /** How long to wait for the peer's close frame after ours before dropping the connection. */
 const CLOSE_WAIT_MS = 2000;
 const utf8 = new TextEncoder();
@@ -395,9 +397,19 @@ export class ServerWebSocket<T = undefined> implements WsFrameSink {
       const t = this.topics?.traffic;
       if (t) t.messagesOut++;
     }
-    const h = writeHeader(frameHeader, 0, opcode, payload.length, true, rsv1);
-    s.write(frameHeader, 0, h); // copied into the queue at once: one scratch serves every socket
-    const ok = s.write(payload);
+    const n = payload.length;
+    let ok: boolean;
+    if (n <= SMALL_FRAME) {
+      // Header and payload gathered in the scratch and queued by one write: a small message's
+      // copy is one native set(), not an FFI pointer to a fresh array and a second append.
+      const h = writeHeader(frameScratch, 0, opcode, n, true, rsv1);
+      frameScratch.set(payload, h);
+      ok = s.write(frameScratch, 0, h + n); // copied into the queue at once: one scratch serves every socket
+    } else {
+      const h = writeHeader(frameScratch, 0, opcode, n, true, rsv1);
+      s.write(frameScratch, 0, h);
+      ok = s.write(payload);
+    }
     if (s.state === StreamState.Closed) return SendStatus.Dropped; // closed as a slow consumer
     return ok ? headerLength(payload.length) + payload.length : SendStatus.Backpressure;
   }
