@@ -5,15 +5,12 @@
 import { Hub } from "../hub.ts";
 import type { ReactorStats } from "../reactor/stats.ts";
 import type { LatencyHistogram } from "../stats/histogram.ts";
-import { buildStatsSnapshot, type ReactorCounters, type StatsSnapshot } from "../stats/snapshot.ts";
+import { buildStatsSnapshot, type ProtocolTrafficCount, type ReactorCounters, type StatsSnapshot } from "../stats/snapshot.ts";
 import { ProtocolStats, type ProtocolStatsOptions } from "../stats/protocol-stats.ts";
-import type { CloseReason, Connection, Handler, TrafficCounters } from "../stream/stream.ts";
+import type { CloseReason, Connection, Handler } from "../stream/stream.ts";
 
 /** One protocol's traffic: its listeners' bytes, and messages where the protocol counts them (http, ws). */
-export interface ProtocolTraffic extends TrafficCounters {
-  messagesIn: number;
-  messagesOut: number;
-}
+export type ProtocolTraffic = ProtocolTrafficCount;
 import { registerErrors } from "./codec/errors.ts";
 import { registerKinds } from "./codec/kinds.ts";
 import type { RateLimitOptions } from "./guards.ts";

@@ -7,7 +7,8 @@
 // response that closes (Connection: close, HTTP/1.0, a refused request, shutdown) nothing
 // more is read or written.
 
-import { StreamState, type Handler, type Stream, type TrafficCounters } from "../../stream/stream.ts";
+import { StreamState, type Handler, type Stream } from "../../stream/stream.ts";
+import type { ProtocolTrafficCount } from "../../stats/snapshot.ts";
 import { DEFAULT_HTTP_LIMITS, HttpParseError, HttpParser, latin1Range, type HttpLimits, type HttpParserSink, type RequestHead } from "./parser.ts";
 import { HttpRequest } from "./request.ts";
 import { DateField, errorResponse, headInfo, headLines, STATUS_TEXT, wholeResponse, type StaticResponse } from "./response.ts";
@@ -67,7 +68,7 @@ export interface HttpAppOptions {
   hub?: Hub;
   /** Counts requests in and responses out (the CLI's /metrics, by protocol); and WebSocket messages. */
   traffic?: { messagesIn: number; messagesOut: number };
-  wsTraffic?: TrafficCounters & { messagesIn: number; messagesOut: number };
+  wsTraffic?: ProtocolTrafficCount;
   /** Where responses are counted by status class (default: an array of this app's own). */
   byClass?: Float64Array;
   /** True while the server stops: responses say Connection: close. */

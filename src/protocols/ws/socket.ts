@@ -5,7 +5,8 @@
 // backpressure: no unbounded queue of inbound messages).
 
 import type { Hub, HubEncoder, HubMember, HubMessage } from "../../hub.ts";
-import type { Handler, Stream, TrafficCounters } from "../../stream/stream.ts";
+import type { Handler, Stream } from "../../stream/stream.ts";
+import type { ProtocolTrafficCount } from "../../stats/snapshot.ts";
 import { StreamState } from "../../stream/stream.ts";
 import { Deflater, Inflater, sharedDeflater, sharedInflater, ZlibError } from "./deflate.ts";
 import type { DeflateParams, PerMessageDeflateOptions } from "./handshake.ts";
@@ -133,7 +134,7 @@ export interface WsTopics {
   /** The channel of sockets with shared compression (WsHubEncoder with compress). */
   deflateChannel: number;
   /** WebSocket traffic, counted apart from the HTTP that carried the Upgrade (the CLI's /metrics); null: not counted. */
-  traffic: (TrafficCounters & { messagesIn: number; messagesOut: number }) | null;
+  traffic: ProtocolTrafficCount | null;
 }
 
 export class ServerWebSocket<T = undefined> implements WsFrameSink {
